@@ -1,0 +1,18 @@
+"""gunicorn settings for `make run`: gthread workers, a timeout above the gateway's upstream timeout."""
+
+import os
+
+_port = os.environ.get("PORT", "5000")
+_host = os.environ.get("HOST", "127.0.0.1")
+
+bind = [f"{_host}:{_port}"]
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# A long generation must not be killed by the worker timeout before the gateway's own timeout answers.
+timeout = int(float(os.environ.get("GATEWAY_TIMEOUT", "60"))) + 30
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+# Never log query strings or headers: the access log line is method, path, status, size and time only.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'

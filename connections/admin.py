@@ -1,0 +1,87 @@
+from django.contrib import admin, messages
+from django.db.models import Count
+
+from . import providers
+from .forms import ConnectionForm
+from .models import AuditEntry, Connection
+from .services import ConnectionInUse, connection_delete, connection_save
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    """Add and change go through ConnectionForm (masks, blank keeps), saves and deletes through services."""
+
+    form = ConnectionForm
+    list_display = ["name", "provider_label", "auth_method_label", "credentials", "endpoint_count",
+                    "secrets_updated_at", "created_at"]
+    list_filter = ["provider"]
+    search_fields = ["name"]  # never the encrypted column: its lookups cannot match anyway
+    readonly_fields = ["credentials", "secrets_updated_at", "last_used_at", "created_at", "updated_at",
+                       "created_by", "updated_by"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(endpoint_count=Count("endpoints"))
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        # The secret and config inputs are added per auth method by the form itself, not declared here.
+        kwargs["fields"] = ConnectionForm.Meta.fields
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        data = request.POST if request.method == "POST" else None
+        provider, method = ConnectionForm.selection_for(data, obj or Connection())
+        fieldsets = [
+            (None, {"fields": ["name", "provider", "auth_method", "selection"]}),
+            (f"{provider.label} · {method.label}", {"fields": ConnectionForm.method_field_names(method)}),
+            (None, {"fields": ["description"]}),
+        ]
+        if obj is not None:
+            fieldsets.append(("Record", {"fields": self.readonly_fields}))
+        return fieldsets
+
+    @admin.display(description="Provider", ordering="provider")
+    def provider_label(self, obj: Connection) -> str:
+        return obj.get_provider_display()
+
+    @admin.display(description="Auth method")
+    def auth_method_label(self, obj: Connection) -> str:
+        return providers.auth_method_label(obj.provider, obj.auth_method)
+
+    @admin.display(description="Credentials")
+    def credentials(self, obj: Connection) -> str:
+        return obj.credentials_display
+
+    @admin.display(description="Endpoints", ordering="endpoint_count")
+    def endpoint_count(self, obj: Connection) -> int:
+        return obj.endpoint_count
+
+    def save_model(self, request, obj, form, change):
+        connection_save(connection=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        try:
+            connection_delete(connection=obj, actor=request.user)
+        except ConnectionInUse as error:
+            messages.error(request, str(error))
+
+    def delete_queryset(self, request, queryset):
+        for connection in queryset:
+            self.delete_model(request, connection)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the audit log is written by the services, never edited."""
+
+    list_display = ["at", "actor_name", "action", "connection_name", "fields"]
+    list_filter = ["action"]
+    search_fields = ["connection_name", "actor_name"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

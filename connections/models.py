@@ -1,0 +1,215 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from . import providers
+from .fields import EncryptedSecretsField
+from .secrets import UNDECRYPTABLE_LABEL, SecretsUnavailable, UndecryptableSecrets, mask_secret
+from .validators import validate_name
+
+NAME_HELP = "1–64 lowercase letters, digits, '-' and '_', starting with a letter."
+TRACKED_FIELDS = ("name", "provider", "auth_method", "secrets", "config", "description")
+
+
+class Connection(models.Model):
+    """A named provider credential that any number of endpoints share; endpoints read it at call time."""
+
+    name = models.CharField(max_length=64, unique=True, validators=[validate_name], help_text=NAME_HELP)
+    provider = models.CharField(
+        max_length=32,
+        choices=providers.provider_choices,
+        error_messages={"invalid_choice": "Unknown provider '%(value)s'."},
+    )
+    auth_method = models.CharField("authentication method", max_length=32)
+    secrets = EncryptedSecretsField(default=dict, blank=True, editable=False)
+    config = models.JSONField(default=dict, blank=True, editable=False)
+    description = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    secrets_updated_at = models.DateTimeField("last updated", null=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.name!r} {self.provider}/{self.auth_method}>"
+
+    # --- State as loaded, so saves know what changed --------------------------------------------------
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded = instance._snapshot()
+        return instance
+
+    def _snapshot(self) -> dict:
+        loaded = {name: self.__dict__[name] for name in TRACKED_FIELDS if name in self.__dict__}
+        for name in ("secrets", "config"):
+            if isinstance(loaded.get(name), dict):
+                loaded[name] = dict(loaded[name])
+        return loaded
+
+    def _loaded_value(self, name: str):
+        return getattr(self, "_loaded", {}).get(name)
+
+    def method_changed(self) -> bool:
+        """True when provider or auth method differ from the stored ones (the stored secrets no longer apply)."""
+        return not self._state.adding and (
+            self.provider != self._loaded_value("provider") or self.auth_method != self._loaded_value("auth_method")
+        )
+
+    def changed_fields(self) -> list[str]:
+        """Names of what changed since loading: `name`, `config.region`, `secrets.api_key`… never values."""
+        loaded = {} if self._state.adding else getattr(self, "_loaded", {})
+        changed = [
+            name
+            for name in ("name", "provider", "auth_method", "description")
+            if getattr(self, name) != loaded.get(name, "")
+        ]
+        changed += [f"config.{key}" for key in changed_keys(loaded.get("config") or {}, self.config)]
+        old_secrets = loaded.get("secrets")
+        if isinstance(self.secrets, dict):
+            old_secrets = old_secrets if isinstance(old_secrets, dict) else {}
+            changed += [f"secrets.{key}" for key in changed_keys(old_secrets, self.secrets)]
+        return changed
+
+    def secrets_changed(self) -> bool:
+        return self._state.adding or self.secrets != self._loaded_value("secrets")
+
+    # --- Secrets -------------------------------------------------------------------------------------
+
+    @property
+    def auth_method_spec(self) -> providers.AuthMethod | None:
+        provider = providers.PROVIDERS.get(self.provider)
+        return provider.auth_method(self.auth_method) if provider else None
+
+    @property
+    def secrets_decryptable(self) -> bool:
+        return not isinstance(self.secrets, UndecryptableSecrets)
+
+    def get_secrets(self) -> dict[str, str]:
+        """The plaintext secrets, for the gateway and Test; raises SecretsUnavailable naming the connection."""
+        if not self.secrets_decryptable:
+            raise SecretsUnavailable(self.name)
+        return dict(self.secrets)
+
+    def masked_secrets(self) -> dict[str, str]:
+        """Field name → mask, or → `cannot be decrypted` for every field when no key decrypts the row."""
+        if not self.secrets_decryptable:
+            method = self.auth_method_spec
+            return {f.name: UNDECRYPTABLE_LABEL for f in (method.secret_fields if method else ())}
+        return {name: mask_secret(value) for name, value in self.secrets.items()}
+
+    @property
+    def credentials_display(self) -> str:
+        """One line for lists: the mask (labelled when the method has several secrets)."""
+        if not self.secrets_decryptable:
+            return UNDECRYPTABLE_LABEL
+        masks = self.masked_secrets()
+        if not masks:
+            return "no credentials"
+        if len(masks) == 1:
+            return next(iter(masks.values()))
+        labels = providers.FIELD_LABELS
+        return ", ".join(f"{labels.get(name, name)}: {mask}" for name, mask in masks.items())
+
+    def update_secrets(self, changes: dict) -> None:
+        """Merge the given secret fields into the stored ones; empty values keep what is stored.
+
+        After a change of provider or auth method the stored secrets no longer apply, so the merge
+        starts from nothing and `clean()` asks for every required field.
+        """
+        changes = {name: value for name, value in changes.items() if not is_blank(value)}
+        if self.method_changed() or not self.secrets_decryptable:
+            if not changes and not self.method_changed():
+                return  # nothing re-entered: keep the undecryptable ciphertext as it is
+            self.secrets = changes
+            return
+        self.secrets = {**self.secrets, **changes}
+
+    # --- Validation and saving -----------------------------------------------------------------------
+
+    def clean(self) -> None:
+        """Provider × auth method × secrets × config, as the registry says."""
+        if self.provider not in providers.PROVIDERS:
+            return  # the field's own choice check reports it
+        _, method = providers.resolve(self.provider, self.auth_method)
+        errors: dict = {}
+        if self.method_changed() and not self.secrets_decryptable:
+            self.secrets = {}
+        if self.secrets_decryptable:
+            try:
+                self.secrets = providers.clean_secrets(method, self.secrets)
+            except ValidationError as error:
+                errors.update(error.error_dict)
+        try:
+            self.config = providers.clean_config(method, self.config)
+        except ValidationError as error:
+            errors.update(error.error_dict)
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs) -> None:
+        if self.secrets_changed():
+            self.secrets_updated_at = timezone.now()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "secrets_updated_at"}
+        super().save(*args, **kwargs)
+        self._loaded = self._snapshot()
+
+    def config_value(self, name: str) -> str:
+        """A config field's value, or the registry's default when it was left empty."""
+        method = self.auth_method_spec
+        spec = method.config_field(name) if method else None
+        return self.config.get(name) or (spec.default if spec else "")
+
+
+def changed_keys(old: dict, new: dict) -> list[str]:
+    return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+
+
+def is_blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+class AuditEntry(models.Model):
+    """Who did what to a connection and when: field names, never values. Outlives the connection."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+        KEY_ROTATED = "key_rotated", "Key rotated"
+        DELETED = "deleted", "Deleted"
+        ENCRYPTION_KEY_ROTATED = "encryption_key_rotated", "Encryption key rotated"
+        TOKEN_CREATED = "token_created", "API token created"
+        TOKEN_REVOKED = "token_revoked", "API token revoked"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, help_text="The username at the time, or 'system'.")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    connection = models.ForeignKey(
+        Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    connection_name = models.CharField(max_length=64, blank=True, help_text="The name at the time.")
+    fields = models.JSONField(default=list, blank=True, help_text="Names of the fields that changed.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.connection_name}".strip()

@@ -1,0 +1,80 @@
+"""Writes that take several steps: saving or deleting a connection together with its audit entry."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
+
+from .models import AuditEntry, Connection
+
+SYSTEM_ACTOR = "system"
+
+
+class ConnectionInUse(Exception):
+    """The connection still has endpoints, so it was not deleted."""
+
+    def __init__(self, connection: Connection, endpoint_names: list[str]):
+        self.connection = connection
+        self.endpoint_names = endpoint_names
+        super().__init__(
+            f"Connection '{connection.name}' is used by {len(endpoint_names)} endpoint(s): "
+            f"{', '.join(endpoint_names)}. Delete them or move them to another connection first."
+        )
+
+
+def audit_record(
+    *,
+    actor: AbstractBaseUser | None,
+    action: str,
+    connection: Connection | None = None,
+    connection_name: str = "",
+    fields: list[str] | tuple[str, ...] = (),
+) -> AuditEntry:
+    """Record an action; `actor=None` means the system (a command run without --user)."""
+    return AuditEntry.objects.create(
+        actor=actor,
+        actor_name=actor.get_username() if actor is not None else SYSTEM_ACTOR,
+        action=action,
+        connection=connection,
+        connection_name=connection_name or (connection.name if connection else ""),
+        fields=list(fields),
+    )
+
+
+def connection_save(*, connection: Connection, actor: AbstractBaseUser | None) -> Connection:
+    """Save a validated connection and record what changed (field names only) in one transaction.
+
+    A change of secrets alone is recorded as a key rotation. Saving with no change writes nothing.
+    """
+    creating = connection._state.adding
+    changed = connection.changed_fields()
+    if not creating and not changed:
+        return connection
+    if creating:
+        connection.created_by = actor
+        action = AuditEntry.Action.CREATED
+    elif all(name.startswith("secrets.") for name in changed):
+        action = AuditEntry.Action.KEY_ROTATED
+    else:
+        action = AuditEntry.Action.UPDATED
+    connection.updated_by = actor
+    with transaction.atomic():
+        connection.save()
+        audit_record(actor=actor, action=action, connection=connection, fields=changed)
+    return connection
+
+
+def connection_delete(*, connection: Connection, actor: AbstractBaseUser | None) -> None:
+    """Delete a connection no endpoint uses, recording it; raise ConnectionInUse otherwise.
+
+    The refusal comes as ProtectedError, or, when an endpoint was attached concurrently, as the
+    database's foreign-key IntegrityError at commit; both end up as ConnectionInUse.
+    """
+    try:
+        with transaction.atomic():
+            audit_record(actor=actor, action=AuditEntry.Action.DELETED, connection=connection)
+            connection.delete()
+    except (ProtectedError, IntegrityError):
+        names = list(connection.endpoints.order_by("name").values_list("name", flat=True))
+        if not names:
+            raise
+        raise ConnectionInUse(connection, names) from None
