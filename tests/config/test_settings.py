@@ -1,0 +1,115 @@
+"""Start-up configuration: keys from the environment or .env, loud failures, the make-run bootstrap."""
+
+import os
+import stat
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from config.envfile import create_env_file
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = Fernet.generate_key().decode()
+
+
+def manage(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run manage.py with only the given variables, reading no .env file."""
+    environment = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "config.settings",
+                   "ENV_FILE": str(cwd / "absent.env"), "DATABASE_URL": f"sqlite:///{cwd / 'db.sqlite3'}", **env}
+    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_missing_encryption_key_stops_start_up_with_advice(tmp_path):
+    result = manage("check", cwd=tmp_path, DEBUG="false", SECRET_KEY="s" * 50)
+    assert result.returncode == 1
+    assert "FIELD_ENCRYPTION_KEY is missing" in result.stderr and "make run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_key_is_named_by_position(tmp_path):
+    result = manage("check", cwd=tmp_path, SECRET_KEY="s" * 50, FIELD_ENCRYPTION_KEY=f"{GOOD_KEY},not-a-key")
+    assert result.returncode == 1
+    assert "key number 2 of 2 is not a valid Fernet key" in result.stderr
+    assert "not-a-key" not in result.stderr
+
+
+def test_a_missing_secret_key_stops_start_up(tmp_path):
+    result = manage("check", cwd=tmp_path, FIELD_ENCRYPTION_KEY=GOOD_KEY)
+    assert result.returncode == 1 and "SECRET_KEY is missing" in result.stderr
+
+
+def test_good_keys_start_and_a_comma_separated_list_is_read_as_a_list(tmp_path):
+    second = Fernet.generate_key().decode()
+    result = manage("shell", "--no-imports", "-c", "from django.conf import settings; print(len(settings.FIELD_ENCRYPTION_KEY))",
+                    cwd=tmp_path, SECRET_KEY="s" * 50, FIELD_ENCRYPTION_KEY=f"{GOOD_KEY}, {second}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"
+
+
+def test_the_env_file_is_created_once_with_mode_0600(tmp_path):
+    env_file = tmp_path / ".env"
+    assert create_env_file(env_file) is True
+    text = env_file.read_text()
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    key = next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("FIELD_ENCRYPTION_KEY="))
+    Fernet(key)
+    assert create_env_file(env_file) is False
+    assert env_file.read_text() == text  # never overwritten
+    other = tmp_path / "other.env"
+    create_env_file(other)
+    assert other.read_text() != text  # fresh random keys each time
+
+
+def test_the_default_admin_is_created_once_with_a_printed_password(db, monkeypatch, client):
+    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    out = StringIO()
+    call_command("create_default_admin", stdout=out)
+    line = out.getvalue().strip()
+    assert line.startswith("Superuser admin created with password: ")
+    password = line.rsplit(" ", 1)[1]
+    assert client.login(username="admin", password=password)
+    again = StringIO()
+    call_command("create_default_admin", stdout=again)
+    assert again.getvalue() == "" and get_user_model().objects.count() == 1
+
+
+def test_the_default_admin_takes_the_password_from_the_environment(db, monkeypatch, client):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "chosen-password-42")
+    out = StringIO()
+    call_command("create_default_admin", stdout=out)
+    assert "chosen-password-42" not in out.getvalue()
+    assert client.login(username="admin", password="chosen-password-42")
+
+
+def test_an_existing_users_password_is_never_changed(db, django_user_model, monkeypatch, client):
+    django_user_model.objects.create_user("alice", password="alice-password-1")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "other")
+    call_command("create_default_admin", stdout=StringIO())
+    assert not django_user_model.objects.filter(username="admin").exists()
+    assert client.login(username="alice", password="alice-password-1")
+
+
+def test_sqlite_runs_with_wal_and_a_busy_timeout(tmp_path):
+    result = manage(
+        "shell", "--no-imports", "-c",
+        "from django.db import connection as c; cur = c.cursor(); cur.execute('PRAGMA journal_mode');"
+        "print(cur.fetchone()[0]); cur.execute('PRAGMA busy_timeout'); print(cur.fetchone()[0])",
+        cwd=tmp_path, SECRET_KEY="s" * 50, FIELD_ENCRYPTION_KEY=GOOD_KEY,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["wal", "20000"]
+
+
+def test_keys_are_read_from_the_env_file_and_the_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    create_env_file(env_file)
+    result = manage("check", cwd=tmp_path, ENV_FILE=str(env_file))
+    assert result.returncode == 0, result.stderr
+    result = manage("check", cwd=tmp_path, ENV_FILE=str(env_file), FIELD_ENCRYPTION_KEY="broken")
+    assert result.returncode == 1 and "not a valid Fernet key" in result.stderr
