@@ -53,6 +53,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 # Hosts (names or IP addresses) that connections may point at although they are private or loopback.
 ALLOWED_PRIVATE_HOSTS = [host.lower() for host in env.list("ALLOWED_PRIVATE_HOSTS", default=[])]
 GATEWAY_TIMEOUT = env.float("GATEWAY_TIMEOUT", default=60.0)
+# Seconds to open a connection to a provider (the read timeout above is for its answer, between chunks).
+GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=10.0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -68,6 +70,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "connections",
     "endpoints",
+    "gateway",
 ]
 
 MIDDLEWARE = [
@@ -161,4 +164,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # httpx logs every request at INFO and httpcore its header exchanges at DEBUG: noise, and headers
+    # are no place to send to logs. Their warnings still come through.
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }

@@ -6,7 +6,7 @@ secret fields (stored encrypted) and its config fields (stored in plain JSON) wi
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.core.exceptions import ValidationError
 
@@ -84,6 +84,8 @@ class Provider:
     auth_methods: tuple[AuthMethod, ...]
     # Where the provider's API lives unless a connection's base_url replaces it ({region}/{location} filled in).
     default_base_url: str = ""
+    # Dotted path of the gateway adapter class that calls this provider ("" until one exists).
+    adapter: str = ""
     auth_method_ids: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):
@@ -129,7 +131,7 @@ def with_base_url(provider: Provider, *, allow_local: bool = False) -> Provider:
         )
         for method in provider.auth_methods
     )
-    return Provider(provider.id, provider.label, provider.tasks, methods, provider.default_base_url)
+    return replace(provider, auth_methods=methods)
 
 
 AZURE_CONFIG = (
@@ -154,8 +156,13 @@ DATABRICKS_HOST = ConfigField(
 )
 
 
-def simple_api_key_provider(provider_id: str, label: str, tasks: tuple[str, ...], base_url: str) -> Provider:
-    return with_base_url(Provider(provider_id, label, tasks, (api_key_method(),), base_url))
+OPENAI_ADAPTER = "gateway.adapters.openai.OpenAIAdapter"
+
+
+def simple_api_key_provider(
+    provider_id: str, label: str, tasks: tuple[str, ...], base_url: str, adapter: str = ""
+) -> Provider:
+    return with_base_url(Provider(provider_id, label, tasks, (api_key_method(),), base_url, adapter))
 
 
 PROVIDER_LIST: tuple[Provider, ...] = (
@@ -187,6 +194,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
                 ),
             ),
             "https://api.openai.com/v1",
+            OPENAI_ADAPTER,
         )
     ),
     simple_api_key_provider("anthropic", "Anthropic", ("chat",), "https://api.anthropic.com"),
@@ -252,11 +260,11 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             ),
         ),
     ),
-    simple_api_key_provider("xai", "xAI", ("chat",), "https://api.x.ai/v1"),
-    simple_api_key_provider("groq", "Groq", ("chat",), "https://api.groq.com/openai/v1"),
-    simple_api_key_provider("deepseek", "DeepSeek", ("chat",), "https://api.deepseek.com"),
-    simple_api_key_provider("openrouter", "OpenRouter", ("chat",), "https://openrouter.ai/api/v1"),
-    simple_api_key_provider("together_ai", "Together AI", ("chat", "embeddings"), "https://api.together.xyz/v1"),
+    simple_api_key_provider("xai", "xAI", ("chat",), "https://api.x.ai/v1", OPENAI_ADAPTER),
+    simple_api_key_provider("groq", "Groq", ("chat",), "https://api.groq.com/openai/v1", OPENAI_ADAPTER),
+    simple_api_key_provider("deepseek", "DeepSeek", ("chat",), "https://api.deepseek.com", OPENAI_ADAPTER),
+    simple_api_key_provider("openrouter", "OpenRouter", ("chat",), "https://openrouter.ai/api/v1", OPENAI_ADAPTER),
+    simple_api_key_provider("together_ai", "Together AI", ("chat", "embeddings"), "https://api.together.xyz/v1", OPENAI_ADAPTER),
     Provider(
         "ollama",
         "Ollama",
@@ -266,6 +274,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             api_key_method(config=(base_url_field("http://localhost:11434", allow_local=True),)),
         ),
         "http://localhost:11434",
+        OPENAI_ADAPTER,
     ),
     Provider(
         "openai_compatible",
@@ -275,6 +284,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             api_key_method(config=(base_url_field("", required=True, allow_local=True),)),
             AuthMethod("none", "No authentication", (), (base_url_field("", required=True, allow_local=True),)),
         ),
+        adapter=OPENAI_ADAPTER,
     ),
 )
 

@@ -1,0 +1,245 @@
+"""The one way the gateway talks to providers: pooled keep-alive HTTP with timeouts, an address guard and safe retries.
+
+Each process keeps one httpx client per address policy (strict, or loopback allowed for local servers such
+as Ollama), created lazily and shared by every thread. The address guard lives in the connection layer:
+the host is resolved once, every resolved address is checked (SPEC §3), and the socket is opened to the
+address that was checked, so a DNS answer that changes between check and connect (rebinding) cannot slip
+through. TLS still verifies the certificate against the host name.
+
+Retries never repeat a request the provider may have executed: only failures to connect (nothing was
+sent) and 429/503 answers with a short Retry-After (the provider says it did not run it) are retried.
+"""
+
+import email.utils
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
+import httpcore
+import httpx
+from django.conf import settings
+
+from connections.validators import is_allowed_private_host, is_public_ip, parse_ip
+
+logger = logging.getLogger(__name__)
+
+CONNECT_RETRIES = 2  # attempts after the first when the connection could not be opened
+CONNECT_BACKOFF = 0.05  # seconds before the first connect retry; doubles each time
+RETRY_AFTER_MAX = 2.0  # a 429/503 asking to wait longer than this is passed on, not waited for
+RETRY_AFTER_STATUSES = (429, 503)
+RETRY_AFTER_RETRIES = 2
+MAX_CONNECTIONS = 100
+MAX_KEEPALIVE_CONNECTIONS = 32
+KEEPALIVE_EXPIRY = 30.0  # idle sockets closed by the server are detected (readable) before reuse
+
+
+class AddressRefused(Exception):
+    """The host resolves to a private, loopback, link-local or metadata address that is not allowed."""
+
+    def __init__(self, host: str, address: str):
+        self.host = host
+        self.address = address
+        super().__init__(
+            f"Refused to connect to '{host}': it resolves to a private, loopback, link-local or metadata "
+            "address. Add the host to ALLOWED_PRIVATE_HOSTS if this server should reach it."
+        )
+
+
+def address_allowed(host: str, address: str, *, allow_loopback: bool) -> bool:
+    """SPEC §3 at call time: public addresses, hosts or addresses the operator allowed, loopback for local servers."""
+    ip = parse_ip(address)
+    if ip is None:
+        return False
+    if is_public_ip(ip) or is_allowed_private_host(host) or is_allowed_private_host(str(ip)):
+        return True
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return allow_loopback and (ip.is_loopback or bool(mapped and mapped.is_loopback))
+
+
+def resolve_allowed(host: str, port: int, *, allow_loopback: bool) -> list[str]:
+    """Every address `host` resolves to, once; AddressRefused if any of them is not allowed."""
+    literal = parse_ip(host)
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as error:
+            raise httpcore.ConnectError(f"Could not resolve the provider's host: {error}") from None
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    for address in addresses:
+        if not address_allowed(host, address, allow_loopback=allow_loopback):
+            raise AddressRefused(host, address)
+    return addresses
+
+
+class GuardedNetworkBackend(httpcore.NetworkBackend):
+    """httpcore's blocking backend, connecting only to resolved addresses that passed the guard."""
+
+    def __init__(self, *, allow_loopback: bool):
+        self.allow_loopback = allow_loopback
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = resolve_allowed(host, port, allow_loopback=self.allow_loopback)
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                last_error = error
+        assert last_error is not None
+        raise last_error
+
+    def connect_unix_socket(self, path: str, timeout=None, socket_options=None) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("Unix sockets are not used for providers.")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's transport with a connection pool built on the guarded backend."""
+
+    def __init__(self, *, allow_loopback: bool):
+        super().__init__(trust_env=False)
+        limits = dict(
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        )
+        # httpx builds its pool privately; rebuilding it is the one way to hand it a network backend.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=GuardedNetworkBackend(allow_loopback=allow_loopback),
+            **limits,
+        )
+
+
+def refuse_all_cookies() -> CookieJar:
+    """A shared client must not carry one provider response's cookies into another connection's calls."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def build_client(*, allow_loopback: bool) -> httpx.Client:
+    # trust_env=False: no proxy variables or .netrc credentials get between us and the checked address.
+    return httpx.Client(
+        transport=GuardedTransport(allow_loopback=allow_loopback),
+        trust_env=False,
+        follow_redirects=False,  # a redirect would carry key headers to wherever the provider points
+        cookies=refuse_all_cookies(),
+        headers={"User-Agent": "llm-connections-gateway/1"},
+    )
+
+
+_clients: dict[bool, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def get_client(*, allow_loopback: bool = False) -> httpx.Client:
+    """This process's pooled client for the address policy, created on first use."""
+    client = _clients.get(allow_loopback)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(allow_loopback)
+            if client is None:
+                client = _clients[allow_loopback] = build_client(allow_loopback=allow_loopback)
+    return client
+
+
+def forget_clients() -> None:
+    """After fork: the child opens its own sockets instead of sharing the parent's."""
+    _clients.clear()
+
+
+def close_clients() -> None:
+    """Close every pooled connection (tests and shutdown)."""
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+os.register_at_fork(after_in_child=forget_clients)
+
+
+def timeouts() -> httpx.Timeout:
+    read = settings.GATEWAY_TIMEOUT
+    connect = getattr(settings, "GATEWAY_CONNECT_TIMEOUT", 10.0)
+    return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds to wait (delta-seconds or an HTTP date), or None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    json: object = None,
+    params: dict[str, str] | None = None,
+    stream: bool = False,
+    allow_loopback: bool = False,
+) -> httpx.Response:
+    """Send one provider request; the response's body is read unless `stream` (then the caller closes it).
+
+    Raises httpx.TransportError subclasses (connect, timeout, protocol) or AddressRefused; HTTP error
+    statuses come back as responses for errors.py to map.
+    """
+    client = get_client(allow_loopback=allow_loopback)
+    request = client.build_request(method, url, headers=headers, json=json, params=params, timeout=timeouts())
+    connect_retries = retry_after_retries = 0
+    while True:
+        try:
+            response = client.send(request, stream=stream)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            # Nothing reached the provider, so trying again cannot run the request twice.
+            if connect_retries >= CONNECT_RETRIES:
+                raise
+            delay = CONNECT_BACKOFF * 2**connect_retries
+            connect_retries += 1
+            logger.warning(
+                "Could not connect to %s (%s); retrying in %.2fs (retry %d of %d).",
+                request.url.host, type(error).__name__, delay, connect_retries, CONNECT_RETRIES,
+            )
+            time.sleep(delay)
+            continue
+        if response.status_code in RETRY_AFTER_STATUSES and retry_after_retries < RETRY_AFTER_RETRIES:
+            delay = retry_after_seconds(response.headers.get("retry-after"))
+            if delay is not None and delay <= RETRY_AFTER_MAX:
+                response.close()
+                retry_after_retries += 1
+                logger.warning(
+                    "%s answered %d with Retry-After %.2fs; retrying (retry %d of %d).",
+                    request.url.host, response.status_code, delay, retry_after_retries, RETRY_AFTER_RETRIES,
+                )
+                time.sleep(delay)
+                continue
+        return response
