@@ -116,6 +116,15 @@ def test_provider_swaps_keep_what_was_typed(page: Page, live_server, admin_user)
     page.get_by_role("link", name="Create", exact=True).click()
     page.get_by_label("Name").fill("gcp-main")
     page.get_by_label("Description").fill("Typed before any swap")
+
+    # Keyboard only: Tab from Name to Provider, arrow to the next provider; its fields swap in.
+    page.get_by_label("Name").press("Tab")
+    expect(page.get_by_label("Provider")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_label("Provider")).to_have_value("anthropic")
+    expect(page.get_by_label("Organization")).to_have_count(0)
+    expect(page.get_by_label("Authentication method")).to_be_hidden()
+    page.get_by_label("Provider").select_option(label="OpenAI")
     page.get_by_label("Authentication method").select_option(label="Azure OpenAI (API key)")
     page.get_by_label("Endpoint URL").fill("https://kept.openai.azure.com")
 

@@ -4,6 +4,7 @@ import re
 
 import pytest
 from cryptography.fernet import Fernet
+from django.template.loader import render_to_string
 from django.test import Client
 from django.urls import reverse
 
@@ -115,6 +116,12 @@ def test_pages_load_no_inline_script_and_nothing_from_outside(admin_client, make
         assert not re.search(r" on[a-z]+=", page), url  # no inline event handlers
         assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"(https?:)?//", page), url
         assert " style=" not in page and "<style" not in page, url
+
+
+def test_error_pages_render_in_the_settings_layout_without_a_request():
+    # Django renders 500.html with no request and no context processors: it must still work.
+    page = render_to_string("500.html")
+    assert "Something went wrong" in page and "settings.css" in page
 
 
 # --- List ---------------------------------------------------------------------------------------------
