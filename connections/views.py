@@ -6,6 +6,7 @@ registry decide what is valid. Pages never read a secret: they show masks (or `c
 
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -26,6 +27,7 @@ class SettingsPageMixin(LoginRequiredMixin, PermissionRequiredMixin):
 
 
 def endpoints_of(connection: Connection) -> QuerySet[Endpoint]:
+    """The endpoints (enabled or not) that keep a connection from being deleted."""
     return connection.endpoints.order_by("name").only("id", "name", "enabled", "connection_id")
 
 
@@ -91,6 +93,8 @@ class MethodFieldsView(SettingsPageMixin, TemplateView):
 
     def get_context_data(self, **kwargs) -> dict:
         name = self.request.GET.get("connection")
+        if name and not self.request.user.has_perm("connections.change_connection"):
+            raise PermissionDenied  # the stored connection's masks and config are for those who may edit it
         stored = get_object_or_404(Connection, name=name) if name else None
         provider, method = ConnectionForm.selection_for(self.request.GET, stored or Connection())
         keeps_stored = stored is not None and (stored.provider, stored.auth_method) == (provider.id, method.id)

@@ -325,6 +325,13 @@ def test_method_fields_fragment_for_a_stored_connection_shows_masks_only_for_its
     assert PLANTED_KEY not in same.content.decode() + other.content.decode()
 
 
+def test_method_fields_of_a_stored_connection_need_the_change_permission(client, django_user_model, make_connection):
+    make_connection()
+    login_with_perms(client, django_user_model, "connections.add_connection")
+    assert client.get("/settings/connections/method-fields/?provider=openai").status_code == 200
+    assert client.get("/settings/connections/method-fields/?provider=openai&connection=openai-prod").status_code == 403
+
+
 # --- Edit ---------------------------------------------------------------------------------------------
 
 
