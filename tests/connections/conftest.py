@@ -61,6 +61,12 @@ class Cli:
             cwd=REPO, env=self.env(keys), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
+    def start_python(self, code: str, *argv: str, keys: list[str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", "import django; django.setup()\n" + code, *argv],
+            cwd=REPO, env=self.env(keys), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
     def python(self, code: str, *argv: str, keys: list[str] | None = None) -> subprocess.CompletedProcess:
         """Run Django code in a child process (seeding, editing through the service layer)."""
         result = subprocess.run(
