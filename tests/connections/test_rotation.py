@@ -113,6 +113,12 @@ class TestEndToEnd:
         assert raw_ciphertexts() == before
         assert not AuditEntry.objects.filter(action=AuditEntry.Action.ENCRYPTION_KEY_ROTATED).exists()
 
+    def test_with_a_single_key_it_explains_instead_of_rotating(self, under_key_a):
+        output = run_command()
+
+        assert "holds a single key" in output and "FIELD_ENCRYPTION_KEY=new,old" in output
+        assert not AuditEntry.objects.filter(action=AuditEntry.Action.ENCRYPTION_KEY_ROTATED).exists()
+
     def test_check_names_what_cannot_be_decrypted(self, under_key_a, use_keys):
         corrupt("conn-1")
         use_keys(KEY_B, KEY_A)

@@ -1,5 +1,6 @@
 import time
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -70,6 +71,9 @@ class Command(BaseCommand):
         )
 
     def rotate(self, batch_size: int, actor: AbstractBaseUser | None, *, verbosity: int) -> None:
+        if len(settings.FIELD_ENCRYPTION_KEY) == 1:
+            self.nothing_to_rotate_to(batch_size)
+            return
         reporter = ProgressReporter(self, verbose=verbosity >= 2)
         try:
             result = rotation.rotate_encryption_key(batch_size=batch_size, actor=actor, progress=reporter)
@@ -101,6 +105,17 @@ class Command(BaseCommand):
                 f"{', '.join(result.unfinished)}. Run the command again."
             )
         self.stdout.write("Run `manage.py rotate_encryption_key --check` to confirm before removing the old key.")
+
+    def nothing_to_rotate_to(self, batch_size: int) -> None:
+        """One configured key: the usual slip is a new key added to .env without restarting, or not added."""
+        census = rotation.take_census(batch_size=batch_size)
+        if census.undecryptable:
+            raise CommandError(str(rotation.UndecryptableValues(census.undecryptable)))
+        self.stdout.write(
+            f"FIELD_ENCRYPTION_KEY holds a single key and all {census.total} connection(s) are under it: nothing "
+            "to do. To rotate, put a new key in front of it (FIELD_ENCRYPTION_KEY=new,old), restart every server "
+            "process, then run this again."
+        )
 
     def write_census(self, census: rotation.KeyCensus) -> None:
         self.stdout.write(f"Under the first key:  {census.first}")
