@@ -145,13 +145,13 @@ def _raw_rows():
 
 def iter_stored_secrets(*, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[list[StoredSecret]]:
     """Every connection's raw ciphertext, in primary-key batches, never all rows in memory at once."""
-    after = 0
+    rows = _raw_rows()
     while True:
-        batch = [StoredSecret(pk, name, raw or "") for pk, name, raw in _raw_rows().filter(pk__gt=after)[:batch_size]]
+        batch = [StoredSecret(pk, name, raw or "") for pk, name, raw in rows[:batch_size]]
         if not batch:
             return
         yield batch
-        after = batch[-1].pk
+        rows = _raw_rows().filter(pk__gt=batch[-1].pk)
 
 
 def read_stored_secrets(*, pks: Sequence[int]) -> list[StoredSecret]:

@@ -52,7 +52,8 @@ class Cli:
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=REPO, env={**self.env(keys), **(extra_env or {})}, input=stdin, capture_output=True, text=True, timeout=120,
+            cwd=REPO, env={**self.env(keys), **(extra_env or {})},
+            input=stdin, capture_output=True, text=True, timeout=120,
         )
 
     def start(self, *args: str, keys: list[str] | None = None) -> subprocess.Popen:
