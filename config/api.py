@@ -11,6 +11,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from connections.validators import NAME_PATTERN
+
 # Larger bodies are refused before parsing: the biggest valid request (a few 16 KiB secrets) is far smaller.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -174,6 +176,15 @@ class ModelCleanSerializer(serializers.ModelSerializer):
     def save_instance(self, instance: models.Model) -> models.Model:
         instance.save()
         return instance
+
+
+def document_name_pattern(result: dict, generator, request, public) -> dict:
+    """drf-spectacular hook: state the name rule (`validate_name`, a function) as a pattern in the schema."""
+    for component in result.get("components", {}).get("schemas", {}).values():
+        name = component.get("properties", {}).get("name")
+        if name and name.get("maxLength") == 64 and not name.get("readOnly"):
+            name["pattern"] = f"^{NAME_PATTERN.pattern}$"
+    return result
 
 
 class JSONObjectField(serializers.Field):

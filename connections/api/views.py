@@ -28,7 +28,7 @@ class ConnectionFilter(django_filters.FilterSet):
 
 
 class ConnectionViewSet(viewsets.ModelViewSet):
-    """Connections by name. Writes go through the services, so each is audited with the request's user."""
+    """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
     queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related(
         Prefetch("endpoints", queryset=Endpoint.objects.only("id", "name", "connection_id").order_by("name"))

@@ -19,7 +19,9 @@ class EndpointFilter(django_filters.FilterSet):
 
 
 class EndpointViewSet(viewsets.ModelViewSet):
-    """Endpoints by name; their connection is named, and its secrets are never loaded here."""
+    """Gateway endpoints, looked up by name; `connection` is the connection's name."""
+
+    # The connection's secrets column is deferred: listing endpoints never decrypts credentials.
 
     queryset = Endpoint.objects.select_related("connection").defer("connection__secrets")
     serializer_class = EndpointSerializer

@@ -110,3 +110,19 @@ def test_the_schema_and_docs_are_served_with_local_assets(api, make_connection):
     assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page
     assert "<script>" not in page  # the start-up script is a separate file (Content-Security-Policy)
     assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+
+
+@pytest.mark.parametrize("path", [CONNECTIONS, CONNECTIONS + "openai-prod/", CONNECTIONS + "openai-prod/history/",
+                                  "/api/v1/endpoints/", "/api/v1/audit/", "/api/v1/providers/", "/api/v1/"])
+def test_head_and_options_work_and_leak_nothing(api, make_connection, path):
+    make_connection()
+
+    for method in ("head", "options"):
+        response = getattr(api, method)(path)
+        assert response.status_code == 200, (method, path)
+        assert_no_secret(response)
+
+
+def test_a_missing_trailing_slash_is_not_an_error(api):
+    assert api.get("/api/v1/connections").status_code == 301
+    assert api.post("/api/v1/connections", {}, format="json").status_code == 301
