@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from connections import providers
 from connections.models import Connection
 from endpoints.models import Endpoint
 from tests.api_support import ALL_API_PERMISSIONS, assert_no_secret, grant
@@ -36,16 +37,15 @@ def openapi_schema() -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_dict(document)
 
 
-def seed(user) -> None:
-    """The rows the fuzzer finds by name; restored whenever a generated DELETE removed them."""
+def seed() -> None:
+    """The rows the fuzzer finds by name; restored whenever a generated DELETE or rename removed them."""
     connection = Connection.objects.filter(name="openai-prod").first()
     if connection is None:
         connection = Connection(name="openai-prod", provider="openai", auth_method="api_key")
         connection.update_secrets({"api_key": PLANTED_KEY})
         connection.save()
     if not Endpoint.objects.filter(name="chat").exists():
-        Endpoint.objects.filter(connection=connection).exists() or Endpoint.objects.create(
-            name="chat", connection=connection, model="gpt-4o-mini")
+        Endpoint.objects.create(name="chat", connection=connection, model="gpt-4o-mini")
 
 
 def send(client: APIClient, case: schemathesis.Case):
@@ -65,7 +65,7 @@ def test_generated_requests_never_get_a_5xx_or_a_secret(django_user_model):
     _, token = ApiToken.issue(user=user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    seed(user)
+    seed()
     statuses: dict[int, int] = {}
     failures: list[str] = []
     started = time.monotonic()
@@ -80,7 +80,7 @@ def test_generated_requests_never_get_a_5xx_or_a_secret(django_user_model):
             def exercise(case, known):
                 if known is not None and "name" in (case.path_parameters or {}):
                     case.path_parameters["name"] = known
-                seed(user)
+                seed()
                 response = send(client, case)
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                 if response.status_code >= 500:
@@ -96,8 +96,6 @@ def test_generated_requests_never_get_a_5xx_or_a_secret(django_user_model):
 
 
 # --- Property-based writes: valid shapes with arbitrary values reach the save path --------------------------
-
-from connections import providers  # noqa: E402
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_-]{0,20}", fullmatch=True)
 ANY_TEXT = st.text(max_size=40)
