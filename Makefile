@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup test-setup chromium
+.PHONY: run test setup test-setup chromium bench-rotation
 
 run: setup
 	$(PY) manage.py migrate --noinput
@@ -41,3 +41,7 @@ $(VENV)/.test-installed: requirements-test.txt $(VENV)/.installed
 # Browser tests drive Debian's Chromium (playwright cannot download its own browser here).
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+# Re-encrypt 100,000 connections with rotate_encryption_key; prints rows/s and peak memory (not a test).
+bench-rotation: setup
+	$(PY) bench/rotation.py

@@ -1,8 +1,17 @@
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # `/` and `/#/settings` both land on the settings page (the browser keeps the fragment across redirects).
+    path("", RedirectView.as_view(url="/settings/", permanent=False)),
+    path("settings/", RedirectView.as_view(pattern_name="connections:list", permanent=False), name="settings"),
+    path("settings/", include("connections.urls")),
+    path("settings/endpoints/", include("endpoints.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("config.api_urls")),
+    path("settings/tokens/", include("tokens.urls")),
 ]

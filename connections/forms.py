@@ -120,6 +120,12 @@ class ConnectionForm(forms.ModelForm):
         """The secret and config inputs of the selected auth method, in registry order."""
         return [self[name] for name in self.method_field_names(self.method)]
 
+    def _post_clean(self) -> None:
+        # After a change of provider or method the new fields were never shown: calling them missing is noise.
+        if self.selection_changed:
+            return
+        super()._post_clean()
+
     def clean(self):
         cleaned = super().clean()
         if self.selection_changed:

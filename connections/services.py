@@ -78,3 +78,15 @@ def connection_delete(*, connection: Connection, actor: AbstractBaseUser | None)
         if not names:
             raise
         raise ConnectionInUse(connection, names) from None
+
+
+def connection_rotate_key(
+    *, connection: Connection, field: str, value: str, actor: AbstractBaseUser | None
+) -> Connection:
+    """Replace one secret field through the registry's validation and record it as a key rotation.
+
+    Raises ValidationError (keyed `secrets.<field>`, never carrying the value) when the registry refuses it.
+    """
+    connection.update_secrets({field: value})
+    connection.full_clean()
+    return connection_save(connection=connection, actor=actor)

@@ -1,0 +1,27 @@
+"""Routes of the REST API, mounted at `/api/v1/`."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.routers import DefaultRouter
+
+from connections.api.views import AuditEntryViewSet, ConnectionViewSet, ProviderListView
+from endpoints.api.views import EndpointViewSet
+
+
+class Router(DefaultRouter):
+    include_format_suffixes = False  # JSON only: no `.json` twins of every route
+
+
+router = Router()
+router.register("connections", ConnectionViewSet, basename="connection")
+router.register("endpoints", EndpointViewSet, basename="endpoint")
+router.register("audit", AuditEntryViewSet, basename="audit")
+
+app_name = "api"
+urlpatterns = [
+    path("providers/", ProviderListView.as_view(), name="providers"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # The split view serves its start-up script as a file, so no inline script is needed (CSP).
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,129 @@
+"""API shapes of connections, audit entries and the provider registry; rules stay in the model and registry."""
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from rest_framework import serializers
+
+from config.api import JSONObjectField, ModelCleanSerializer
+
+from ..models import AuditEntry, Connection
+from ..services import connection_save
+
+
+class SecretsField(JSONObjectField):
+    """Secret values in, masks out: the stored plaintext never leaves through the API."""
+
+    def get_attribute(self, instance: Connection) -> Connection:
+        return instance
+
+    def to_representation(self, connection: Connection) -> dict[str, str]:
+        return connection.masked_secrets()
+
+
+class ConfigField(JSONObjectField):
+    default_error_messages = {"null_character": "Values must not contain the NUL character."}
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        if any(isinstance(value, str) and "\x00" in value for value in data.values()):
+            self.fail("null_character")
+        return data
+
+
+class SecretsFieldSchema(OpenApiSerializerFieldExtension):
+    """In the OpenAPI schema, secret values are write-only; responses describe masks."""
+
+    target_class = SecretsField
+
+    def map_serializer_field(self, auto_schema, direction):
+        if direction == "request":
+            return {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "writeOnly": True,
+                "description": "Secret field name → value, for the auth method's secret fields. Write-only: "
+                "never returned. On update only the named fields change; `{}` changes nothing.",
+            }
+        return {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "readOnly": True,
+            "description": "Secret field name → mask (such as `sk-...wxyz`), or `cannot be decrypted`.",
+        }
+
+
+class ConfigFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = ConfigField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "The auth method's non-secret fields (see /api/v1/providers/).",
+        }
+
+
+class ConnectionSerializer(ModelCleanSerializer):
+    """A connection; `secrets` merges on update (named fields change, `{}` keeps all) and reads back as masks."""
+
+    secrets = SecretsField(required=False)
+    config = ConfigField(required=False)
+    endpoints = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    created_by = serializers.SlugRelatedField(read_only=True, slug_field="username")
+    updated_by = serializers.SlugRelatedField(read_only=True, slug_field="username")
+
+    class Meta:
+        model = Connection
+        fields = [
+            "name", "provider", "auth_method", "secrets", "config", "description", "endpoints",
+            "created_at", "updated_at", "secrets_updated_at", "last_used_at", "created_by", "updated_by",
+        ]
+        read_only_fields = ["created_at", "updated_at", "secrets_updated_at", "last_used_at"]
+
+    def build_instance(self, attrs: dict) -> Connection:
+        secrets = attrs.pop("secrets", {})
+        connection = super().build_instance(attrs)
+        # After provider/auth method are set: a method change starts the secrets afresh (Connection.update_secrets).
+        connection.update_secrets(secrets)
+        return connection
+
+    def save_instance(self, connection: Connection) -> Connection:
+        return connection_save(connection=connection, actor=self.context["request"].user)
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    """One audit entry: who, what, which connection (its name at the time) and the field names (never values)."""
+
+    actor = serializers.CharField(source="actor_name", read_only=True)
+    connection = serializers.CharField(source="connection_name", read_only=True)
+    fields = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = AuditEntry
+        fields = ["at", "actor", "action", "connection", "fields"]
+        read_only_fields = fields
+
+
+class SecretFieldSpecSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    required = serializers.BooleanField()
+
+
+class ConfigFieldSpecSerializer(SecretFieldSpecSerializer):
+    default = serializers.CharField()
+
+
+class AuthMethodSpecSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    label = serializers.CharField()
+    secret_fields = SecretFieldSpecSerializer(many=True)
+    config_fields = ConfigFieldSpecSerializer(many=True)
+
+
+class ProviderSerializer(serializers.Serializer):
+    """A registry entry as `/api/v1/providers/` lists it."""
+
+    id = serializers.CharField()
+    label = serializers.CharField()
+    tasks = serializers.ListField(child=serializers.CharField())
+    auth_methods = AuthMethodSpecSerializer(many=True)

@@ -1,0 +1,17 @@
+"""Settings pages for connections (mounted under /settings/): the tab, its forms, history and the audit log."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "connections"
+
+urlpatterns = [
+    path("connections/", views.ConnectionListView.as_view(), name="list"),
+    path("connections/new/", views.ConnectionCreateView.as_view(), name="create"),
+    path("connections/method-fields/", views.MethodFieldsView.as_view(), name="method_fields"),
+    path("connections/<str:name>/edit/", views.ConnectionUpdateView.as_view(), name="edit"),
+    path("connections/<str:name>/delete/", views.ConnectionDeleteView.as_view(), name="delete"),
+    path("connections/<str:name>/history/", views.ConnectionHistoryView.as_view(), name="history"),
+    path("audit/", views.AuditLogView.as_view(), name="audit"),
+]

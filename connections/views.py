@@ -1,0 +1,158 @@
+"""The LLM Connections tab of the settings page, each connection's history and the audit log.
+
+Writes go through `connection_save`/`connection_delete` so every change is audited; the form and the
+registry decide what is valid. Pages never read a secret: they show masks (or `cannot be decrypted`).
+"""
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch, QuerySet
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import reverse_lazy
+from django.views.generic import CreateView, DeleteView, ListView, TemplateView, UpdateView
+
+from endpoints.models import Endpoint
+
+from .forms import ConnectionForm
+from .models import AuditEntry, Connection
+from .services import ConnectionInUse, connection_delete, connection_save
+
+PAGE_SIZE = 50
+
+
+class SettingsPageMixin(LoginRequiredMixin, PermissionRequiredMixin):
+    """Signed-out visitors go to the login page; signed-in users without the permission get 403."""
+
+
+def endpoints_of(connection: Connection) -> QuerySet[Endpoint]:
+    """The endpoints (enabled or not) that keep a connection from being deleted."""
+    return connection.endpoints.order_by("name").only("id", "name", "enabled", "connection_id")
+
+
+class ConnectionListView(SettingsPageMixin, ListView):
+    permission_required = "connections.view_connection"
+    template_name = "connections/connection_list.html"
+    context_object_name = "connections"
+    paginate_by = PAGE_SIZE
+    # One query for the page of connections and one for all their endpoints, however many rows.
+    queryset = Connection.objects.order_by("name").prefetch_related(
+        Prefetch("endpoints", queryset=Endpoint.objects.order_by("name").only("id", "name", "enabled", "connection_id"))
+    )
+
+
+class ConnectionFormMixin:
+    model = Connection
+    form_class = ConnectionForm
+    template_name = "connections/connection_form.html"
+    success_url = reverse_lazy("connections:list")
+
+
+class ConnectionCreateView(SettingsPageMixin, ConnectionFormMixin, CreateView):
+    permission_required = "connections.add_connection"
+
+    def form_valid(self, form: ConnectionForm) -> HttpResponse:
+        connection = connection_save(connection=form.instance, actor=self.request.user)
+        messages.success(self.request, f"Connection “{connection.name}” created.")
+        return HttpResponseRedirect(self.success_url)
+
+
+class ConnectionUpdateView(SettingsPageMixin, ConnectionFormMixin, UpdateView):
+    permission_required = "connections.change_connection"
+    slug_field = slug_url_kwarg = "name"
+
+    def form_valid(self, form: ConnectionForm) -> HttpResponse:
+        changed = form.instance.changed_fields()
+        connection = connection_save(connection=form.instance, actor=self.request.user)
+        if not changed:
+            messages.info(self.request, f"Nothing changed in “{connection.name}”.")
+        elif all(name.startswith("secrets.") for name in changed):
+            count = connection.endpoints.count()
+            messages.success(
+                self.request,
+                f"Credentials of “{connection.name}” updated: its {count} endpoint(s) use them from the next call.",
+            )
+        else:
+            messages.success(self.request, f"Connection “{connection.name}” saved.")
+        return HttpResponseRedirect(self.success_url)
+
+
+class MethodFieldsView(SettingsPageMixin, TemplateView):
+    """The auth method's fields as an HTML fragment, fetched by the form's script when Provider or method changes.
+
+    `?provider=&auth_method=` choose the fields; `&connection=<name>` renders them for that stored connection
+    (masks as placeholders, stored config) when its provider and method are the ones asked for.
+    """
+
+    template_name = "connections/_method_fields.html"
+
+    def has_permission(self) -> bool:
+        user = self.request.user
+        return user.has_perm("connections.add_connection") or user.has_perm("connections.change_connection")
+
+    def get_context_data(self, **kwargs) -> dict:
+        name = self.request.GET.get("connection")
+        if name and not self.request.user.has_perm("connections.change_connection"):
+            raise PermissionDenied  # the stored connection's masks and config are for those who may edit it
+        stored = get_object_or_404(Connection, name=name) if name else None
+        provider, method = ConnectionForm.selection_for(self.request.GET, stored or Connection())
+        keeps_stored = stored is not None and (stored.provider, stored.auth_method) == (provider.id, method.id)
+        instance = stored if keeps_stored else Connection(provider=provider.id, auth_method=method.id)
+        return {**super().get_context_data(**kwargs), "form": ConnectionForm(instance=instance)}
+
+
+class ConnectionDeleteView(SettingsPageMixin, DeleteView):
+    """A confirmation page that warns about, lists and refuses while any endpoint (enabled or not) uses it."""
+
+    permission_required = "connections.delete_connection"
+    model = Connection
+    slug_field = slug_url_kwarg = "name"
+    template_name = "connections/connection_confirm_delete.html"
+    success_url = reverse_lazy("connections:list")
+
+    def get_context_data(self, **kwargs) -> dict:
+        return {**super().get_context_data(**kwargs), "dependent_endpoints": list(endpoints_of(self.object))}
+
+    def form_valid(self, form) -> HttpResponse:
+        name = self.object.name
+        try:
+            connection_delete(connection=self.object, actor=self.request.user)
+        except ConnectionInUse as refusal:
+            messages.error(
+                self.request,
+                f"“{name}” was not deleted: {len(refusal.endpoint_names)} endpoint(s) still use it.",
+            )
+            return self.render_to_response(self.get_context_data(), status=409)
+        messages.success(self.request, f"Connection “{name}” deleted.")
+        return HttpResponseRedirect(self.success_url)
+
+
+class ConnectionHistoryView(SettingsPageMixin, ListView):
+    """What was done to one connection, by whom and when (field names, never values)."""
+
+    permission_required = "connections.view_connection"
+    template_name = "connections/connection_history.html"
+    context_object_name = "entries"
+    paginate_by = PAGE_SIZE
+
+    def get_queryset(self) -> QuerySet[AuditEntry]:
+        self.connection = get_object_or_404(Connection.objects.only("id", "name"), name=self.kwargs["name"])
+        return self.connection.audit_entries.order_by("-at", "-id")
+
+    def get_context_data(self, **kwargs) -> dict:
+        return {**super().get_context_data(**kwargs), "connection": self.connection}
+
+
+class AuditLogView(SettingsPageMixin, ListView):
+    """Every recorded action, newest first, including those on connections deleted since."""
+
+    permission_required = "connections.view_auditentry"
+    template_name = "connections/audit_log.html"
+    context_object_name = "entries"
+    paginate_by = PAGE_SIZE
+    queryset = (
+        AuditEntry.objects.select_related("connection")
+        .only("at", "actor_name", "action", "connection_name", "fields", "connection__name")
+        .order_by("-at", "-id")
+    )

@@ -1,0 +1,20 @@
+from rest_framework import serializers
+
+from config.api import ModelCleanSerializer
+from connections.models import Connection
+
+from ..models import Endpoint
+
+
+class EndpointSerializer(ModelCleanSerializer):
+    """An endpoint; `connection` is the connection's name, and `provider` comes from it."""
+
+    connection = serializers.SlugRelatedField(
+        slug_field="name", queryset=Connection.objects.defer("secrets"), help_text="The connection's name."
+    )
+    provider = serializers.CharField(source="connection.provider", read_only=True)
+
+    class Meta:
+        model = Endpoint
+        fields = ["name", "connection", "provider", "model", "task", "enabled", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]

@@ -1,0 +1,77 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from tokens.models import ApiToken
+from tokens.services import token_revoke
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/providers/"
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", password="pw-123456-long")
+
+
+def call(header: str | None):
+    client = APIClient()
+    if header is not None:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    return client.get(URL)
+
+
+def test_a_valid_token_authenticates_and_records_its_use(user):
+    token, plaintext = ApiToken.issue(user=user)
+
+    response = call(f"Bearer {plaintext}")
+
+    assert response.status_code == 200
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+
+
+def test_the_keyword_is_case_insensitive(user):
+    _, plaintext = ApiToken.issue(user=user)
+
+    assert call(f"bearer {plaintext}").status_code == 200
+
+
+@pytest.mark.parametrize("header", [
+    None, "Bearer", "Bearer llmc_wrong", "Bearer a b", "Bearer not-llmc", "Bearer \u00e9\u00e9\u00e9", "Bearer " + "x" * 5000,
+])
+def test_missing_or_bad_credentials_get_401_with_the_bearer_challenge(user, header):
+    response = call(header)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_an_expired_token_is_refused(user):
+    token, plaintext = ApiToken.issue(user=user, expires_days=1)
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    response = call(f"Bearer {plaintext}")
+
+    assert response.status_code == 401
+    assert plaintext not in response.content.decode()
+
+
+def test_a_revoked_token_is_refused(user):
+    token, plaintext = ApiToken.issue(user=user)
+    assert call(f"Bearer {plaintext}").status_code == 200
+
+    token_revoke(token=token, actor=user)
+
+    assert call(f"Bearer {plaintext}").status_code == 401
+
+
+def test_repeated_requests_do_not_write_last_used_each_time(user, django_assert_num_queries):
+    _, plaintext = ApiToken.issue(user=user)
+    call(f"Bearer {plaintext}")
+
+    with django_assert_num_queries(1):  # the token joined with its user; no UPDATE within the minute
+        assert call(f"Bearer {plaintext}").status_code == 200

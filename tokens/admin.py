@@ -1,0 +1,33 @@
+from django.contrib import admin
+
+from .models import ApiToken
+from .services import token_revoke
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Read-only apart from revoking: shows the display prefix, never a hash or a token."""
+
+    list_display = ["prefix", "user", "status", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = ["revoked_at", "expires_at"]
+    list_select_related = ["user"]
+    search_fields = ["prefix", "user__username"]
+    fields = ["prefix", "user", "status", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    @admin.display(description="Status")
+    def status(self, obj: ApiToken) -> str:
+        return obj.status
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke(self, request, queryset):
+        for token in queryset.select_related("user"):
+            token_revoke(token=token, actor=request.user)
+        self.message_user(request, "Revoked the selected tokens.")
+
+    def has_add_permission(self, request):
+        return False  # tokens are created where they can be shown once: the Tokens page or the command
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead, so the record stays
