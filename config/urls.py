@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from gateway import views as gateway_views
+
 urlpatterns = [
     # `/` and `/#/settings` both land on the settings page (the browser keeps the fragment across redirects).
     path("", RedirectView.as_view(url="/settings/", permanent=False)),
@@ -12,6 +14,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("gateway/", include("gateway.urls")),
+    path("healthz", gateway_views.healthz, name="healthz"),
     path("api/v1/", include("config.api_urls")),
     path("settings/tokens/", include("tokens.urls")),
 ]

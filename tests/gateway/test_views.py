@@ -1,0 +1,229 @@
+"""The gateway's routes over HTTP: Bearer tokens, endpoint lookup, OpenAI-shaped answers and errors."""
+
+import json
+import logging
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from connections.models import Connection
+from tests.conftest import PLANTED_KEY
+from tests.fakes.server import closed_port
+from tests.gateway.conftest import CHAT_BODY
+from tokens.models import ApiToken
+
+ROTATED_KEY = "sk-rotated-9876543210-ZYXWVUTSrqpo"
+
+
+@pytest.fixture
+def caller(django_user_model):
+    """A user who may call endpoints, and a token of theirs."""
+    user = django_user_model.objects.create_user("svc", password="pw-svc-123456")
+    user.user_permissions.add(Permission.objects.get(codename="view_endpoint"))
+    _, token = ApiToken.issue(user=user)
+    return user, token
+
+
+@pytest.fixture
+def gateway(client, caller):
+    """The Django test client with the caller's token on every request."""
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {caller[1]}"
+    return client
+
+
+def post(client, path: str, body: object, **extra):
+    return client.post(path, json.dumps(body) if not isinstance(body, bytes) else body,
+                       content_type="application/json", **extra)
+
+
+def error_of(response) -> dict:
+    document = response.json()
+    assert set(document) == {"error"} and set(document["error"]) == {"message", "type", "code"}
+    return document["error"]
+
+
+def test_chat_completions_call_the_endpoints_provider_with_the_connections_key(gateway, openai_chat, fake_openai):
+    response = post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+    assert response.status_code == 200
+    assert response.json()["object"] == "chat.completion"
+    assert response.json()["choices"][0]["message"]["content"]
+    assert fake_openai.presented_keys() == [PLANTED_KEY]
+    assert fake_openai.requests[0].json()["model"] == "gpt-4o-mini"
+
+
+def test_invocations_use_the_endpoints_own_task(gateway, openai_chat, make_endpoint, fake_openai):
+    assert post(gateway, "/gateway/chat/invocations", {"messages": CHAT_BODY["messages"]}).status_code == 200
+    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings")
+    response = post(gateway, "/gateway/embed/invocations", {"input": "hello"})
+    assert response.status_code == 200
+    assert response.json()["data"][0]["embedding"]
+    assert fake_openai.requests[-1].path == "/v1/embeddings"
+
+
+def test_embeddings_route_names_the_endpoint_in_model(gateway, openai_chat, make_endpoint, fake_openai):
+    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings")
+    response = post(gateway, "/gateway/v1/embeddings", {"model": "embed", "input": ["a", "b"]})
+    assert response.status_code == 200 and response.json()["object"] == "list"
+
+
+def test_models_lists_the_enabled_endpoints(gateway, openai_chat, make_endpoint):
+    make_endpoint("off", openai_chat.connection, enabled=False)
+    response = gateway.get("/gateway/v1/models")
+    assert response.status_code == 200
+    assert [m["id"] for m in response.json()["data"]] == ["chat"]
+    assert response.json()["data"][0]["owned_by"] == "openai"
+
+
+def test_a_stream_is_relayed_as_server_sent_events_ending_with_done(gateway, openai_chat):
+    response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "stream": True})
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    body = b"".join(response.streaming_content).decode()
+    events = [line[6:] for line in body.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]) == "Hello from the fake"
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer llmc_not-a-real-token", "Basic dXNlcjpwYXNz", "Bearer "])
+def test_a_missing_or_bad_token_is_a_401_with_the_bearer_challenge(client, openai_chat, fake_openai, authorization):
+    extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = post(client, "/gateway/v1/chat/completions", CHAT_BODY, **extra)
+    assert response.status_code == 401 and response["WWW-Authenticate"] == "Bearer"
+    assert error_of(response)["code"] == "invalid_api_key"
+    assert fake_openai.requests == []
+
+
+def test_revoked_and_expired_tokens_are_refused(client, caller, openai_chat):
+    token = ApiToken.objects.get(user=caller[0])
+    for change in ({"revoked_at": timezone.now()}, {"revoked_at": None, "expires_at": timezone.now()}):
+        ApiToken.objects.filter(pk=token.pk).update(**change)
+        response = post(client, "/gateway/v1/chat/completions", CHAT_BODY, HTTP_AUTHORIZATION=f"Bearer {caller[1]}")
+        assert response.status_code == 401
+
+
+def test_a_user_without_view_endpoint_permission_is_a_403(client, django_user_model, openai_chat, fake_openai):
+    _, token = ApiToken.issue(user=django_user_model.objects.create_user("nobody"))
+    response = post(client, "/gateway/v1/chat/completions", CHAT_BODY, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 403 and "view_endpoint" in error_of(response)["message"]
+    assert fake_openai.requests == []
+
+
+def test_unknown_and_disabled_endpoints(gateway, openai_chat, fake_openai):
+    response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "model": "nope"})
+    assert response.status_code == 404 and error_of(response)["code"] == "endpoint_not_found"
+    assert post(gateway, "/gateway/nope/invocations", CHAT_BODY).status_code == 404
+    openai_chat.enabled = False
+    openai_chat.save()
+    response = post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+    assert response.status_code == 403 and error_of(response)["code"] == "endpoint_disabled"
+    assert fake_openai.requests == []
+
+
+@pytest.mark.parametrize(
+    "path, body, code",
+    [
+        ("/gateway/v1/embeddings", {"model": "chat", "input": "x"}, "wrong_task"),
+        ("/gateway/v1/chat/completions", {"model": "chat"}, "invalid_body"),
+        ("/gateway/v1/chat/completions", {"messages": []}, "model_required"),
+        ("/gateway/v1/chat/completions", [1, 2], "model_required"),
+        ("/gateway/v1/chat/completions", b"{not json", "invalid_json"),
+        ("/gateway/v1/chat/completions", b"\xff\xfe", "invalid_json"),
+        ("/gateway/v1/chat/completions", b"[" * 100000, "invalid_json"),
+    ],
+)
+def test_bad_requests_are_400s_that_say_what_is_wrong(gateway, openai_chat, fake_openai, path, body, code):
+    response = post(gateway, path, body)
+    assert response.status_code == 400 and error_of(response)["code"] == code
+    assert fake_openai.requests == []
+
+
+def test_the_wrong_method_is_a_json_405(gateway, openai_chat):
+    response = gateway.get("/gateway/v1/chat/completions")
+    assert response.status_code == 405 and response["Allow"] == "POST"
+    assert error_of(response)["code"] == "method_not_allowed"
+
+
+def test_a_huge_body_is_a_413(gateway, openai_chat):
+    response = post(gateway, "/gateway/v1/chat/completions", b"x" * (20 * 1024 * 1024 + 1))
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "upstream_status, status, code",
+    [(400, 400, None), (404, 404, None), (422, 422, None),
+     (401, 401, "upstream_credentials_rejected"), (403, 401, "upstream_credentials_rejected"),
+     (500, 502, None), (503, 502, None)],
+)
+def test_provider_errors_map_to_the_spec_table_without_the_key(
+    gateway, openai_chat, fake_openai, caplog, upstream_status, status, code
+):
+    caplog.set_level(logging.DEBUG)
+    fake_openai.fail(upstream_status, "Incorrect API key provided: {key} ({auth})", times=3)
+    response = post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+    assert response.status_code == status
+    error = error_of(response)
+    if code:
+        assert error["code"] == code
+    assert PLANTED_KEY not in response.content.decode() and PLANTED_KEY not in caplog.text
+    assert PLANTED_KEY[10:30] not in response.content.decode()
+
+
+def test_a_rate_limit_keeps_retry_after(gateway, openai_chat, fake_openai):
+    fake_openai.fail(429, "Slow down", headers={"Retry-After": "30"}, times=3)
+    response = post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+    assert response.status_code == 429 and response["Retry-After"] == "30"
+
+
+def test_an_unreachable_provider_is_a_502(gateway, make_connection, make_endpoint):
+    connection = make_connection("down", config={"base_url": f"http://127.0.0.1:{closed_port()}/v1"})
+    make_endpoint("down-chat", connection)
+    response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "model": "down-chat"})
+    assert response.status_code == 502
+
+
+def test_a_provider_that_does_not_answer_in_time_is_a_504(gateway, openai_chat, fake_openai, settings):
+    settings.GATEWAY_TIMEOUT = 0.3
+    fake_openai.hang(2)
+    response = post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+    assert response.status_code == 504
+
+
+def test_undecryptable_secrets_are_a_503_naming_the_connection(gateway, openai_chat, fake_openai, use_keys):
+    from cryptography.fernet import Fernet
+
+    use_keys(Fernet.generate_key().decode())
+    response = post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+    assert response.status_code == 503
+    error = error_of(response)
+    assert error["code"] == "connection_secrets_unavailable" and "openai-prod" in error["message"]
+    assert fake_openai.requests == []
+
+
+def test_a_key_rotated_through_the_api_is_used_by_the_next_call(gateway, openai_chat, fake_openai, admin_user):
+    assert post(gateway, "/gateway/v1/chat/completions", CHAT_BODY).status_code == 200
+    fake_openai.keys.add(ROTATED_KEY)
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    patched = api.patch("/api/v1/connections/openai-prod/", {"secrets": {"api_key": ROTATED_KEY}}, format="json")
+    assert patched.status_code == 200
+    assert post(gateway, "/gateway/v1/chat/completions", CHAT_BODY).status_code == 200
+    assert fake_openai.presented_keys() == [PLANTED_KEY, ROTATED_KEY]
+    assert Connection.objects.get(name="openai-prod").last_used_at is not None
+
+
+def test_a_gateway_call_costs_a_constant_number_of_queries(gateway, openai_chat, django_assert_max_num_queries):
+    post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)  # last_used_at written once
+    with django_assert_max_num_queries(4):  # token, permissions (2), endpoint with its connection
+        assert post(gateway, "/gateway/v1/chat/completions", CHAT_BODY).status_code == 200
+
+
+def test_healthz_reports_database_and_keys(client, make_connection, use_keys):
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "encryption": "ok"}
+    from cryptography.fernet import Fernet
+
+    use_keys(Fernet.generate_key().decode())
+    make_connection("one")
+    use_keys(Fernet.generate_key().decode())
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json()["status"] == "unavailable"
