@@ -1,0 +1,54 @@
+"""The official OpenAI Python SDK, pointed at our live server's /gateway/v1, works as with OpenAI itself."""
+
+import openai
+import pytest
+from django.contrib.auth.models import Permission
+
+from tests.conftest import PLANTED_KEY
+from tokens.models import ApiToken
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sdk(live_server, django_user_model):
+    user = django_user_model.objects.create_user("sdk-user")
+    user.user_permissions.add(Permission.objects.get(codename="view_endpoint"))
+    _, token = ApiToken.issue(user=user)
+    client = openai.OpenAI(base_url=f"{live_server.url}/gateway/v1", api_key=token, max_retries=0, timeout=10)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def endpoints(openai_chat, make_endpoint):
+    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings")
+
+
+def test_the_sdk_gets_a_chat_completion(sdk, endpoints, fake_openai):
+    completion = sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}])
+    assert completion.choices[0].message.content
+    assert fake_openai.presented_keys() == [PLANTED_KEY]
+
+
+def test_the_sdk_streams(sdk, endpoints):
+    stream = sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}], stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "Hello from the fake"
+
+
+def test_the_sdk_gets_embeddings_and_the_models_list(sdk, endpoints):
+    assert len(sdk.embeddings.create(model="embed", input="hello").data[0].embedding) > 0
+    assert sorted(model.id for model in sdk.models.list()) == ["chat", "embed"]
+
+
+def test_the_sdk_raises_its_own_typed_errors(sdk, endpoints, fake_openai, live_server):
+    with pytest.raises(openai.RateLimitError):
+        fake_openai.fail(429, "Slow down", headers={"Retry-After": "30"}, times=3)
+        sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="missing", messages=[{"role": "user", "content": "Hi"}])
+    stranger = openai.OpenAI(base_url=f"{live_server.url}/gateway/v1", api_key="llmc_wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        stranger.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}])
+    assert caught.value.body["code"] == "invalid_api_key"
