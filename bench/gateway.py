@@ -1,0 +1,200 @@
+"""Benchmark: the gateway's overhead over calling the provider directly. Not a test.
+
+Starts a stub upstream (an asyncio HTTP/1.1 server in its own process answering OpenAI chat completions,
+optionally after --delay ms) and the app served as `make run` serves it (gunicorn gthread, throwaway
+SQLite), then sends chat calls directly to the stub and through `/gateway/v1/chat/completions`,
+interleaved in rounds, sequentially and with 16 concurrent clients (keep-alive). Prints p50/p99 of both,
+the overhead, throughput and the gateway's CPU milliseconds per request (from /proc).
+
+    .venv/bin/python bench/gateway.py [--requests 2000] [--concurrency 16] [--delay 0]
+"""
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+STUB_KEY = "sk-bench-0123456789abcdefghijklmnop"
+CHAT = {"model": "bench-chat", "messages": [{"role": "user", "content": "Hi"}]}
+ANSWER = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_stub(port: int, delay: float) -> None:
+    """A minimal keep-alive HTTP/1.1 server: every request gets ANSWER (after `delay` seconds)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if length:
+                    await reader.readexactly(length)
+                if delay:
+                    await asyncio.sleep(delay)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(ANSWER)).encode() + b"\r\n\r\n" + ANSWER)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+def wait_for(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its children (gunicorn master and workers)."""
+    total = 0.0
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for each in pids:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def timed_calls(url: str, headers: dict, count: int, concurrency: int) -> tuple[list[float], float]:
+    """Latencies (ms) of `count` chat calls spread over `concurrency` keep-alive clients, and the wall time."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def worker(share: int) -> None:
+        mine = []
+        with httpx.Client(headers=headers, timeout=30) as client:
+            for _ in range(share):
+                started = time.perf_counter()
+                response = client.post(url, json=CHAT)
+                mine.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, response.text
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(count // concurrency,)) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per mode and path")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--delay", type=float, default=0.0, help="stub answer delay in ms")
+    options = parser.parse_args()
+
+    stub_port, app_port = free_port(), free_port()
+    stub = multiprocessing.Process(target=run_stub, args=(stub_port, options.delay / 1000), daemon=True)
+    stub.start()
+    stub_url = f"http://127.0.0.1:{stub_port}"
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as directory:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "ENV_FILE": f"{directory}/absent.env",
+            "SECRET_KEY": "bench-secret-key-" + "x" * 40,
+            "FIELD_ENCRYPTION_KEY": "Ju6CElcGyMt7kuiADmOZZnQFNSAKFe27lQ9O8mKb5F4=",
+            "DATABASE_URL": f"sqlite:///{directory}/bench.sqlite3",
+            "ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
+            "DJANGO_SUPERUSER_PASSWORD": "bench-admin-password",
+            "PORT": str(app_port),
+        }
+        manage = [sys.executable, "manage.py"]
+        for command in (["migrate", "--noinput"], ["create_default_admin"]):
+            subprocess.run(manage + command, cwd=REPO, env=env, check=True, capture_output=True)
+        token = subprocess.run(manage + ["create_api_token", "admin"], cwd=REPO, env=env, check=True,
+                               capture_output=True, text=True).stdout.strip()
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "config.wsgi"],
+                                  cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            app_url = f"http://127.0.0.1:{app_port}"
+            wait_for(f"{app_url}/healthz")
+            wait_for(stub_url)
+            auth = {"Authorization": f"Bearer {token}"}
+            httpx.post(f"{app_url}/api/v1/connections/", headers=auth, json={
+                "name": "bench", "provider": "openai", "auth_method": "api_key",
+                "secrets": {"api_key": STUB_KEY}, "config": {"base_url": f"{stub_url}/v1"}}).raise_for_status()
+            httpx.post(f"{app_url}/api/v1/endpoints/", headers=auth, json={
+                "name": "bench-chat", "connection": "bench", "model": "gpt-4o-mini", "task": "chat"}).raise_for_status()
+            direct = (f"{stub_url}/v1/chat/completions", {"Authorization": f"Bearer {STUB_KEY}"})
+            gateway = (f"{app_url}/gateway/v1/chat/completions", auth)
+            timed_calls(*gateway, 200, 4)  # warm up workers, pools and caches
+            timed_calls(*direct, 200, 4)
+
+            print(f"stub delay {options.delay:g} ms, {options.requests} requests per path and mode, "
+                  f"{options.rounds} interleaved rounds, {os.cpu_count()} cores")
+            for concurrency in (1, options.concurrency):
+                results = {"direct": ([], 0.0), "gateway": ([], 0.0)}
+                cpu = 0.0
+                share = options.requests // options.rounds
+                for _ in range(options.rounds):
+                    for name, (url, headers) in (("direct", direct), ("gateway", gateway)):
+                        before = cpu_seconds(server.pid) if name == "gateway" else 0
+                        latencies, wall = timed_calls(url, headers, share, concurrency)
+                        if name == "gateway":
+                            cpu += cpu_seconds(server.pid) - before
+                        results[name] = (results[name][0] + latencies, results[name][1] + wall)
+                (d, d_wall), (g, g_wall) = results["direct"], results["gateway"]
+                print(f"\nconcurrency {concurrency}:")
+                for name, values, wall in (("direct ", d, d_wall), ("gateway", g, g_wall)):
+                    print(f"  {name}  p50 {percentile(values, 50):7.2f} ms  p99 {percentile(values, 99):7.2f} ms"
+                          f"  {len(values) / wall:8.0f} req/s")
+                print(f"  overhead p50 {percentile(g, 50) - percentile(d, 50):+.2f} ms, "
+                      f"p99 {percentile(g, 99) - percentile(d, 99):+.2f} ms; "
+                      f"throughput ratio {(len(g) / g_wall) / (len(d) / d_wall):.2f}; "
+                      f"gateway CPU {cpu * 1000 / len(g):.2f} ms/request")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+            stub.terminate()
+
+
+if __name__ == "__main__":
+    main()
