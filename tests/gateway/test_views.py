@@ -214,7 +214,7 @@ def test_a_key_rotated_through_the_api_is_used_by_the_next_call(gateway, openai_
 
 def test_a_gateway_call_costs_a_constant_number_of_queries(gateway, openai_chat, django_assert_max_num_queries):
     post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)  # last_used_at written once
-    with django_assert_max_num_queries(4):  # token, permissions (2), endpoint with its connection
+    with django_assert_max_num_queries(4):  # token with its user, permissions (user, groups), endpoint with connection
         assert post(gateway, "/gateway/v1/chat/completions", CHAT_BODY).status_code == 200
 
 
@@ -227,3 +227,16 @@ def test_healthz_reports_database_and_keys(client, make_connection, use_keys):
     use_keys(Fernet.generate_key().decode())
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json()["status"] == "unavailable"
+
+
+def test_the_permission_may_come_from_a_group_and_its_removal_applies_at_once(client, django_user_model, openai_chat):
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name="callers")
+    group.permissions.add(Permission.objects.get(codename="view_endpoint"))
+    user = django_user_model.objects.create_user("member")
+    user.groups.add(group)
+    _, token = ApiToken.issue(user=user)
+    assert post(client, "/gateway/v1/chat/completions", CHAT_BODY, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    user.groups.remove(group)
+    assert post(client, "/gateway/v1/chat/completions", CHAT_BODY, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 403
