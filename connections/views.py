@@ -10,10 +10,14 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
 from django.views.generic import CreateView, DeleteView, ListView, TemplateView, UpdateView
+from django.views.generic.detail import SingleObjectMixin
 
 from endpoints.models import Endpoint
+from gateway.services import connection_test
 
 from .forms import ConnectionForm
 from .models import AuditEntry, Connection
@@ -126,6 +130,31 @@ class ConnectionDeleteView(SettingsPageMixin, DeleteView):
             return self.render_to_response(self.get_context_data(), status=409)
         messages.success(self.request, f"Connection “{name}” deleted.")
         return HttpResponseRedirect(self.success_url)
+
+
+class ConnectionTestView(SettingsPageMixin, SingleObjectMixin, View):
+    """The list's Test button: call the provider with the stored credentials and say what it answered."""
+
+    permission_required = "connections.view_connection"
+    model = Connection
+    slug_field = slug_url_kwarg = "name"
+    http_method_names = ["post"]
+
+    def post(self, request, *args, **kwargs) -> HttpResponse:
+        connection = self.get_object()
+        result = connection_test(connection=connection)
+        if result.ok:
+            messages.success(request, f"Test of “{connection.name}”: {result.message}")
+        else:
+            status = f" (provider status {result.status})" if result.status else ""
+            messages.error(request, f"Test of “{connection.name}” failed{status}: {result.message}")
+        return HttpResponseRedirect(safe_next(request) or reverse("connections:list"))
+
+
+def safe_next(request) -> str:
+    """The `next` page to return to, when it is a path on this site."""
+    target = request.POST.get("next", "")
+    return target if url_has_allowed_host_and_scheme(target, allowed_hosts=None) and target.startswith("/") else ""
 
 
 class ConnectionHistoryView(SettingsPageMixin, ListView):

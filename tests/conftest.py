@@ -1,3 +1,6 @@
+import ipaddress
+import socket
+
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
 from encrypted_model_fields import fields as encrypted_fields
@@ -5,6 +8,35 @@ from encrypted_model_fields import fields as encrypted_fields
 from connections.models import Connection
 from connections.services import connection_save
 from endpoints.models import Endpoint
+
+LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_local(host) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode()
+    if host is None or host in LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(str(host).strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_traffic_beyond_this_machine():
+    """No test reaches the internet: name lookups of anything but loopback fail at once, as offline."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if not is_local(host):
+            raise socket.gaierror(socket.EAI_NONAME, f"tests resolve only loopback names, not {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", loopback_only)
+        yield
+
 
 # A distinctive value tests plant and then look for everywhere a secret must not appear.
 PLANTED_KEY = "sk-planted-SECRET-0123456789-abcdefWXYZ"

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from config.api import ModelPermissions, has_permission
 from endpoints.models import Endpoint
+from gateway.services import connection_test
 
 from .. import providers
 from ..models import AuditEntry, Connection
@@ -71,6 +72,29 @@ class ConnectionViewSet(viewsets.ModelViewSet):
         connection = self.get_object()
         page = self.paginate_queryset(connection.audit_entries.order_by("-at", "-id"))
         return self.get_paginated_response(AuditEntrySerializer(page, many=True).data)
+
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "ConnectionTestResult",
+            {
+                "ok": serializers.BooleanField(),
+                "status": serializers.IntegerField(allow_null=True),
+                "message": serializers.CharField(),
+            },
+        ),
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[has_permission("connections.view_connection")],
+        filter_backends=[],
+    )
+    def test(self, request, name=None):
+        """Call the provider's cheapest authenticated route (list models or equivalent) with the stored credentials."""
+        result = connection_test(connection=self.get_object())
+        return Response({"ok": result.ok, "status": result.status, "message": result.message})
 
 
 class AuditEntryFilter(django_filters.FilterSet):

@@ -92,7 +92,7 @@ def test_the_schema_validates_without_warnings():
         "type": "http", "scheme": "bearer", "description": schema["components"]["securitySchemes"]["bearerAuth"][
             "description"]}
     assert "/api/v1/connections/{name}/history/" in schema["paths"]
-    assert "/api/v1/connections/{name}/test/" not in schema["paths"]
+    assert "/api/v1/connections/{name}/test/" in schema["paths"]
 
 
 def test_the_schema_and_docs_are_served_with_local_assets(api, make_connection):
