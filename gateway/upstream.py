@@ -14,6 +14,7 @@ import email.utils
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from django.conf import settings
 from connections.validators import is_allowed_private_host, is_public_ip, parse_ip
 
 logger = logging.getLogger(__name__)
+_clients_lock = threading.RLock()  # re-entered: building a client takes the SSL context
 
 CONNECT_RETRIES = 2  # attempts after the first when the connection could not be opened
 CONNECT_BACKOFF = 0.05  # seconds before the first connect retry; doubles each time
@@ -113,18 +115,28 @@ class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport with a connection pool built on the guarded backend."""
 
     def __init__(self, *, allow_loopback: bool):
-        super().__init__(trust_env=False)
-        limits = dict(
+        # httpx builds its pool privately; building it here is the one way to hand it a network backend
+        # (HTTPTransport keeps no other state, so its __init__ is not needed).
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=shared_ssl_context(),
             max_connections=MAX_CONNECTIONS,
             max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
             keepalive_expiry=KEEPALIVE_EXPIRY,
-        )
-        # httpx builds its pool privately; rebuilding it is the one way to hand it a network backend.
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
             network_backend=GuardedNetworkBackend(allow_loopback=allow_loopback),
-            **limits,
         )
+
+
+_ssl_context: ssl.SSLContext | None = None
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """Loading the CA bundle takes tens of milliseconds: once per process is enough (contexts are thread-safe)."""
+    global _ssl_context
+    if _ssl_context is None:
+        with _clients_lock:
+            if _ssl_context is None:
+                _ssl_context = httpx.create_ssl_context(trust_env=False)
+    return _ssl_context
 
 
 def refuse_all_cookies() -> CookieJar:
@@ -144,7 +156,6 @@ def build_client(*, allow_loopback: bool) -> httpx.Client:
 
 
 _clients: dict[bool, httpx.Client] = {}
-_clients_lock = threading.Lock()
 
 
 def get_client(*, allow_loopback: bool = False) -> httpx.Client:
