@@ -12,10 +12,11 @@ process's CPU per call (the fake's CPU is not counted: it runs in its own proces
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
+# A file, not :memory:, so that the 16 threads (one database connection each) see the same tables.
+DATABASE_FILE = Path(tempfile.mkdtemp(prefix="bench-upstream-")) / "bench.sqlite3"
+os.environ["TEST_DATABASE_URL"] = f"sqlite:///{DATABASE_FILE}"
 
 import django  # noqa: E402
 
@@ -126,10 +130,11 @@ def main() -> None:
     finally:
         fake.terminate()
         fake.wait()
+        shutil.rmtree(DATABASE_FILE.parent, ignore_errors=True)
 
 
 def report(threads: int, results: dict) -> None:
-    print(f"\n{'sequential' if threads == 1 else f'{threads} threads'} ({threading.active_count()} threads alive)")
+    print(f"\n{'sequential' if threads == 1 else f'{threads} threads'}")
     print(f"{'mode':8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9} {'CPU ms/call':>12}")
     base_p50 = statistics.median(results["direct"][0])
     for name, (latencies, wall, cpu) in results.items():

@@ -224,7 +224,10 @@ def map_status(status: int, headers: httpx.Headers, message: str, code: str, *, 
         )
     # Other 4xx (413 too large, 409, 415…): the provider refused this request; the caller can change it.
     return GatewayError(
-        400, INVALID_REQUEST, f"upstream_{status}", f"{provider} answered HTTP {status}" + (f": {message}" if message else ".")
+        400,
+        INVALID_REQUEST,
+        f"upstream_{status}",
+        f"{provider} answered HTTP {status}" + (f": {message}" if message else "."),
     )
 
 

@@ -125,7 +125,8 @@ def test_an_azure_embeddings_call_uses_the_deployment_embeddings_url(make_endpoi
     answer = invoke(endpoint, {"input": "hello"})
 
     assert len(answer["data"]) == 1
-    assert fake_openai.requests[0].target == f"/openai/deployments/embed-deploy/embeddings?api-version={AZURE_API_VERSION}"
+    expected = f"/openai/deployments/embed-deploy/embeddings?api-version={AZURE_API_VERSION}"
+    assert fake_openai.requests[0].target == expected
 
 
 def test_an_azure_deployment_name_cannot_escape_its_path(make_endpoint, azure_connection, fake_openai):
@@ -140,7 +141,8 @@ def test_azure_with_entra_id_is_refused_clearly_until_supported(make_connection,
     connection = make_connection(
         "azure-ad", auth_method="azure_ad", secrets={"client_secret": PLANTED_KEY},
         config={"endpoint_url": fake_openai.url, "api_version": AZURE_API_VERSION,
-                "tenant_id": "00000000-0000-0000-0000-000000000000", "client_id": "00000000-0000-0000-0000-000000000001"},
+                "tenant_id": "00000000-0000-0000-0000-000000000000",
+                "client_id": "00000000-0000-0000-0000-000000000001"},
     )
 
     with pytest.raises(GatewayError) as raised:

@@ -296,8 +296,9 @@ def test_an_unusual_4xx_is_a_400_naming_the_status():
 
 
 def test_a_provider_code_carrying_a_key_is_not_passed_on():
-    error = from_upstream_response(400, httpx.Headers(), b'{"error": {"message": "m", "code": "%s"}}' % PLANTED_KEY.encode(),
-                                   secrets=[PLANTED_KEY], provider="OpenAI")
+    body = b'{"error": {"message": "m", "code": "%s"}}' % PLANTED_KEY.encode()
+
+    error = from_upstream_response(400, httpx.Headers(), body, secrets=[PLANTED_KEY], provider="OpenAI")
 
     assert error.code == "upstream_bad_request"
 
@@ -305,6 +306,8 @@ def test_a_provider_code_carrying_a_key_is_not_passed_on():
 def test_gateway_errors_have_openai_shape_and_a_short_repr():
     error = GatewayError(429, "rate_limit_error", "upstream_rate_limited", "Slow down.", retry_after="3")
 
-    assert error.body() == {"error": {"message": "Slow down.", "type": "rate_limit_error", "code": "upstream_rate_limited"}}
+    assert error.body() == {
+        "error": {"message": "Slow down.", "type": "rate_limit_error", "code": "upstream_rate_limited"}
+    }
     assert error.headers() == {"Retry-After": "3"}
     assert repr(error) == "<GatewayError 429 upstream_rate_limited>"

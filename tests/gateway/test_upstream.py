@@ -1,6 +1,7 @@
 """The upstream client: address guard after resolution, retry policy, pooling and isolation between calls."""
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -251,21 +252,32 @@ def test_timeouts_come_from_settings(settings):
     settings.GATEWAY_TIMEOUT = 42.0
     settings.GATEWAY_CONNECT_TIMEOUT = 3.0
 
-    timeout = upstream.timeouts()
-
-    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (3.0, 42.0, 42.0, 3.0)
+    assert upstream.timeouts() == {"connect": 3.0, "read": 42.0, "write": 42.0, "pool": 3.0}
 
 
-def test_one_client_per_process_is_shared_by_threads():
-    clients = []
-    threads = [threading.Thread(target=lambda: clients.append(upstream.get_client())) for _ in range(8)]
+def test_one_pool_per_process_is_shared_by_threads():
+    transports = []
+    threads = [threading.Thread(target=lambda: transports.append(upstream.get_transport())) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
-    assert len({id(client) for client in clients}) == 1
-    assert upstream.get_client(allow_loopback=True) is not clients[0]  # the other address policy has its own pool
+    assert len({id(transport) for transport in transports}) == 1
+    assert upstream.get_transport(allow_loopback=True) is not transports[0]  # the other policy has its own pool
+
+
+def test_a_forked_child_opens_its_own_pool(fake_openai):
+    upstream.send("GET", models_url(fake_openai), headers=auth())
+    parent_transport = upstream.get_transport()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports whether it got a fresh pool, then leaves without cleanup
+        os.write(write_end, b"1" if upstream.get_transport() is not parent_transport else b"0")
+        os._exit(0)
+    os.waitpid(child, 0)
+
+    assert os.read(read_end, 1) == b"1"
 
 
 def test_calls_reuse_one_kept_alive_connection(fake_openai):
