@@ -141,7 +141,7 @@ def report(threads: int, results: dict) -> None:
         print(
             f"{name:8} {statistics.median(latencies):8.3f} {percentile(latencies, 0.99):8.3f} "
             f"{len(latencies) / wall:9.0f} {cpu * 1000 / len(latencies):12.3f}"
-            + (f"   (+{statistics.median(latencies) - base_p50:.3f} ms p50 over direct)" if name != "direct" else "")
+            + (f"   ({statistics.median(latencies) - base_p50:+.3f} ms p50 vs direct)" if name != "direct" else "")
         )
 
 

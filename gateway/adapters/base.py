@@ -156,7 +156,7 @@ class Adapter:
         return CredentialsCheck(True, response.status_code, f"{self.label(connection)} accepted the credentials.")
 
     def send(self, connection: Connection, call: UpstreamCall, secrets: dict[str, str]) -> httpx.Response:
-        """Send through the pooled client; a 2xx response comes back, anything else as a GatewayError."""
+        """Send through the pooled transport; a 2xx response comes back, anything else as a GatewayError."""
         provider = self.label(connection)
         try:
             response = upstream.send(
