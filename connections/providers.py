@@ -264,7 +264,9 @@ PROVIDER_LIST: tuple[Provider, ...] = (
     simple_api_key_provider("groq", "Groq", ("chat",), "https://api.groq.com/openai/v1", OPENAI_ADAPTER),
     simple_api_key_provider("deepseek", "DeepSeek", ("chat",), "https://api.deepseek.com", OPENAI_ADAPTER),
     simple_api_key_provider("openrouter", "OpenRouter", ("chat",), "https://openrouter.ai/api/v1", OPENAI_ADAPTER),
-    simple_api_key_provider("together_ai", "Together AI", ("chat", "embeddings"), "https://api.together.xyz/v1", OPENAI_ADAPTER),
+    simple_api_key_provider(
+        "together_ai", "Together AI", ("chat", "embeddings"), "https://api.together.xyz/v1", OPENAI_ADAPTER
+    ),
     Provider(
         "ollama",
         "Ollama",

@@ -92,7 +92,9 @@ def secret_forms(value: str) -> set[str]:
     """The ways a secret can show up in provider text: as is, URL-encoded, JSON-escaped and base64."""
     if len(value) < MIN_SECRET_LENGTH:
         return set()
-    forms = {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]}
+    escaped = json.dumps(value)[1:-1]
+    go_escaped = escaped.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    forms = {value, quote(value, safe=""), quote_plus(value), escaped, escaped.replace("/", "\\/"), go_escaped}
     raw = value.encode()
     # base64 of text that merely contains the secret (e.g. "user:key") lines up at one of three offsets;
     # the characters that depend only on the secret's bytes are the middle of each encoding.
@@ -206,6 +208,14 @@ def map_status(status: int, headers: httpx.Headers, message: str, code: str, *, 
             f"{provider} is rate limiting this connection" + (f": {message}" if message else "."),
             retry_after=str(math.ceil(wait)) if wait is not None else "1",
         )
+    if 300 <= status < 400:
+        # Redirects are never followed: they would carry the key headers wherever the provider points.
+        return GatewayError(
+            502,
+            UPSTREAM,
+            "upstream_redirect",
+            f"{provider} answered with a redirect (HTTP {status}); check the connection's base URL.",
+        )
     if status == 408:
         return GatewayError(504, TIMEOUT, "upstream_timeout", f"{provider} timed out (HTTP 408).")
     if status >= 500:
@@ -214,7 +224,10 @@ def map_status(status: int, headers: httpx.Headers, message: str, code: str, *, 
         )
     # Other 4xx (413 too large, 409, 415…): the provider refused this request; the caller can change it.
     return GatewayError(
-        400, INVALID_REQUEST, f"upstream_{status}", f"{provider} answered HTTP {status}" + (f": {message}" if message else ".")
+        400,
+        INVALID_REQUEST,
+        f"upstream_{status}",
+        f"{provider} answered HTTP {status}" + (f": {message}" if message else "."),
     )
 
 

@@ -17,5 +17,7 @@ def adapter_for(provider_id: str) -> Adapter:
     provider = PROVIDERS.get(provider_id)
     if provider is None or not provider.adapter:
         label = provider.label if provider else f"provider '{provider_id}'"
-        raise GatewayError(501, errors.INVALID_REQUEST, "provider_not_supported", f"The gateway cannot call {label} yet.")
+        raise GatewayError(
+            501, errors.INVALID_REQUEST, "provider_not_supported", f"The gateway cannot call {label} yet."
+        )
     return import_string(provider.adapter)()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import httpx
+from django.db import DatabaseError
 
 from connections.models import Connection
 from connections.providers import PROVIDERS
@@ -106,7 +107,9 @@ class Adapter:
         """Whether this provider may live on the gateway's own machine (Ollama, local OpenAI-compatible servers)."""
         return False
 
-    def build_call(self, connection: Connection, endpoint: Endpoint, body: dict, secrets: dict[str, str]) -> UpstreamCall:
+    def build_call(
+        self, connection: Connection, endpoint: Endpoint, body: dict, secrets: dict[str, str]
+    ) -> UpstreamCall:
         raise NotImplementedError
 
     def build_check_call(self, connection: Connection, secrets: dict[str, str]) -> UpstreamCall:
@@ -115,7 +118,9 @@ class Adapter:
     def parse_response(self, endpoint: Endpoint, document: object) -> dict:
         """The provider's JSON answer in OpenAI's shape (identity for OpenAI-speaking providers)."""
         if not isinstance(document, dict):
-            raise GatewayError(502, errors.UPSTREAM, "upstream_invalid_response", "The provider's answer is not an object.")
+            raise GatewayError(
+                502, errors.UPSTREAM, "upstream_invalid_response", "The provider's answer is not a JSON object."
+            )
         return document
 
     # --- The call --------------------------------------------------------------------------------------
@@ -131,7 +136,7 @@ class Adapter:
         secrets = read_secrets(connection)
         call = self.build_call(connection, endpoint, body, secrets)
         response = self.send(connection, call, secrets)
-        touch_last_used(connection)
+        record_use(connection)
         if call.stream:
             return self.relay_stream(connection, response)
         try:
@@ -151,7 +156,7 @@ class Adapter:
         return CredentialsCheck(True, response.status_code, f"{self.label(connection)} accepted the credentials.")
 
     def send(self, connection: Connection, call: UpstreamCall, secrets: dict[str, str]) -> httpx.Response:
-        """Send through the pooled client; a 2xx response comes back, anything else as a GatewayError."""
+        """Send through the pooled transport; a 2xx response comes back, anything else as a GatewayError."""
         provider = self.label(connection)
         try:
             response = upstream.send(
@@ -192,6 +197,14 @@ class Adapter:
     def label(connection: Connection) -> str:
         provider = PROVIDERS.get(connection.provider)
         return provider.label if provider else connection.provider
+
+
+def record_use(connection: Connection) -> None:
+    """Bookkeeping must not fail a call the provider already answered."""
+    try:
+        touch_last_used(connection)
+    except DatabaseError as error:
+        logger.warning("Connection %s: could not record its last use (%s).", connection.name, type(error).__name__)
 
 
 def read_limited(response: httpx.Response) -> bytes:

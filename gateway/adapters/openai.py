@@ -32,10 +32,13 @@ class OpenAIAdapter(Adapter):
     def allow_loopback(self, connection: Connection) -> bool:
         return connection.provider in LOCAL_PROVIDERS
 
-    def build_call(self, connection: Connection, endpoint: Endpoint, body: dict, secrets: dict[str, str]) -> UpstreamCall:
+    def build_call(
+        self, connection: Connection, endpoint: Endpoint, body: dict, secrets: dict[str, str]
+    ) -> UpstreamCall:
         stream = bool(body.get("stream"))
         payload = {**body, "model": endpoint.model}
-        headers = {**self.auth_headers(connection, secrets), "Accept": "text/event-stream" if stream else "application/json"}
+        headers = self.auth_headers(connection, secrets)
+        headers["Accept"] = "text/event-stream" if stream else "application/json"
         if stream:
             headers["Accept-Encoding"] = "identity"  # events pass through byte for byte, as they arrive
         path = TASK_PATHS[endpoint.task]
@@ -48,7 +51,8 @@ class OpenAIAdapter(Adapter):
     def build_check_call(self, connection: Connection, secrets: dict[str, str]) -> UpstreamCall:
         headers = {**self.auth_headers(connection, secrets), "Accept": "application/json"}
         if connection.auth_method == "azure":
-            return UpstreamCall("GET", f"{azure_base(connection)}/openai/models", headers, params=azure_params(connection))
+            url = f"{azure_base(connection)}/openai/models"
+            return UpstreamCall("GET", url, headers, params=azure_params(connection))
         return UpstreamCall("GET", f"{api_base(connection)}/models", headers)
 
     def auth_headers(self, connection: Connection, secrets: dict[str, str]) -> dict[str, str]:

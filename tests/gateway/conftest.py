@@ -12,7 +12,7 @@ AZURE_API_VERSION = "2024-10-21"
 def fresh_upstream_clients():
     """Each test starts without pooled sockets from the one before (fakes come and go on new ports)."""
     yield
-    upstream.close_clients()
+    upstream.close_transports()
 
 
 @pytest.fixture

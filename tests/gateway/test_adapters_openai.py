@@ -11,6 +11,7 @@ from connections.services import connection_save
 from endpoints.models import Endpoint
 from gateway.adapters import adapter_for
 from gateway.adapters.base import require_task
+from gateway.adapters.openai import OpenAIAdapter
 from gateway.errors import GatewayError
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import FakeOpenAI
@@ -125,7 +126,8 @@ def test_an_azure_embeddings_call_uses_the_deployment_embeddings_url(make_endpoi
     answer = invoke(endpoint, {"input": "hello"})
 
     assert len(answer["data"]) == 1
-    assert fake_openai.requests[0].target == f"/openai/deployments/embed-deploy/embeddings?api-version={AZURE_API_VERSION}"
+    expected = f"/openai/deployments/embed-deploy/embeddings?api-version={AZURE_API_VERSION}"
+    assert fake_openai.requests[0].target == expected
 
 
 def test_an_azure_deployment_name_cannot_escape_its_path(make_endpoint, azure_connection, fake_openai):
@@ -140,7 +142,8 @@ def test_azure_with_entra_id_is_refused_clearly_until_supported(make_connection,
     connection = make_connection(
         "azure-ad", auth_method="azure_ad", secrets={"client_secret": PLANTED_KEY},
         config={"endpoint_url": fake_openai.url, "api_version": AZURE_API_VERSION,
-                "tenant_id": "00000000-0000-0000-0000-000000000000", "client_id": "00000000-0000-0000-0000-000000000001"},
+                "tenant_id": "00000000-0000-0000-0000-000000000000",
+                "client_id": "00000000-0000-0000-0000-000000000001"},
     )
 
     with pytest.raises(GatewayError) as raised:
@@ -170,6 +173,7 @@ def test_a_stream_passes_chunks_through_as_they_arrive_and_ends_with_done(openai
     request = fake_openai.requests[0]
     assert request.json()["stream"] is True
     assert request.headers["accept"] == "text/event-stream"
+    assert request.headers["accept-encoding"] == "identity"  # nothing to decompress between provider and client
 
 
 def test_an_azure_stream_passes_through(azure_chat, fake_openai):
@@ -306,3 +310,21 @@ def test_credentials_check_reports_a_rejected_key_without_showing_it(openai_chat
     assert (ok, status) == (False, 401)
     assert message.startswith("OpenAI rejected the connection's credentials (HTTP 401): Incorrect API key provided")
     assert PLANTED_KEY not in message and PLANTED_KEY[-4:] not in message
+
+
+def test_credentials_check_with_undecryptable_secrets_says_so(openai_chat, fake_openai, use_keys):
+    use_keys(Fernet.generate_key().decode())
+    connection = Connection.objects.get(pk=openai_chat.connection.pk)
+
+    ok, status, message = adapter_for("openai").test_credentials(connection)
+
+    assert (ok, status) == (False, None)
+    assert "cannot be decrypted" in message
+    assert fake_openai.requests == []
+
+
+@pytest.mark.parametrize(
+    "provider", ["openai", "xai", "groq", "deepseek", "openrouter", "together_ai", "ollama", "openai_compatible"]
+)
+def test_the_registry_names_the_openai_adapter_for_the_whole_family(provider):
+    assert isinstance(adapter_for(provider), OpenAIAdapter)
