@@ -23,12 +23,19 @@ def is_local(host) -> bool:
         return False
 
 
+# Names tests make resolve to addresses of their choosing (a DNS they control), e.g. to rebind to loopback.
+FAKE_DNS: dict[str, str] = {}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_traffic_beyond_this_machine():
     """No test reaches the internet: name lookups of anything but loopback fail at once, as offline."""
     real_getaddrinfo = socket.getaddrinfo
 
     def loopback_only(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name in FAKE_DNS:
+            return real_getaddrinfo(FAKE_DNS[name], *args, **kwargs)
         if not is_local(host):
             raise socket.gaierror(socket.EAI_NONAME, f"tests resolve only loopback names, not {host!r}")
         return real_getaddrinfo(host, *args, **kwargs)
@@ -36,6 +43,13 @@ def no_traffic_beyond_this_machine():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket, "getaddrinfo", loopback_only)
         yield
+
+
+@pytest.fixture
+def fake_dns():
+    """Map host names to addresses for one test."""
+    yield FAKE_DNS
+    FAKE_DNS.clear()
 
 
 # A distinctive value tests plant and then look for everywhere a secret must not appear.

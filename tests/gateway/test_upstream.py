@@ -43,14 +43,9 @@ def test_a_host_resolving_to_loopback_is_refused_unless_allowed(fake_openai, set
     assert fake_openai.requests == []
 
 
-def test_a_name_that_does_not_look_local_but_resolves_to_loopback_is_refused(fake_openai, settings):
-    hostname = socket.gethostname()
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(hostname, None)}
-    except socket.gaierror:
-        addresses = set()
-    if not addresses or not all(address.startswith("127.") for address in addresses):
-        pytest.skip("this machine's name does not resolve to a loopback address")
+def test_a_name_that_does_not_look_local_but_resolves_to_loopback_is_refused(fake_openai, settings, fake_dns):
+    hostname = "api.rebinding.example"
+    fake_dns[hostname] = "127.0.0.1"  # a public-looking name whose DNS answer points inside
     settings.ALLOWED_PRIVATE_HOSTS = []
 
     with pytest.raises(AddressRefused):
