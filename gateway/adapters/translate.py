@@ -1,0 +1,104 @@
+"""Shared pieces for adapters whose provider does not speak OpenAI's format: build OpenAI-shaped answers,
+read a provider's server-sent events, and write OpenAI chunks. Each adapter keeps only its own mapping."""
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+
+DONE = b"data: [DONE]\n\n"
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def text_of(content: object) -> str:
+    """An OpenAI message `content` as plain text: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+    return ""
+
+
+def split_system(messages: list) -> tuple[str, list[dict]]:
+    """System (and developer) messages joined into one instruction, and the conversation without them."""
+    system = [text_of(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") in ("system", "developer")]
+    rest = [m for m in messages if isinstance(m, dict) and m.get("role") not in ("system", "developer")]
+    return "\n\n".join(part for part in system if part), rest
+
+
+def usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict:
+    prompt, completion = int(prompt_tokens or 0), int(completion_tokens or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def chat_completion(*, model: str, content: str, finish_reason: str | None, usage_: dict | None,
+                    id_: str | None = None, tool_calls: list | None = None) -> dict:
+    """An OpenAI `chat.completion` with one choice."""
+    message: dict = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    document = {
+        "id": id_ or completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+    }
+    if usage_ is not None:
+        document["usage"] = usage_
+    return document
+
+
+def chunk(*, id_: str, model: str, created: int, delta: dict, finish_reason: str | None = None,
+          usage_: dict | None = None) -> bytes:
+    """One OpenAI `chat.completion.chunk` as a server-sent event."""
+    document = {
+        "id": id_,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+    if usage_ is not None:
+        document["usage"] = usage_
+    return sse(document)
+
+
+def sse(document: dict) -> bytes:
+    return b"data: " + json.dumps(document, separators=(",", ":")).encode() + b"\n\n"
+
+
+def embeddings(*, model: str, vectors: list[list[float]], usage_: dict | None = None) -> dict:
+    """An OpenAI embeddings `list`, one item per input in order."""
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)],
+        "model": model,
+        "usage": usage_ or usage(0, 0),
+    }
+
+
+def embedding_inputs(value: object) -> list[str]:
+    """OpenAI's `input` (a string or a list of strings) as a list."""
+    return [value] if isinstance(value, str) else [item for item in value if isinstance(item, str)]
+
+
+def read_events(response: httpx.Response) -> Iterator[tuple[str, str]]:
+    """A provider's server-sent events as (event name, data) pairs, read as they arrive."""
+    event, data = "", []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+    if data:
+        yield event, "\n".join(data)
