@@ -19,9 +19,9 @@ from encrypted_model_fields import fields as encrypted_fields
 
 from connections.models import Connection
 from endpoints.models import Endpoint
-from tokens.models import ApiToken
 
 from . import errors
+from .access import Caller, caller_for
 from .adapters import adapter_for
 from .adapters.base import require_task
 from .errors import GatewayError
@@ -49,7 +49,7 @@ def gateway_route(method: str) -> Callable:
             try:
                 if request.method != method:
                     raise GatewayError(405, errors.INVALID_REQUEST, "method_not_allowed", f"Use {method}.")
-                request.user = authenticate(request)
+                authenticate(request)
                 return view(request, *args, **kwargs)
             except GatewayError as error:
                 response = error_response(error)
@@ -62,18 +62,17 @@ def gateway_route(method: str) -> Callable:
     return decorate
 
 
-def authenticate(request: HttpRequest):
-    """The token's user, who must be allowed to view endpoints; 401 or 403 otherwise."""
+def authenticate(request: HttpRequest) -> Caller:
+    """The token's caller, who must be allowed to view endpoints; 401 or 403 otherwise."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    found = ApiToken.find(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-    if found is None:
+    caller = caller_for(token.strip(), permission=PERMISSION) if scheme.lower() == "bearer" else None
+    if caller is None:
         raise GatewayError(401, errors.AUTHENTICATION, "invalid_api_key",
                            "Send a valid API token as 'Authorization: Bearer <token>'.")
-    found.touch()
-    if not found.user.has_perm(PERMISSION):
+    if not caller.may_call:
         raise GatewayError(403, "permission_error", "permission_denied",
                            f"This token's user lacks the {PERMISSION} permission.")
-    return found.user
+    return caller
 
 
 def read_json_body(request: HttpRequest) -> object:

@@ -214,7 +214,7 @@ def test_a_key_rotated_through_the_api_is_used_by_the_next_call(gateway, openai_
 
 def test_a_gateway_call_costs_a_constant_number_of_queries(gateway, openai_chat, django_assert_max_num_queries):
     post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)  # last_used_at written once
-    with django_assert_max_num_queries(4):  # token with its user, permissions (user, groups), endpoint with connection
+    with django_assert_max_num_queries(2):  # the caller (token, user, permission) and the endpoint with its connection
         assert post(gateway, "/gateway/v1/chat/completions", CHAT_BODY).status_code == 200
 
 
@@ -240,3 +240,26 @@ def test_the_permission_may_come_from_a_group_and_its_removal_applies_at_once(cl
     assert post(client, "/gateway/v1/chat/completions", CHAT_BODY, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
     user.groups.remove(group)
     assert post(client, "/gateway/v1/chat/completions", CHAT_BODY, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 403
+
+
+def test_an_inactive_users_token_is_refused_and_a_superusers_is_allowed(client, caller, admin_user, openai_chat):
+    user, token = caller
+    user.is_active = False
+    user.save()
+    assert post(client, "/gateway/v1/chat/completions", CHAT_BODY, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    _, root_token = ApiToken.issue(user=admin_user)  # a superuser holds every permission without a grant
+    assert post(client, "/gateway/v1/chat/completions", CHAT_BODY,
+                HTTP_AUTHORIZATION=f"Bearer {root_token}").status_code == 200
+
+
+def test_a_call_records_the_tokens_last_use_at_most_once_a_minute(gateway, caller, openai_chat, fake_openai):
+    token = ApiToken.objects.get(user=caller[0])
+    assert token.last_used_at is None
+    post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+    first = ApiToken.objects.get(pk=token.pk).last_used_at
+    assert first is not None
+    post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+    assert ApiToken.objects.get(pk=token.pk).last_used_at == first
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timezone.timedelta(minutes=2))
+    post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+    assert ApiToken.objects.get(pk=token.pk).last_used_at > first
