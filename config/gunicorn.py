@@ -13,6 +13,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(float(os.environ.get("GATEWAY_TIMEOUT", "60"))) + 30
 graceful_timeout = 30
 keepalive = 5
-accesslog = "-"
+# ACCESS_LOG=false leaves request logging to the proxy in front (it costs ~0.3 ms of CPU a request).
+accesslog = "-" if os.environ.get("ACCESS_LOG", "true").lower() not in ("0", "false", "no", "off") else None
 # Never log query strings or headers: the access log line is method, path, status, size and time only.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
