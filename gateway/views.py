@@ -21,7 +21,7 @@ from connections.models import Connection
 from endpoints.models import Endpoint
 
 from . import errors
-from .access import Caller, caller_for
+from .lookup import Caller, caller_for, endpoint_named
 from .adapters import adapter_for
 from .adapters.base import require_task
 from .errors import GatewayError
@@ -96,11 +96,10 @@ def find_endpoint(name: object) -> Endpoint:
     if not isinstance(name, str) or not name:
         raise GatewayError(400, errors.INVALID_REQUEST, "model_required",
                            "Name the endpoint to call in 'model'.")
-    try:
-        endpoint = Endpoint.objects.select_related("connection").get(name=name)
-    except Endpoint.DoesNotExist:
+    endpoint = endpoint_named(name)
+    if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
-                           f"There is no endpoint named '{name[:64]}'.") from None
+                           f"There is no endpoint named '{name[:64]}'.")
     if not endpoint.enabled:
         raise GatewayError(403, errors.INVALID_REQUEST, "endpoint_disabled", f"Endpoint '{endpoint.name}' is disabled.")
     return endpoint

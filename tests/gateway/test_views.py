@@ -214,7 +214,7 @@ def test_a_key_rotated_through_the_api_is_used_by_the_next_call(gateway, openai_
 
 def test_a_gateway_call_costs_a_constant_number_of_queries(gateway, openai_chat, django_assert_max_num_queries):
     post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)  # last_used_at written once
-    with django_assert_max_num_queries(2):  # the caller (token, user, permission) and the endpoint with its connection
+    with django_assert_max_num_queries(3):  # the caller (token, user, permission), the endpoint, its connection
         assert post(gateway, "/gateway/v1/chat/completions", CHAT_BODY).status_code == 200
 
 
