@@ -207,13 +207,13 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 # Content-Security-Policy on every response (HTTPS or not): scripts and styles only from our own files, no
-# inline script or style. `data:` images are the icons inside Swagger UI's stylesheet (/api/v1/docs/).
+# inline script or style. (/api/v1/docs/ adds `data:` images for the icons inside Swagger UI's stylesheet.)
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF],
-        "img-src": [SELF, "data:"],
+        "img-src": [SELF],
         "object-src": [NONE],
         "base-uri": [SELF],
         "frame-ancestors": [NONE],
