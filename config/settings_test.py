@@ -20,3 +20,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# The test client's `client.login()` authenticates without a request, which axes refuses; the real login
+# views (site and admin) still go through axes unchanged.
+AUTHENTICATION_BACKENDS = [
+    "tests.login_support.AxesBackendAllowingTestClientLogin",
+    "django.contrib.auth.backends.ModelBackend",
+]

@@ -1,12 +1,14 @@
 """Start-up configuration: keys from the environment or .env, loud failures, the make-run bootstrap."""
 
 import os
+import secrets
 import stat
 import subprocess
 import sys
 from io import StringIO
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -113,3 +115,48 @@ def test_keys_are_read_from_the_env_file_and_the_environment_wins(tmp_path):
     assert result.returncode == 0, result.stderr
     result = manage("check", cwd=tmp_path, ENV_FILE=str(env_file), FIELD_ENCRYPTION_KEY="broken")
     assert result.returncode == 1 and "not a valid Fernet key" in result.stderr
+
+
+def production_environment(tmp_path: Path) -> dict[str, str]:
+    """SPEC §8's production case: DEBUG off, HTTPS on, a real host, fresh random keys."""
+    return {"DEBUG": "False", "HTTPS": "true", "ALLOWED_HOSTS": "example.com",
+            "SECRET_KEY": secrets.token_urlsafe(50), "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+
+
+def test_check_deploy_is_clean_in_production(tmp_path):
+    result = manage("check", "--deploy", "--fail-level", "DEBUG", cwd=tmp_path, **production_environment(tmp_path))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "System check identified no issues (0 silenced)."
+    assert result.stderr == ""
+
+
+def test_check_deploy_does_warn_without_https(tmp_path):
+    """The clean run above means something: the same check does see a weaker set-up."""
+    result = manage("check", "--deploy", cwd=tmp_path, **{**production_environment(tmp_path), "HTTPS": "false"})
+
+    assert "security.W008" in result.stderr and "security.W004" in result.stderr
+
+
+SHOW_API_AND_PROXY_SETTINGS = (
+    "from django.conf import settings; from rest_framework.settings import api_settings;"
+    "print([renderer.__name__ for renderer in api_settings.DEFAULT_RENDERER_CLASSES]);"
+    "print(list(settings.AXES_IPWARE_META_PRECEDENCE_ORDER))"
+)
+
+
+@pytest.mark.parametrize(
+    ("debug", "behind_proxy", "renderers", "address_headers"),
+    [
+        ("false", "false", ["JSONRenderer"], ["REMOTE_ADDR"]),
+        ("true", "true", ["JSONRenderer", "BrowsableAPIRenderer"], ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]),
+    ],
+)
+def test_the_browsable_api_only_with_debug_and_x_forwarded_for_only_behind_a_proxy(
+    tmp_path, debug, behind_proxy, renderers, address_headers
+):
+    result = manage("shell", "--no-imports", "-c", SHOW_API_AND_PROXY_SETTINGS, cwd=tmp_path, DEBUG=debug,
+                    BEHIND_PROXY=behind_proxy, SECRET_KEY="s" * 50, FIELD_ENCRYPTION_KEY=GOOD_KEY)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(renderers), str(address_headers)]

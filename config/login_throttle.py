@@ -1,0 +1,44 @@
+"""Login throttling (SPEC §8) on top of django-axes: what a throttled login gets (a 429 login page)."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+
+def lockout_message() -> str:
+    """What a throttled user reads: why, and for how long."""
+    minutes = round(cooloff().total_seconds() / 60)
+    return (
+        "Too many failed logins for this username from your address. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
+
+
+def cooloff() -> timedelta:
+    value = settings.AXES_COOLOFF_TIME
+    return value if isinstance(value, timedelta) else timedelta(hours=float(value))
+
+
+def lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict | None = None
+) -> HttpResponse:
+    """axes' AXES_LOCKOUT_CALLABLE: the login page it came from (site or admin) with the reason, as HTTP 429.
+
+    axes also calls this for the failure that reaches the limit; that try was checked like any other, so it
+    keeps its ordinary "wrong password" page: only the tries after it are refused (SPEC: "further tries").
+    """
+    if getattr(request, "axes_failures_since_start", None) is not None and original_response is not None:
+        return original_response
+    message = lockout_message()
+    context = getattr(original_response, "context_data", None) or {}
+    form = context.get("form")
+    template = getattr(original_response, "template_name", None)
+    if form is None or template is None:
+        return HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+    # The password was never checked, so the form's "enter a correct password" would mislead.
+    form.errors.clear()
+    form.add_error(None, message)
+    response = TemplateResponse(request, template, context, status=429)
+    return response.render()
