@@ -8,11 +8,12 @@ from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse_lazy
 from django.views.generic import CreateView, DeleteView, ListView, TemplateView, UpdateView
 
+from config.names import could_name_something
 from endpoints.models import Endpoint
 
 from .forms import ConnectionForm
@@ -95,6 +96,8 @@ class MethodFieldsView(SettingsPageMixin, TemplateView):
         name = self.request.GET.get("connection")
         if name and not self.request.user.has_perm("connections.change_connection"):
             raise PermissionDenied  # the stored connection's masks and config are for those who may edit it
+        if name and not could_name_something(name):
+            raise Http404
         stored = get_object_or_404(Connection, name=name) if name else None
         provider, method = ConnectionForm.selection_for(self.request.GET, stored or Connection())
         keeps_stored = stored is not None and (stored.provider, stored.auth_method) == (provider.id, method.id)

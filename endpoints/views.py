@@ -5,6 +5,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
+from config.names import could_name_something
 from connections.models import Connection
 from connections.views import PAGE_SIZE, SettingsPageMixin
 
@@ -37,8 +38,12 @@ class EndpointCreateView(SettingsPageMixin, EndpointFormMixin, CreateView):
     def get_initial(self) -> dict:
         # `?connection=<name>` preselects the connection (the connections list links here that way).
         initial = super().get_initial()
-        name = self.request.GET.get("connection")
-        connection_id = Connection.objects.filter(name=name).values_list("pk", flat=True).first() if name else None
+        name = self.request.GET.get("connection", "")
+        connection_id = (
+            Connection.objects.filter(name=name).values_list("pk", flat=True).first()
+            if name and could_name_something(name)
+            else None
+        )
         if connection_id is not None:
             initial["connection"] = connection_id
         return initial

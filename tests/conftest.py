@@ -6,6 +6,9 @@ from connections.models import Connection
 from connections.services import connection_save
 from endpoints.models import Endpoint
 
+# Which tests run on which database (SQLite always; the database-touching ones on PostgreSQL too).
+pytest_plugins = ["tests.databases"]
+
 # A distinctive value tests plant and then look for everywhere a secret must not appear.
 PLANTED_KEY = "sk-planted-SECRET-0123456789-abcdefWXYZ"
 

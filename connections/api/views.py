@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api import ModelPermissions, has_permission
+from config.names import NameConverter
 from endpoints.models import Endpoint
 
 from .. import providers
@@ -15,8 +16,9 @@ from ..models import AuditEntry, Connection
 from ..services import ConnectionInUse, connection_delete
 from .serializers import AuditEntrySerializer, ConnectionSerializer, ProviderSerializer
 
-# Names in URLs: anything up to the next slash, so an odd name is a clean 404 rather than an unrouted path.
-NAME_IN_URL = r"[^/]+"
+# Names in URLs: anything up to the next slash, so an odd name is a clean 404 rather than an unrouted path
+# (except NUL, which PostgreSQL cannot compare: config.names).
+NAME_IN_URL = NameConverter.regex
 
 
 class ConnectionFilter(django_filters.FilterSet):

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from config.api import ModelCleanSerializer
+from config.api import ModelCleanSerializer, NameRelatedField
 from connections.models import Connection
 
 from ..models import Endpoint
@@ -9,9 +9,7 @@ from ..models import Endpoint
 class EndpointSerializer(ModelCleanSerializer):
     """An endpoint; `connection` is the connection's name, and `provider` comes from it."""
 
-    connection = serializers.SlugRelatedField(
-        slug_field="name", queryset=Connection.objects.defer("secrets"), help_text="The connection's name."
-    )
+    connection = NameRelatedField(queryset=Connection.objects.defer("secrets"), help_text="The connection's name.")
     provider = serializers.CharField(source="connection.provider", read_only=True)
 
     class Meta:
