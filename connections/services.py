@@ -85,8 +85,13 @@ def connection_rotate_key(
 ) -> Connection:
     """Replace one secret field through the registry's validation and record it as a key rotation.
 
-    Raises ValidationError (keyed `secrets.<field>`, never carrying the value) when the registry refuses it.
+    The row is read again, locked, in the saving transaction: callers (a command waiting for a typed key)
+    may hold `connection` for a while, and an edit made meanwhile must survive. Returns the saved row.
+    Raises ValidationError (keyed `secrets.<field>`, never carrying the value) when the registry refuses it,
+    and Connection.DoesNotExist when the connection was deleted meanwhile.
     """
-    connection.update_secrets({field: value})
-    connection.full_clean()
-    return connection_save(connection=connection, actor=actor)
+    with transaction.atomic():
+        current = Connection.objects.select_for_update().get(pk=connection.pk)
+        current.update_secrets({field: value})
+        current.full_clean()
+        return connection_save(connection=current, actor=actor)

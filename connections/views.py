@@ -7,6 +7,7 @@ registry decide what is valid. Pages never read a secret: they show masks (or `c
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -16,6 +17,7 @@ from django.views.generic import CreateView, DeleteView, ListView, TemplateView,
 from config.names import could_name_something
 from endpoints.models import Endpoint
 
+from .editing import RowLockedForEdit
 from .forms import ConnectionForm
 from .models import AuditEntry, Connection
 from .services import ConnectionInUse, connection_delete, connection_save
@@ -59,9 +61,14 @@ class ConnectionCreateView(SettingsPageMixin, ConnectionFormMixin, CreateView):
         return HttpResponseRedirect(self.success_url)
 
 
-class ConnectionUpdateView(SettingsPageMixin, ConnectionFormMixin, UpdateView):
+class ConnectionUpdateView(SettingsPageMixin, RowLockedForEdit, ConnectionFormMixin, UpdateView):
     permission_required = "connections.change_connection"
     slug_field = slug_url_kwarg = "name"
+
+    def post(self, request, *args, **kwargs) -> HttpResponse:
+        """Read (locked), validate and save in one transaction, so a concurrent edit is never overwritten."""
+        with transaction.atomic():
+            return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: ConnectionForm) -> HttpResponse:
         changed = form.instance.changed_fields()

@@ -1,6 +1,7 @@
 """`/api/v1/connections/`, `/api/v1/audit/` and `/api/v1/providers/`."""
 
 import django_filters
+from django.db import transaction
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, mixins, serializers, status, viewsets
@@ -12,6 +13,7 @@ from config.names import NameConverter
 from endpoints.models import Endpoint
 
 from .. import providers
+from ..editing import RowLockedForEdit
 from ..models import AuditEntry, Connection
 from ..services import ConnectionInUse, connection_delete
 from .serializers import AuditEntrySerializer, ConnectionSerializer, ProviderSerializer
@@ -29,7 +31,7 @@ class ConnectionFilter(django_filters.FilterSet):
         fields = ["provider"]
 
 
-class ConnectionViewSet(viewsets.ModelViewSet):
+class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
     """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
     queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related(
@@ -52,6 +54,11 @@ class ConnectionViewSet(viewsets.ModelViewSet):
             ),
         }
     )
+    def update(self, request, *args, **kwargs):
+        """PUT and PATCH: read (locked), merge and save in one transaction, so concurrent edits both survive."""
+        with transaction.atomic():
+            return super().update(request, *args, **kwargs)
+
     def destroy(self, request, *args, **kwargs):
         connection = self.get_object()
         try:
