@@ -66,14 +66,20 @@ def connection_save(*, connection: Connection, actor: AbstractBaseUser | None) -
 def connection_delete(*, connection: Connection, actor: AbstractBaseUser | None) -> None:
     """Delete a connection no endpoint uses, recording it; raise ConnectionInUse otherwise.
 
-    The refusal comes as ProtectedError, or, when an endpoint was attached concurrently, as the
-    database's foreign-key IntegrityError at commit; both end up as ConnectionInUse.
+    The refusal comes as ProtectedError, or, when an endpoint was attached concurrently (after the
+    PROTECT check, before the delete committed), as the database's deferred foreign-key IntegrityError;
+    both end up as ConnectionInUse. The foreign keys are checked before this returns, not at the commit
+    of a caller's outer transaction (the admin's), where the refusal would surface as a server error.
     """
+    pk = connection.pk
     try:
         with transaction.atomic():
             audit_record(actor=actor, action=AuditEntry.Action.DELETED, connection=connection)
             connection.delete()
+            endpoints_table = Connection.endpoints.rel.related_model._meta.db_table
+            transaction.get_connection().check_constraints(table_names=[endpoints_table])
     except (ProtectedError, IntegrityError):
+        connection.pk = pk  # delete() cleared it, but the row is still there
         names = list(connection.endpoints.order_by("name").values_list("name", flat=True))
         if not names:
             raise

@@ -16,3 +16,9 @@ class EndpointSerializer(ModelCleanSerializer):
         model = Endpoint
         fields = ["name", "connection", "provider", "model", "task", "enabled", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
+
+    def save_instance(self, endpoint: Endpoint) -> Endpoint:
+        endpoint = super().save_instance(endpoint)
+        # The response names the connection as it is now: a rename may have committed since the request named it.
+        endpoint.connection.refresh_from_db(fields=["name", "provider"])
+        return endpoint
