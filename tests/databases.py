@@ -9,6 +9,7 @@ the Django test database are kept (inclusive by default: any test asking for `db
 
 import pytest
 from django.db import connection
+from django.test import TransactionTestCase
 
 # Database-touching, but what they check does not depend on the database; the SQLite run covers them.
 SQLITE_RUN_ONLY = (
@@ -24,7 +25,13 @@ def on_postgres() -> bool:
 
 
 def touches_database(item: pytest.Item) -> bool:
-    return item.get_closest_marker("django_db") is not None or bool(DATABASE_FIXTURES & set(item.fixturenames))
+    """pytest-django lets a test reach the database only through these, so this is exact, not a guess."""
+    test_class = getattr(item, "cls", None)
+    return (
+        item.get_closest_marker("django_db") is not None
+        or bool(DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())))
+        or (isinstance(test_class, type) and issubclass(test_class, TransactionTestCase))
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
