@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup test-setup chromium bench-rotation
+.PHONY: run test test-sqlite test-postgres setup test-setup chromium postgresql bench-rotation
 
 run: setup
 	$(PY) manage.py migrate --noinput
@@ -12,8 +12,19 @@ run: setup
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	exec $(VENV)/bin/gunicorn --config config/gunicorn.py config.wsgi
 
-test: test-setup
+# Every test on SQLite, then the database-touching ones again on a throwaway PostgreSQL server
+# (tests/databases.py says which); both runs always happen, and either failing fails `make test`.
+test: test-setup postgresql
+	@status=0; \
+	$(MAKE) --no-print-directory test-sqlite || status=1; \
+	$(MAKE) --no-print-directory test-postgres || status=1; \
+	exit $$status
+
+test-sqlite: test-setup
 	$(PY) -m pytest
+
+test-postgres: test-setup postgresql
+	scripts/with-postgres.sh $(PY) -m pytest
 
 setup: $(VENV)/.installed .env
 
@@ -41,6 +52,11 @@ $(VENV)/.test-installed: requirements-test.txt $(VENV)/.installed
 # Browser tests drive Debian's Chromium (playwright cannot download its own browser here).
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+# The PostgreSQL server binaries (Debian keeps them in /usr/lib/postgresql/<version>/bin); no server is left running.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+		apt-get update -q && apt-get install -y -q postgresql; }
 
 # Re-encrypt 100,000 connections with rotate_encryption_key; prints rows/s and peak memory (not a test).
 bench-rotation: setup

@@ -11,6 +11,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from config.names import could_name_something
 from connections.validators import NAME_PATTERN
 
 # Larger bodies are refused before parsing: the biggest valid request (a few 16 KiB secrets) is far smaller.
@@ -185,6 +186,18 @@ def document_name_pattern(result: dict, generator, request, public) -> dict:
         if name and name.get("maxLength") == 64 and not name.get("readOnly"):
             name["pattern"] = f"^{NAME_PATTERN.pattern}$"
     return result
+
+
+class NameRelatedField(serializers.SlugRelatedField):
+    """A related object given by its name; a name that cannot exist (config.names) is reported as not found."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="name", **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not could_name_something(data):
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", ""))
+        return super().to_internal_value(data)
 
 
 class JSONObjectField(serializers.Field):

@@ -1,9 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from django.views.generic import RedirectView
 
 from gateway import views as gateway_views
+from config.names import NameConverter
+
+# `<name:name>` in the apps' URL patterns (registered before their `include()` imports them).
+register_converter(NameConverter, "name")
 
 urlpatterns = [
     # `/` and `/#/settings` both land on the settings page (the browser keeps the fragment across redirects).

@@ -66,14 +66,20 @@ def connection_save(*, connection: Connection, actor: AbstractBaseUser | None) -
 def connection_delete(*, connection: Connection, actor: AbstractBaseUser | None) -> None:
     """Delete a connection no endpoint uses, recording it; raise ConnectionInUse otherwise.
 
-    The refusal comes as ProtectedError, or, when an endpoint was attached concurrently, as the
-    database's foreign-key IntegrityError at commit; both end up as ConnectionInUse.
+    The refusal comes as ProtectedError, or, when an endpoint was attached concurrently (after the
+    PROTECT check, before the delete committed), as the database's deferred foreign-key IntegrityError;
+    both end up as ConnectionInUse. The foreign keys are checked before this returns, not at the commit
+    of a caller's outer transaction (the admin's), where the refusal would surface as a server error.
     """
+    pk = connection.pk
     try:
         with transaction.atomic():
             audit_record(actor=actor, action=AuditEntry.Action.DELETED, connection=connection)
             connection.delete()
+            endpoints_table = Connection.endpoints.rel.related_model._meta.db_table
+            transaction.get_connection().check_constraints(table_names=[endpoints_table])
     except (ProtectedError, IntegrityError):
+        connection.pk = pk  # delete() cleared it, but the row is still there
         names = list(connection.endpoints.order_by("name").values_list("name", flat=True))
         if not names:
             raise
@@ -85,8 +91,13 @@ def connection_rotate_key(
 ) -> Connection:
     """Replace one secret field through the registry's validation and record it as a key rotation.
 
-    Raises ValidationError (keyed `secrets.<field>`, never carrying the value) when the registry refuses it.
+    The row is read again, locked, in the saving transaction: callers (a command waiting for a typed key)
+    may hold `connection` for a while, and an edit made meanwhile must survive. Returns the saved row.
+    Raises ValidationError (keyed `secrets.<field>`, never carrying the value) when the registry refuses it,
+    and Connection.DoesNotExist when the connection was deleted meanwhile.
     """
-    connection.update_secrets({field: value})
-    connection.full_clean()
-    return connection_save(connection=connection, actor=actor)
+    with transaction.atomic():
+        current = Connection.objects.select_for_update().get(pk=connection.pk)
+        current.update_secrets({field: value})
+        current.full_clean()
+        return connection_save(connection=current, actor=actor)

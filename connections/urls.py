@@ -10,9 +10,9 @@ urlpatterns = [
     path("connections/", views.ConnectionListView.as_view(), name="list"),
     path("connections/new/", views.ConnectionCreateView.as_view(), name="create"),
     path("connections/method-fields/", views.MethodFieldsView.as_view(), name="method_fields"),
-    path("connections/<str:name>/edit/", views.ConnectionUpdateView.as_view(), name="edit"),
-    path("connections/<str:name>/delete/", views.ConnectionDeleteView.as_view(), name="delete"),
-    path("connections/<str:name>/test/", views.ConnectionTestView.as_view(), name="test"),
-    path("connections/<str:name>/history/", views.ConnectionHistoryView.as_view(), name="history"),
+    path("connections/<name:name>/edit/", views.ConnectionUpdateView.as_view(), name="edit"),
+    path("connections/<name:name>/delete/", views.ConnectionDeleteView.as_view(), name="delete"),
+    path("connections/<name:name>/test/", views.ConnectionTestView.as_view(), name="test"),
+    path("connections/<name:name>/history/", views.ConnectionHistoryView.as_view(), name="history"),
     path("audit/", views.AuditLogView.as_view(), name="audit"),
 ]

@@ -7,8 +7,9 @@ registry decide what is valid. Pages never read a secret: they show masks (or `c
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -16,9 +17,11 @@ from django.views import View
 from django.views.generic import CreateView, DeleteView, ListView, TemplateView, UpdateView
 from django.views.generic.detail import SingleObjectMixin
 
+from config.names import could_name_something
 from endpoints.models import Endpoint
 from gateway.services import connection_test
 
+from .editing import RowLockedForEdit
 from .forms import ConnectionForm
 from .models import AuditEntry, Connection
 from .services import ConnectionInUse, connection_delete, connection_save
@@ -62,9 +65,14 @@ class ConnectionCreateView(SettingsPageMixin, ConnectionFormMixin, CreateView):
         return HttpResponseRedirect(self.success_url)
 
 
-class ConnectionUpdateView(SettingsPageMixin, ConnectionFormMixin, UpdateView):
+class ConnectionUpdateView(SettingsPageMixin, RowLockedForEdit, ConnectionFormMixin, UpdateView):
     permission_required = "connections.change_connection"
     slug_field = slug_url_kwarg = "name"
+
+    def post(self, request, *args, **kwargs) -> HttpResponse:
+        """Read (locked), validate and save in one transaction, so a concurrent edit is never overwritten."""
+        with transaction.atomic():
+            return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: ConnectionForm) -> HttpResponse:
         changed = form.instance.changed_fields()
@@ -99,6 +107,8 @@ class MethodFieldsView(SettingsPageMixin, TemplateView):
         name = self.request.GET.get("connection")
         if name and not self.request.user.has_perm("connections.change_connection"):
             raise PermissionDenied  # the stored connection's masks and config are for those who may edit it
+        if name and not could_name_something(name):
+            raise Http404
         stored = get_object_or_404(Connection, name=name) if name else None
         provider, method = ConnectionForm.selection_for(self.request.GET, stored or Connection())
         keeps_stored = stored is not None and (stored.provider, stored.auth_method) == (provider.id, method.id)

@@ -9,6 +9,6 @@ app_name = "endpoints"
 urlpatterns = [
     path("", views.EndpointListView.as_view(), name="list"),
     path("new/", views.EndpointCreateView.as_view(), name="create"),
-    path("<str:name>/edit/", views.EndpointUpdateView.as_view(), name="edit"),
-    path("<str:name>/delete/", views.EndpointDeleteView.as_view(), name="delete"),
+    path("<name:name>/edit/", views.EndpointUpdateView.as_view(), name="edit"),
+    path("<name:name>/delete/", views.EndpointDeleteView.as_view(), name="delete"),
 ]

@@ -1,10 +1,12 @@
 """The Endpoints tab of the settings page: list, create, edit, delete."""
 
 from django.contrib import messages
+from django.db import IntegrityError, transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
+from config.names import could_name_something
 from connections.models import Connection
 from connections.views import PAGE_SIZE, SettingsPageMixin
 
@@ -30,6 +32,26 @@ class EndpointFormMixin:
     template_name = "endpoints/endpoint_form.html"
     success_url = reverse_lazy("endpoints:list")
 
+    def save_or_explain(self, form: EndpointForm) -> Endpoint | None:
+        """Save; when the database refuses what validation allowed a moment ago, say why on the form.
+
+        Between the form's checks and the insert, another request may delete the chosen connection (the
+        foreign key refuses) or take the name (the unique index refuses).
+        """
+        try:
+            with transaction.atomic():  # a savepoint, so the queries below work inside a caller's transaction
+                return form.save()
+        except IntegrityError:
+            if not Connection.objects.filter(pk=form.instance.connection_id).exists():
+                form.add_error("connection", "This connection was deleted meanwhile: choose another one.")
+            else:
+                form.add_error(None, "Another change was saved meanwhile (perhaps an endpoint with this name): "
+                                     "check the form and save again.")
+            return None
+
+    def conflict(self, form: EndpointForm) -> HttpResponse:
+        return self.render_to_response(self.get_context_data(form=form), status=409)
+
 
 class EndpointCreateView(SettingsPageMixin, EndpointFormMixin, CreateView):
     permission_required = "endpoints.add_endpoint"
@@ -37,14 +59,20 @@ class EndpointCreateView(SettingsPageMixin, EndpointFormMixin, CreateView):
     def get_initial(self) -> dict:
         # `?connection=<name>` preselects the connection (the connections list links here that way).
         initial = super().get_initial()
-        name = self.request.GET.get("connection")
-        connection_id = Connection.objects.filter(name=name).values_list("pk", flat=True).first() if name else None
+        name = self.request.GET.get("connection", "")
+        connection_id = (
+            Connection.objects.filter(name=name).values_list("pk", flat=True).first()
+            if name and could_name_something(name)
+            else None
+        )
         if connection_id is not None:
             initial["connection"] = connection_id
         return initial
 
     def form_valid(self, form: EndpointForm) -> HttpResponse:
-        endpoint = form.save()
+        endpoint = self.save_or_explain(form)
+        if endpoint is None:
+            return self.conflict(form)
         messages.success(self.request, f"Endpoint “{endpoint.name}” created.")
         return HttpResponseRedirect(self.success_url)
 
@@ -54,7 +82,9 @@ class EndpointUpdateView(SettingsPageMixin, EndpointFormMixin, UpdateView):
     slug_field = slug_url_kwarg = "name"
 
     def form_valid(self, form: EndpointForm) -> HttpResponse:
-        endpoint = form.save()
+        endpoint = self.save_or_explain(form)
+        if endpoint is None:
+            return self.conflict(form)
         messages.success(self.request, f"Endpoint “{endpoint.name}” saved.")
         return HttpResponseRedirect(self.success_url)
 

@@ -8,5 +8,5 @@ urlpatterns = [
     path("v1/chat/completions", views.chat_completions, name="chat_completions"),
     path("v1/embeddings", views.embeddings, name="embeddings"),
     path("v1/models", views.models, name="models"),
-    path("<str:endpoint_name>/invocations", views.invocations, name="invocations"),
+    path("<name:endpoint_name>/invocations", views.invocations, name="invocations"),
 ]

@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from encrypted_model_fields import fields as encrypted_fields
 
+from config.names import could_name_something
 from connections.models import Connection
 from endpoints.models import Endpoint
 
@@ -96,7 +97,7 @@ def find_endpoint(name: object) -> Endpoint:
     if not isinstance(name, str) or not name:
         raise GatewayError(400, errors.INVALID_REQUEST, "model_required",
                            "Name the endpoint to call in 'model'.")
-    endpoint = endpoint_named(name)
+    endpoint = endpoint_named(name) if could_name_something(name) else None
     if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
                            f"There is no endpoint named '{name[:64]}'.")

@@ -9,6 +9,10 @@ from connections.models import Connection
 from connections.services import connection_save
 from endpoints.models import Endpoint
 
+# Which tests run on which database (SQLite always; the database-touching ones on PostgreSQL too).
+pytest_plugins = ["tests.databases"]
+
+
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 

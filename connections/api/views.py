@@ -1,6 +1,7 @@
 """`/api/v1/connections/`, `/api/v1/audit/` and `/api/v1/providers/`."""
 
 import django_filters
+from django.db import transaction
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, mixins, serializers, status, viewsets
@@ -8,16 +9,19 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api import ModelPermissions, has_permission
+from config.names import NameConverter
 from endpoints.models import Endpoint
 from gateway.services import connection_test
 
 from .. import providers
+from ..editing import RowLockedForEdit
 from ..models import AuditEntry, Connection
 from ..services import ConnectionInUse, connection_delete
 from .serializers import AuditEntrySerializer, ConnectionSerializer, ProviderSerializer
 
-# Names in URLs: anything up to the next slash, so an odd name is a clean 404 rather than an unrouted path.
-NAME_IN_URL = r"[^/]+"
+# Names in URLs: anything up to the next slash, so an odd name is a clean 404 rather than an unrouted path
+# (except NUL, which PostgreSQL cannot compare: config.names).
+NAME_IN_URL = NameConverter.regex
 
 
 class ConnectionFilter(django_filters.FilterSet):
@@ -28,7 +32,7 @@ class ConnectionFilter(django_filters.FilterSet):
         fields = ["provider"]
 
 
-class ConnectionViewSet(viewsets.ModelViewSet):
+class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
     """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
     queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related(
@@ -51,6 +55,11 @@ class ConnectionViewSet(viewsets.ModelViewSet):
             ),
         }
     )
+    def update(self, request, *args, **kwargs):
+        """PUT and PATCH: read (locked), merge and save in one transaction, so concurrent edits both survive."""
+        with transaction.atomic():
+            return super().update(request, *args, **kwargs)
+
     def destroy(self, request, *args, **kwargs):
         connection = self.get_object()
         try:

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from config.api import ModelCleanSerializer
+from config.api import ModelCleanSerializer, NameRelatedField
 from connections.models import Connection
 
 from ..models import Endpoint
@@ -9,12 +9,16 @@ from ..models import Endpoint
 class EndpointSerializer(ModelCleanSerializer):
     """An endpoint; `connection` is the connection's name, and `provider` comes from it."""
 
-    connection = serializers.SlugRelatedField(
-        slug_field="name", queryset=Connection.objects.defer("secrets"), help_text="The connection's name."
-    )
+    connection = NameRelatedField(queryset=Connection.objects.defer("secrets"), help_text="The connection's name.")
     provider = serializers.CharField(source="connection.provider", read_only=True)
 
     class Meta:
         model = Endpoint
         fields = ["name", "connection", "provider", "model", "task", "enabled", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
+
+    def save_instance(self, endpoint: Endpoint) -> Endpoint:
+        endpoint = super().save_instance(endpoint)
+        # The response names the connection as it is now: a rename may have committed since the request named it.
+        endpoint.connection.refresh_from_db(fields=["name", "provider"])
+        return endpoint

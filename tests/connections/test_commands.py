@@ -20,13 +20,14 @@ SERVICE_ACCOUNT = (
 )
 
 
-def rotate(*args: str, stdin: str = NEW_KEY, **options) -> str:
+def rotate(*args: str, stdin: str | StringIO = NEW_KEY, **options) -> str:
     out = StringIO()
-    call_command("rotate_connection_key", *args, stdin=StringIO(stdin), stdout=out, stderr=out, **options)
+    stdin = StringIO(stdin) if isinstance(stdin, str) else stdin
+    call_command("rotate_connection_key", *args, stdin=stdin, stdout=out, stderr=out, **options)
     return out.getvalue()
 
 
-def refusal(*args: str, stdin: str = NEW_KEY) -> str:
+def refusal(*args: str, stdin: str | StringIO = NEW_KEY) -> str:
     with pytest.raises(CommandError) as raised:
         rotate(*args, stdin=stdin)
     return str(raised.value)
@@ -206,6 +207,46 @@ class TestRotateConnectionKey:
         assert "never taken from the command line" in message
         assert NEW_KEY not in message
         assert_unchanged("openai-prod")
+
+    def test_an_edit_made_while_it_waits_for_the_value_survives(self, make_connection):
+        make_connection("bedrock-prod", "bedrock", "access_key", config={"region": "us-east-1"},
+                        secrets={"aws_access_key_id": "AKIAOLD0000000000000", "aws_secret_access_key": PLANTED_KEY})
+
+        def edit_meanwhile() -> None:  # someone else edits another field while the operator types
+            connection = Connection.objects.get(name="bedrock-prod")
+            connection.update_secrets({"aws_secret_access_key": "edited-secret-1111111111"})
+            connection.description = "edited meanwhile"
+            connection.save()
+
+        rotate("bedrock-prod", "--field", "aws_access_key_id",
+               stdin=CallbackStdin("AKIANEW1111111111111", before_reading=edit_meanwhile))
+
+        stored = Connection.objects.get(name="bedrock-prod")
+        assert stored.get_secrets() == {"aws_access_key_id": "AKIANEW1111111111111",
+                                        "aws_secret_access_key": "edited-secret-1111111111"}
+        assert stored.description == "edited meanwhile"
+
+    def test_a_connection_deleted_while_it_waits_for_the_value_is_reported(self, make_connection):
+        make_connection("openai-prod")
+
+        def delete_meanwhile() -> None:
+            Connection.objects.filter(name="openai-prod").delete()
+
+        message = refusal("openai-prod", stdin=CallbackStdin(NEW_KEY, before_reading=delete_meanwhile))
+
+        assert "was deleted" in message and NEW_KEY not in message
+
+
+class CallbackStdin(StringIO):
+    """Piped input that runs `before_reading` when the command reads it: another edit lands in between."""
+
+    def __init__(self, value: str, *, before_reading):
+        super().__init__(value)
+        self.before_reading = before_reading
+
+    def read(self, *args) -> str:
+        self.before_reading()
+        return super().read(*args)
 
 
 def assert_unchanged(name: str) -> None:

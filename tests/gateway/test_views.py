@@ -263,3 +263,9 @@ def test_a_call_records_the_tokens_last_use_at_most_once_a_minute(gateway, calle
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timezone.timedelta(minutes=2))
     post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
     assert ApiToken.objects.get(pk=token.pk).last_used_at > first
+
+
+def test_a_name_holding_nul_is_an_unknown_endpoint_on_every_database(gateway, openai_chat):
+    response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "model": "chat\x00"})
+    assert response.status_code == 404
+    assert post(gateway, "/gateway/chat%00/invocations", CHAT_BODY).status_code == 404

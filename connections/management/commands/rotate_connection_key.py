@@ -54,9 +54,11 @@ class Command(BaseCommand):
         value = self.read_new_value(f"New {label} for '{connection.name}': ")
         changed_before = connection.secrets_updated_at
         try:
-            connection_rotate_key(connection=connection, field=field, value=value, actor=actor)
+            connection = connection_rotate_key(connection=connection, field=field, value=value, actor=actor)
         except ValidationError as error:
             raise CommandError(f"Nothing changed: {validation_message(error)}") from None
+        except Connection.DoesNotExist:
+            raise CommandError(f"Connection '{connection.name}' was deleted meanwhile: nothing changed.") from None
         if connection.secrets_updated_at == changed_before:
             self.stdout.write(f"The {label} of '{connection.name}' already had that value; nothing changed.")
         else:

@@ -1,0 +1,24 @@
+"""Editing one connection without losing a concurrent edit of another field.
+
+An edit reads the row, changes some fields (a PATCH merges the named secrets into the stored ones) and writes
+the whole row back. Two edits that both read before either writes would each write back the other's field
+as it was: the second overwrites the first. Reading the row with `SELECT ... FOR UPDATE` inside the
+transaction that saves it makes the second edit wait, then start from the first one's result.
+"""
+
+from django.db.models import QuerySet
+
+EDIT_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class RowLockedForEdit:
+    """For a view that edits one connection (Django's UpdateView or a DRF viewset): on an edit request its
+    queryset locks the row it loads. The view must run the edit in `transaction.atomic()` (the lock lasts
+    until the transaction ends, so the save has to be in that same transaction)."""
+
+    def get_queryset(self) -> QuerySet:
+        queryset = super().get_queryset()
+        if self.request.method in EDIT_METHODS:
+            # `of=self`: the joined users (nullable) need no lock, and PostgreSQL refuses to lock outer joins.
+            queryset = queryset.select_for_update(of=("self",))
+        return queryset
