@@ -197,7 +197,9 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             OPENAI_ADAPTER,
         )
     ),
-    simple_api_key_provider("anthropic", "Anthropic", ("chat",), "https://api.anthropic.com"),
+    simple_api_key_provider(
+        "anthropic", "Anthropic", ("chat",), "https://api.anthropic.com", "gateway.adapters.anthropic.AnthropicAdapter"
+    ),
     simple_api_key_provider(
         "gemini", "Google Gemini", ("chat", "embeddings"), "https://generativelanguage.googleapis.com"
     ),
