@@ -246,7 +246,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             "https://bedrock-runtime.{region}.amazonaws.com",
         )
     ),
-    simple_api_key_provider("mistral", "Mistral", ("chat", "embeddings"), "https://api.mistral.ai/v1"),
+    simple_api_key_provider("mistral", "Mistral", ("chat", "embeddings"), "https://api.mistral.ai/v1", OPENAI_ADAPTER),
     simple_api_key_provider("cohere", "Cohere", ("chat", "embeddings"), "https://api.cohere.com"),
     Provider(
         "databricks",
