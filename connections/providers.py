@@ -247,7 +247,9 @@ PROVIDER_LIST: tuple[Provider, ...] = (
         )
     ),
     simple_api_key_provider("mistral", "Mistral", ("chat", "embeddings"), "https://api.mistral.ai/v1", OPENAI_ADAPTER),
-    simple_api_key_provider("cohere", "Cohere", ("chat", "embeddings"), "https://api.cohere.com"),
+    simple_api_key_provider(
+        "cohere", "Cohere", ("chat", "embeddings"), "https://api.cohere.com", "gateway.adapters.cohere.CohereAdapter"
+    ),
     Provider(
         "databricks",
         "Databricks",

@@ -235,6 +235,7 @@ def send(
     while True:
         try:
             response = transport.handle_request(request)
+            response.request = request  # as httpx.Client does: adapters can see what was asked
             if not stream:
                 read_or_close(response)
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import httpx
 
 from connections.models import Connection
-from connections.secrets import SecretsUnavailable
 from endpoints.models import Endpoint
 
 from . import translate
@@ -273,11 +272,5 @@ class StreamTranslation:
         elif kind == "error":
             error = document.get("error") or {}
             message = error.get("message") if isinstance(error, dict) else None
-            yield translate.error_event(str(message or error), provider=self.provider, secrets=self.secret_values())
-
-    def secret_values(self) -> list[str]:
-        """The connection's secrets, to redact from a provider's message (none if they cannot be read now)."""
-        try:
-            return list(self.connection.get_secrets().values())
-        except SecretsUnavailable:  # redaction by key shape still applies
-            return []
+            yield translate.error_event(str(message or error), provider=self.provider,
+                                        secrets=translate.secrets_to_redact(self.connection))

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator
 
 import httpx
 
+from connections.secrets import SecretsUnavailable
+
 from .. import errors
 
 DONE = b"data: [DONE]\n\n"
@@ -129,3 +131,11 @@ def error_event(message: str, *, provider: str, secrets: Iterable[str] = ()) -> 
         502, errors.UPSTREAM, "upstream_error", f"{provider} reported an error during the stream: {text}"
     )
     return sse(failure.body())
+
+
+def secrets_to_redact(connection) -> list[str]:
+    """The connection's secret values, to redact from provider text mid-stream (none if unreadable now)."""
+    try:
+        return list(connection.get_secrets().values())
+    except SecretsUnavailable:  # redaction by key shape still applies
+        return []
