@@ -263,6 +263,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
                 (DATABRICKS_HOST, ConfigField("client_id", required=True, validators=(v.validate_identifier,))),
             ),
         ),
+        adapter="gateway.adapters.databricks.DatabricksAdapter",
     ),
     simple_api_key_provider("xai", "xAI", ("chat",), "https://api.x.ai/v1", OPENAI_ADAPTER),
     simple_api_key_provider("groq", "Groq", ("chat",), "https://api.groq.com/openai/v1", OPENAI_ADAPTER),
