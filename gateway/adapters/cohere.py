@@ -38,7 +38,8 @@ class CohereAdapter(Adapter):
         if stream:
             headers["Accept-Encoding"] = "identity"  # each event is translated as soon as it arrives
         if endpoint.task == "embeddings":
-            return UpstreamCall("POST", f"{api_base(connection)}/v2/embed", headers, embed_request(endpoint.model, body))
+            url = f"{api_base(connection)}/v2/embed"
+            return UpstreamCall("POST", url, headers, embed_request(endpoint.model, body))
         return UpstreamCall("POST", f"{api_base(connection)}/v2/chat", headers, chat_request(endpoint.model, body),
                             stream=stream)
 

@@ -46,8 +46,9 @@ class FakeAnthropic(ScriptedFake):
         if request.headers.get("anthropic-version") != "2023-06-01":
             return self.error_reply(400, "anthropic-version: header is required")
         if request.method == "GET" and request.path == "/v1/models":
-            return Reply.json({"data": [{"type": "model", "id": "claude-sonnet-4-5", "display_name": "Claude Sonnet 4.5",
-                                         "created_at": "2025-09-29T00:00:00Z"}],
+            model = {"type": "model", "id": "claude-sonnet-4-5", "display_name": "Claude Sonnet 4.5",
+                     "created_at": "2025-09-29T00:00:00Z"}
+            return Reply.json({"data": [model],
                                "has_more": True, "first_id": "claude-sonnet-4-5", "last_id": "claude-sonnet-4-5"})
         if request.method != "POST" or request.path != "/v1/messages":
             return self.error_reply(404, f"Not found: {request.path}")

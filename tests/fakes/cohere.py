@@ -53,7 +53,8 @@ class FakeCohere(ScriptedFake):
             message["tool_calls"] = [{"id": self.tool_call["id"], "type": "function", "function": {
                 "name": self.tool_call["name"], "arguments": self.tool_call["arguments"]}}]
         counts = {"input_tokens": 9, "output_tokens": 4}
-        return Reply.json({"id": "c14c80c3-fake", "finish_reason": "TOOL_CALL" if self.tool_call else self.finish_reason,
+        reason = "TOOL_CALL" if self.tool_call else self.finish_reason
+        return Reply.json({"id": "c14c80c3-fake", "finish_reason": reason,
                            "message": message, "usage": {self.usage_key: counts}})
 
     def embed(self, body: dict) -> Reply:

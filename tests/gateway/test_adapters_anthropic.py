@@ -14,6 +14,7 @@ from tests.gateway.adapter_checks import (
     assert_test_action, contents_of, events_of, invoke, invoke_error,
 )
 from tests.gateway.conftest import CHAT_BODY
+from tokens.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -196,8 +197,6 @@ def test_closing_an_unread_stream_releases_the_provider_connection(claude, fake_
 
 
 def test_a_stream_through_the_gateway_route(client, admin_user, claude, fake_anthropic):
-    from tokens.models import ApiToken
-
     _, token = ApiToken.issue(user=admin_user)
     response = client.post("/gateway/v1/chat/completions", json.dumps({**CHAT_BODY, "model": "claude-chat",
                                                                        "stream": True}),

@@ -13,6 +13,7 @@ from tests.gateway.adapter_checks import (
     assert_test_action, contents_of, events_of, invoke, invoke_error,
 )
 from tests.gateway.conftest import CHAT_BODY
+from tokens.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -159,8 +160,6 @@ def test_a_streamed_tool_call_arrives_as_tool_call_deltas(command, fake_cohere):
 
 
 def test_a_stream_through_the_gateway_route(client, admin_user, command, fake_cohere):
-    from tokens.models import ApiToken
-
     _, token = ApiToken.issue(user=admin_user)
     response = client.post("/gateway/v1/chat/completions",
                            json.dumps({**CHAT_BODY, "model": "command", "stream": True}),
