@@ -197,7 +197,9 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             OPENAI_ADAPTER,
         )
     ),
-    simple_api_key_provider("anthropic", "Anthropic", ("chat",), "https://api.anthropic.com"),
+    simple_api_key_provider(
+        "anthropic", "Anthropic", ("chat",), "https://api.anthropic.com", "gateway.adapters.anthropic.AnthropicAdapter"
+    ),
     simple_api_key_provider(
         "gemini", "Google Gemini", ("chat", "embeddings"), "https://generativelanguage.googleapis.com"
     ),
@@ -244,8 +246,10 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             "https://bedrock-runtime.{region}.amazonaws.com",
         )
     ),
-    simple_api_key_provider("mistral", "Mistral", ("chat", "embeddings"), "https://api.mistral.ai/v1"),
-    simple_api_key_provider("cohere", "Cohere", ("chat", "embeddings"), "https://api.cohere.com"),
+    simple_api_key_provider("mistral", "Mistral", ("chat", "embeddings"), "https://api.mistral.ai/v1", OPENAI_ADAPTER),
+    simple_api_key_provider(
+        "cohere", "Cohere", ("chat", "embeddings"), "https://api.cohere.com", "gateway.adapters.cohere.CohereAdapter"
+    ),
     Provider(
         "databricks",
         "Databricks",
@@ -259,6 +263,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
                 (DATABRICKS_HOST, ConfigField("client_id", required=True, validators=(v.validate_identifier,))),
             ),
         ),
+        adapter="gateway.adapters.databricks.DatabricksAdapter",
     ),
     simple_api_key_provider("xai", "xAI", ("chat",), "https://api.x.ai/v1", OPENAI_ADAPTER),
     simple_api_key_provider("groq", "Groq", ("chat",), "https://api.groq.com/openai/v1", OPENAI_ADAPTER),

@@ -165,7 +165,9 @@ def provider_error_parts(body: bytes) -> tuple[str, str]:
     if isinstance(error, list) and error and isinstance(error[0], dict):
         error = error[0]  # Gemini-style lists, some proxies
     if isinstance(error, str):
-        return error, ""
+        # OAuth token endpoints answer {"error": "invalid_client", "error_description": "..."}.
+        description = document.get("error_description") if isinstance(document, dict) else None
+        return (f"{error}: {description}" if isinstance(description, str) else error), ""
     if not isinstance(error, dict):
         return text[: MAX_MESSAGE_LENGTH * 4], ""
     message = next(

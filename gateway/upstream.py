@@ -217,22 +217,25 @@ def send(
     params: dict[str, str] | None = None,
     stream: bool = False,
     allow_loopback: bool = False,
+    data: dict[str, str] | None = None,
 ) -> httpx.Response:
     """Send one provider request; the response's body is read unless `stream` (then the caller closes it).
 
+    `data` is sent as a form (OAuth token requests), `json` as JSON.
     Raises httpx.TransportError subclasses (connect, timeout, protocol) or AddressRefused; HTTP error
     statuses come back as responses for errors.py to map. Redirects are never followed, no cookie is kept,
     and proxy variables and .netrc are ignored (nothing between us and the checked address).
     """
     transport = get_transport(allow_loopback=allow_loopback)
     request = httpx.Request(
-        method, url, params=params, headers={**DEFAULT_HEADERS, **headers}, json=json,
+        method, url, params=params, headers={**DEFAULT_HEADERS, **headers}, json=json, data=data,
         extensions={"timeout": timeouts()},
     )
     connect_retries = retry_after_retries = 0
     while True:
         try:
             response = transport.handle_request(request)
+            response.request = request  # as httpx.Client does: adapters can see what was asked
             if not stream:
                 read_or_close(response)
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:

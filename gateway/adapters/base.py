@@ -41,6 +41,7 @@ class UpstreamCall:
     json: object = None
     params: dict[str, str] | None = None
     stream: bool = False
+    data: dict[str, str] | None = None  # a form body (OAuth token requests), instead of `json`
 
 
 class CredentialsCheck(NamedTuple):
@@ -167,6 +168,7 @@ class Adapter:
                 params=call.params,
                 stream=call.stream,
                 allow_loopback=self.allow_loopback(connection),
+                data=call.data,
             )
         except (httpx.TransportError, upstream.AddressRefused) as error:
             failure = errors.from_transport_error(error, provider=provider)

@@ -2,13 +2,19 @@
 read a provider's server-sent events, and write OpenAI chunks. Each adapter keeps only its own mapping."""
 
 import json
+import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import httpx
 
+from connections.secrets import SecretsUnavailable
+
+from .. import errors
+
 DONE = b"data: [DONE]\n\n"
+logger = logging.getLogger("gateway")
 
 
 def completion_id() -> str:
@@ -102,3 +108,34 @@ def read_events(response: httpx.Response) -> Iterator[tuple[str, str]]:
             data.append(line[5:].lstrip())
     if data:
         yield event, "\n".join(data)
+
+
+def relay_translated(response: httpx.Response, chunks: Iterator[bytes], *, provider: str, name: str) -> Iterator[bytes]:
+    """An adapter's translated chunks as they are produced; a broken stream ends with an OpenAI error event;
+    then `data: [DONE]`. The provider's response is closed however the iteration ends."""
+    try:
+        yield from chunks
+    except httpx.TransportError as error:
+        failure = errors.from_transport_error(error, provider=provider)
+        logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
+        yield sse(failure.body())
+    finally:
+        response.close()
+    yield DONE
+
+
+def error_event(message: str, *, provider: str, secrets: Iterable[str] = ()) -> bytes:
+    """An OpenAI error event for an error the provider reported in the middle of a stream, redacted."""
+    text = errors.safe_message(message, secrets) or "no details given"
+    failure = errors.GatewayError(
+        502, errors.UPSTREAM, "upstream_error", f"{provider} reported an error during the stream: {text}"
+    )
+    return sse(failure.body())
+
+
+def secrets_to_redact(connection) -> list[str]:
+    """The connection's secret values, to redact from provider text mid-stream (none if unreadable now)."""
+    try:
+        return list(connection.get_secrets().values())
+    except SecretsUnavailable:  # redaction by key shape still applies
+        return []

@@ -277,10 +277,10 @@ def test_a_route_for_the_other_task_is_a_clear_400(openai_chat):
 
 def test_providers_without_an_adapter_are_a_clear_501():
     with pytest.raises(GatewayError) as raised:
-        adapter_for("anthropic")
+        adapter_for("bedrock")
 
     assert (raised.value.status, raised.value.code) == (501, "provider_not_supported")
-    assert "Anthropic" in raised.value.message
+    assert "Amazon Bedrock" in raised.value.message
 
 
 # --- Test action ----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 
 from endpoints.models import Endpoint
 from gateway.adapters import adapter_for
-from gateway.errors import GatewayError, from_upstream_response, redact, safe_message
+from gateway.errors import GatewayError, from_upstream_response, provider_error_parts, redact, safe_message
 from tests.conftest import PLANTED_KEY
 from tests.fakes.server import closed_port
 from tests.gateway.conftest import CHAT_BODY
@@ -311,3 +311,14 @@ def test_gateway_errors_have_openai_shape_and_a_short_repr():
     }
     assert error.headers() == {"Retry-After": "3"}
     assert repr(error) == "<GatewayError 429 upstream_rate_limited>"
+
+
+@pytest.mark.parametrize("body, message, code", [
+    (b'{"type": "error", "error": {"type": "rate_limit_error", "message": "Slow"}}', "Slow", "rate_limit_error"),
+    (b'{"error": "invalid_client", "error_description": "Client authentication failed"}',
+     "invalid_client: Client authentication failed", ""),
+    (b'{"id": "abc", "message": "invalid api token"}', "invalid api token", ""),
+    (b'{"error_code": "PERMISSION_DENIED", "message": "No access"}', "No access", ""),
+])
+def test_anthropic_oauth_cohere_and_databricks_error_shapes_give_their_message(body, message, code):
+    assert provider_error_parts(body) == (message, code)

@@ -5,6 +5,8 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from tests.conftest import PLANTED_KEY
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.cohere import FakeCohere
 from tokens.models import ApiToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,3 +54,21 @@ def test_the_sdk_raises_its_own_typed_errors(sdk, endpoints, fake_openai, live_s
     with pytest.raises(openai.AuthenticationError) as caught:
         stranger.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}])
     assert caught.value.body["code"] == "invalid_api_key"
+
+
+def test_the_sdk_reads_translated_providers_answers_and_streams(sdk, make_connection, make_endpoint):
+    with FakeAnthropic(keys={PLANTED_KEY}) as claude, FakeCohere(keys={PLANTED_KEY}) as cohere:
+        claude.tool_use = {"id": "toolu_1", "name": "weather", "input": {"city": "Oslo"}}
+        make_endpoint("claude", make_connection("claude", provider="anthropic", config={"base_url": claude.url}),
+                      model="claude-sonnet-4-5")
+        cohere_connection = make_connection("cohere", provider="cohere", config={"base_url": cohere.url})
+        make_endpoint("cohere-embed", cohere_connection, model="embed-v4.0", task="embeddings")
+        messages = [{"role": "user", "content": "Weather in Oslo?"}]
+
+        completion = sdk.chat.completions.create(model="claude", messages=messages)
+        assert completion.choices[0].finish_reason == "tool_calls"
+        assert completion.choices[0].message.tool_calls[0].function.name == "weather"
+        chunks = list(sdk.chat.completions.create(model="claude", messages=messages, stream=True))
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == "Hello from Claude"
+        assert chunks[-1].usage.total_tokens == 18
+        assert sdk.embeddings.create(model="cohere-embed", input=["a", "b"]).data[1].embedding == [0.5, 0.25, 1.0]

@@ -30,3 +30,33 @@ def test_embeddings_keep_the_input_order():
     document = translate.embeddings(model="m", vectors=[[0.1], [0.2]])
     assert [item["index"] for item in document["data"]] == [0, 1]
     assert translate.embedding_inputs("x") == ["x"] and translate.embedding_inputs(["a", "b"]) == ["a", "b"]
+
+
+class BreaksOff(httpx.SyncByteStream):
+    """A provider body that sends one event and then loses the connection."""
+
+    def __iter__(self):
+        yield b"data: 1\n\n"
+        raise httpx.ReadTimeout("stalled")
+
+
+def test_translated_chunks_end_with_done_and_a_broken_stream_with_an_error_event_first():
+    whole = httpx.Response(200, content=b"data: 1\n\n")
+    assert b"".join(translate.relay_translated(whole, iter([b"a", b"b"]), provider="P", name="c")) == (
+        b"ab" + translate.DONE)
+    assert whole.is_closed
+
+    broken = httpx.Response(200, stream=BreaksOff())
+    chunks = (translate.sse({"n": int(data)}) for _, data in translate.read_events(broken))
+    received = list(translate.relay_translated(broken, chunks, provider="P", name="c"))
+    assert received[0] == translate.sse({"n": 1}) and received[-1] == translate.DONE
+    assert json.loads(received[1][6:])["error"]["code"] == "upstream_timeout"
+    assert broken.is_closed
+
+
+def test_a_providers_error_mid_stream_is_a_redacted_openai_error_event():
+    event = translate.error_event("Overloaded; key sk-live-0123456789abcdef", provider="P",
+                                  secrets=["0123456789abcdef"])
+    error = json.loads(event[6:])["error"]
+    assert error["code"] == "upstream_error" and "0123456789abcdef" not in error["message"]
+    assert error["message"].startswith("P reported an error during the stream: Overloaded")
