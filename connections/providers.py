@@ -199,7 +199,11 @@ PROVIDER_LIST: tuple[Provider, ...] = (
     ),
     simple_api_key_provider("anthropic", "Anthropic", ("chat",), "https://api.anthropic.com"),
     simple_api_key_provider(
-        "gemini", "Google Gemini", ("chat", "embeddings"), "https://generativelanguage.googleapis.com"
+        "gemini",
+        "Google Gemini",
+        ("chat", "embeddings"),
+        "https://generativelanguage.googleapis.com",
+        "gateway.adapters.gemini.GeminiAdapter",
     ),
     with_base_url(
         Provider(
@@ -218,6 +222,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
                 ),
             ),
             "https://{location}-aiplatform.googleapis.com",
+            "gateway.adapters.vertex_ai.VertexAIAdapter",
         )
     ),
     with_base_url(

@@ -42,3 +42,21 @@ def azure_chat(make_endpoint, azure_connection) -> Endpoint:
 
 
 CHAT_BODY = {"model": "chat", "messages": [{"role": "user", "content": "Say hello"}]}
+
+
+@pytest.fixture
+def fake_gemini():
+    from tests.fakes.gemini import FakeGemini
+
+    with FakeGemini(keys={PLANTED_KEY}) as fake:
+        yield fake
+
+
+@pytest.fixture
+def gemini_connection(make_connection, fake_gemini):
+    return make_connection("gemini-prod", provider="gemini", config={"base_url": fake_gemini.url})
+
+
+@pytest.fixture
+def gemini_chat(make_endpoint, gemini_connection) -> Endpoint:
+    return make_endpoint("gemini-chat", gemini_connection, model="gemini-2.0-flash")
