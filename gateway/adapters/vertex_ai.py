@@ -168,6 +168,9 @@ def obtain_token(connection: Connection, info: dict) -> CachedToken:
         logger.warning("Connection %s: no access token: %s (HTTP %s)",
                        connection.name, failure.code, failure.upstream_status)
         raise failure from None
+    except (ValueError, TypeError, KeyError):  # an answer google-auth could not read (e.g. a bad expires_in)
+        raise GatewayError(502, errors.UPSTREAM, "upstream_invalid_response",
+                           f"{TOKEN_SERVICE} sent an answer that could not be read.") from None
     lifetime = DEFAULT_LIFETIME
     if credentials.expiry is not None:  # naive UTC, as google-auth keeps it
         lifetime = (credentials.expiry - datetime.now(UTC).replace(tzinfo=None)).total_seconds()
