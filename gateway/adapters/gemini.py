@@ -96,6 +96,8 @@ def gemini_contents(messages: list) -> list[dict]:
             raise unsupported(
                 f"Messages with role '{message.get('role')}' cannot be sent to Gemini; use system, user or assistant."
             )
+        if message.get("tool_calls") or message.get("function_call"):
+            raise unsupported("Tool calls in messages cannot be sent to Gemini endpoints yet.")
         parts = parts_of(message.get("content"))
         if not parts:
             continue
@@ -219,9 +221,11 @@ def translate_stream(response: httpx.Response, *, model: str, provider: str, nam
                 document = json.loads(data)
             except ValueError:
                 continue
-            if isinstance(document, dict) and "error" in document:
+            if isinstance(document, dict) and isinstance(document.get("error"), dict):
+                code = document["error"].get("code")
+                status = code if isinstance(code, int) and 400 <= code < 600 else 500
                 failure = errors.from_upstream_response(
-                    500, httpx.Headers(), data.encode(), secrets=(), provider=provider
+                    status, httpx.Headers(), data.encode(), secrets=(), provider=provider
                 )
                 logger.warning("Connection %s: the stream ended with a provider error.", name)
                 yield translate.sse(failure.body())

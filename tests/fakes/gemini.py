@@ -51,6 +51,7 @@ class FakeGemini:
         self.token_valid = token_valid or (lambda token: False)
         self.scripted: deque = deque()
         self.stream_gate: threading.Event | None = None  # a stream waits for it after its first chunk
+        self.stream_error: dict | None = None  # when set, a stream sends this error event after its first chunk
         self.server = FakeServer(self.handle)
 
     @property
@@ -155,6 +156,9 @@ class FakeGemini:
             yield b"data: " + Reply.json(document).body + b"\r\n\r\n"  # Google separates events with CRLF
             if position == 0 and self.stream_gate is not None:
                 self.stream_gate.wait(10)
+            if position == 0 and self.stream_error is not None:
+                yield b"data: " + Reply.json(self.stream_error).body + b"\r\n\r\n"
+                return
 
 
 def response_document(model: str, text: str, finish_reason: str | None, usage: dict | None) -> dict:

@@ -109,6 +109,7 @@ def test_an_inline_image_becomes_inline_data(gemini_chat, fake_gemini):
     ({"n": 2}, "'n' must be 1"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "'tools' is not supported"),
     ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "role 'tool'"),
+    ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}]}, "Tool calls"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]}]},
      "only inline"),
     ({"messages": [{"role": "system", "content": "only a system message"}]}, "no user or assistant text"),
@@ -240,6 +241,20 @@ def test_a_stream_that_stalls_ends_with_an_error_event_then_done(gemini_chat, fa
 
     assert json.loads(events[-2])["error"]["code"] == "upstream_timeout"
     assert events[-1] == "[DONE]"
+
+
+def test_an_error_event_in_a_stream_becomes_an_openai_error_event_then_done(gemini_chat, fake_gemini):
+    fake_gemini.stream_error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+
+    events = data_events(b"".join(invoke(gemini_chat, {"messages": [{"role": "user", "content": "x"}],
+                                                       "stream": True})))
+
+    assert json.loads(events[0])["choices"][0]["delta"] == {"role": "assistant", "content": "Hel"}
+    assert json.loads(events[1])["error"] == {
+        "message": "Google Gemini answered HTTP 503: The model is overloaded.", "type": "upstream_error",
+        "code": "upstream_error",
+    }
+    assert events[2:] == ["[DONE]"]
 
 
 # --- Errors ---------------------------------------------------------------------------------------------
