@@ -201,7 +201,11 @@ PROVIDER_LIST: tuple[Provider, ...] = (
         "anthropic", "Anthropic", ("chat",), "https://api.anthropic.com", "gateway.adapters.anthropic.AnthropicAdapter"
     ),
     simple_api_key_provider(
-        "gemini", "Google Gemini", ("chat", "embeddings"), "https://generativelanguage.googleapis.com"
+        "gemini",
+        "Google Gemini",
+        ("chat", "embeddings"),
+        "https://generativelanguage.googleapis.com",
+        "gateway.adapters.gemini.GeminiAdapter",
     ),
     with_base_url(
         Provider(
@@ -220,6 +224,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
                 ),
             ),
             "https://{location}-aiplatform.googleapis.com",
+            "gateway.adapters.vertex_ai.VertexAIAdapter",
         )
     ),
     with_base_url(

@@ -30,6 +30,7 @@ TIMEOUT = "timeout_error"
 UNAVAILABLE = "service_unavailable_error"
 
 SAME_STATUS = {400: "upstream_bad_request", 404: "upstream_not_found", 422: "upstream_unprocessable"}
+REJECTED_KEY_CODES = {"API_KEY_INVALID", "API_KEY_EXPIRED"}
 CODE_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 
 
@@ -164,6 +165,8 @@ def provider_error_parts(body: bytes) -> tuple[str, str]:
     error = document.get("error", document) if isinstance(document, dict) else document
     if isinstance(error, list) and error and isinstance(error[0], dict):
         error = error[0]  # Gemini-style lists, some proxies
+        if isinstance(error.get("error"), dict):
+            error = error["error"]  # [{"error": {...}}], as Gemini streams answer
     if isinstance(error, str):
         # OAuth token endpoints answer {"error": "invalid_client", "error_description": "..."}.
         description = document.get("error_description") if isinstance(document, dict) else None
@@ -174,7 +177,18 @@ def provider_error_parts(body: bytes) -> tuple[str, str]:
         (error[key] for key in ("message", "detail", "error", "msg") if isinstance(error.get(key), str)), text
     )
     code = error.get("code") or error.get("type") or ""
+    if not isinstance(code, str):
+        # Google APIs: a numeric "code", the canonical "status" and an ErrorInfo "reason" (API_KEY_INVALID).
+        code = google_reason(error.get("details")) or error.get("status") or code
     return message, str(code) if isinstance(code, (str, int)) else ""
+
+
+def google_reason(details: object) -> str:
+    """The `reason` of a Google error's ErrorInfo detail, if any."""
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
+            return detail["reason"]
+    return ""
 
 
 def from_upstream_response(
@@ -183,11 +197,24 @@ def from_upstream_response(
     """The gateway's answer to a provider's error status, as SPEC §6's table says."""
     secrets = list(secrets)
     message, provider_code = provider_error_parts(body)
-    error = map_status(
-        status, headers, safe_message(message, secrets), redact(provider_code, secrets), provider=provider
-    )
+    message = safe_message(message, secrets)
+    if status == 400 and provider_code in REJECTED_KEY_CODES:
+        # Google answers a bad or expired API key with 400, not 401: it is still a rejected credential.
+        error = credentials_rejected(status, message, provider=provider)
+    else:
+        error = map_status(status, headers, message, redact(provider_code, secrets), provider=provider)
     error.upstream_status = status
     return error
+
+
+def credentials_rejected(status: int, message: str, *, provider: str) -> GatewayError:
+    """SPEC §6: whatever status the provider refused the credentials with, the caller gets a 401."""
+    return GatewayError(
+        401,
+        AUTHENTICATION,
+        "upstream_credentials_rejected",
+        f"{provider} rejected the connection's credentials (HTTP {status})" + (f": {message}" if message else "."),
+    )
 
 
 def map_status(status: int, headers: httpx.Headers, message: str, code: str, *, provider: str) -> GatewayError:
@@ -195,12 +222,7 @@ def map_status(status: int, headers: httpx.Headers, message: str, code: str, *, 
         code = code if CODE_SHAPE.fullmatch(code) and REDACTED not in code else SAME_STATUS[status]
         return GatewayError(status, INVALID_REQUEST, code, message or f"{provider} answered HTTP {status}.")
     if status in (401, 403):
-        return GatewayError(
-            401,
-            AUTHENTICATION,
-            "upstream_credentials_rejected",
-            f"{provider} rejected the connection's credentials (HTTP {status})" + (f": {message}" if message else "."),
-        )
+        return credentials_rejected(status, message, provider=provider)
     if status == 429:
         wait = retry_after_seconds(headers.get("retry-after"))
         return GatewayError(

@@ -214,6 +214,7 @@ def send(
     *,
     headers: dict[str, str],
     json: object = None,
+    content: bytes | None = None,
     params: dict[str, str] | None = None,
     stream: bool = False,
     allow_loopback: bool = False,
@@ -228,7 +229,7 @@ def send(
     """
     transport = get_transport(allow_loopback=allow_loopback)
     request = httpx.Request(
-        method, url, params=params, headers={**DEFAULT_HEADERS, **headers}, json=json, data=data,
+        method, url, params=params, headers={**DEFAULT_HEADERS, **headers}, json=json, data=data, content=content,
         extensions={"timeout": timeouts()},
     )
     connect_retries = retry_after_retries = 0

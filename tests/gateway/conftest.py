@@ -42,3 +42,65 @@ def azure_chat(make_endpoint, azure_connection) -> Endpoint:
 
 
 CHAT_BODY = {"model": "chat", "messages": [{"role": "user", "content": "Say hello"}]}
+
+
+@pytest.fixture
+def fake_gemini():
+    from tests.fakes.gemini import FakeGemini
+
+    with FakeGemini(keys={PLANTED_KEY}) as fake:
+        yield fake
+
+
+@pytest.fixture
+def gemini_connection(make_connection, fake_gemini):
+    return make_connection("gemini-prod", provider="gemini", config={"base_url": fake_gemini.url})
+
+
+@pytest.fixture
+def gemini_chat(make_endpoint, gemini_connection) -> Endpoint:
+    return make_endpoint("gemini-chat", gemini_connection, model="gemini-2.0-flash")
+
+
+@pytest.fixture
+def fake_google_token():
+    from tests.fakes.google_token import FakeGoogleToken
+
+    with FakeGoogleToken() as fake:
+        yield fake
+
+
+@pytest.fixture
+def service_account(fake_google_token) -> dict:
+    """A service account key the fake token service accepts; its private_key_id is the planted secret."""
+    from tests.fakes.google_token import make_service_account
+
+    info = make_service_account(fake_google_token.token_uri, private_key_id=PLANTED_KEY)
+    fake_google_token.accept(info)
+    return info
+
+
+@pytest.fixture
+def fake_vertex(fake_google_token):
+    from tests.fakes.gemini import FakeGemini
+
+    with FakeGemini(vertex=True, token_valid=fake_google_token.valid) as fake:
+        yield fake
+
+
+@pytest.fixture
+def vertex_connection(make_connection, fake_vertex, service_account):
+    from gateway.adapters.vertex_ai import tokens
+
+    tokens.clear()
+    yield make_connection(
+        "vertex-prod", provider="vertex_ai", auth_method="service_account",
+        secrets={"service_account_json": service_account},
+        config={"project_id": "my-project-123", "location": "europe-west4", "base_url": fake_vertex.url},
+    )
+    tokens.clear()
+
+
+@pytest.fixture
+def vertex_chat(make_endpoint, vertex_connection) -> Endpoint:
+    return make_endpoint("vertex-chat", vertex_connection, model="gemini-2.0-flash")

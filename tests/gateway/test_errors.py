@@ -322,3 +322,34 @@ def test_gateway_errors_have_openai_shape_and_a_short_repr():
 ])
 def test_anthropic_oauth_cohere_and_databricks_error_shapes_give_their_message(body, message, code):
     assert provider_error_parts(body) == (message, code)
+
+
+GOOGLE_KEY_INVALID = (
+    b'{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", '
+    b'"status": "INVALID_ARGUMENT", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", '
+    b'"reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}'
+)
+
+
+def test_a_google_error_gives_its_message_and_status_name():
+    body = b'{"error": {"code": 404, "message": "models/x is not found.", "status": "NOT_FOUND"}}'
+
+    error = from_upstream_response(404, httpx.Headers(), body, secrets=[], provider="Google Gemini")
+
+    assert (error.status, error.code, error.message) == (404, "NOT_FOUND", "models/x is not found.")
+
+
+def test_a_google_error_in_a_list_as_streams_send_it_gives_its_message():
+    body = b'[{"error": {"code": 400, "message": "Bad request.", "status": "INVALID_ARGUMENT"}}]'
+
+    error = from_upstream_response(400, httpx.Headers(), body, secrets=[], provider="Google Gemini")
+
+    assert (error.status, error.code, error.message) == (400, "INVALID_ARGUMENT", "Bad request.")
+
+
+def test_googles_400_for_an_invalid_api_key_is_a_rejected_credential():
+    error = from_upstream_response(400, httpx.Headers(), GOOGLE_KEY_INVALID, secrets=[], provider="Google Gemini")
+
+    assert (error.status, error.code, error.upstream_status) == (401, "upstream_credentials_rejected", 400)
+    assert error.message == ("Google Gemini rejected the connection's credentials (HTTP 400): "
+                             "API key not valid. Please pass a valid API key.")

@@ -72,3 +72,26 @@ def test_the_sdk_reads_translated_providers_answers_and_streams(sdk, make_connec
         assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == "Hello from Claude"
         assert chunks[-1].usage.total_tokens == 18
         assert sdk.embeddings.create(model="cohere-embed", input=["a", "b"]).data[1].embedding == [0.5, 0.25, 1.0]
+
+
+def test_the_sdk_reads_translated_gemini_answers_and_streams(sdk, make_endpoint, gemini_connection, fake_gemini):
+    make_endpoint("gemini-chat", gemini_connection, model="gemini-2.0-flash")
+    make_endpoint("gemini-embed", gemini_connection, model="text-embedding-004", task="embeddings")
+
+    completion = sdk.chat.completions.create(model="gemini-chat", messages=[{"role": "user", "content": "Hi"}])
+    assert completion.choices[0].message.content == "Hello from Gemini"
+    assert completion.usage.total_tokens == 11
+    stream = sdk.chat.completions.create(model="gemini-chat", messages=[{"role": "user", "content": "Hi"}],
+                                         stream=True)
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from Gemini"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert sdk.embeddings.create(model="gemini-embed", input=["a", "b"]).data[1].embedding == [0.5, 1.0, -1.0]
+
+
+def test_the_sdk_reads_vertex_answers(sdk, make_endpoint, vertex_connection, fake_vertex):
+    make_endpoint("vertex-chat", vertex_connection, model="gemini-2.0-flash")
+
+    completion = sdk.chat.completions.create(model="vertex-chat", messages=[{"role": "user", "content": "Hi"}])
+
+    assert completion.choices[0].message.content == "Hello from Gemini"
