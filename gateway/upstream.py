@@ -217,17 +217,19 @@ def send(
     params: dict[str, str] | None = None,
     stream: bool = False,
     allow_loopback: bool = False,
+    content: bytes | None = None,
 ) -> httpx.Response:
     """Send one provider request; the response's body is read unless `stream` (then the caller closes it).
 
     Raises httpx.TransportError subclasses (connect, timeout, protocol) or AddressRefused; HTTP error
     statuses come back as responses for errors.py to map. Redirects are never followed, no cookie is kept,
-    and proxy variables and .netrc are ignored (nothing between us and the checked address).
+    and proxy variables and .netrc are ignored (nothing between us and the checked address). `content`
+    sends exact body bytes instead of `json` (a signed body, a form).
     """
     transport = get_transport(allow_loopback=allow_loopback)
     request = httpx.Request(
         method, url, params=params, headers={**DEFAULT_HEADERS, **headers}, json=json,
-        extensions={"timeout": timeouts()},
+        content=content, extensions={"timeout": timeouts()},
     )
     connect_retries = retry_after_retries = 0
     while True:

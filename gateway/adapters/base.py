@@ -41,6 +41,7 @@ class UpstreamCall:
     json: object = None
     params: dict[str, str] | None = None
     stream: bool = False
+    content: bytes | None = None  # exact body bytes instead of `json` (a signed body)
 
 
 class CredentialsCheck(NamedTuple):
@@ -167,6 +168,7 @@ class Adapter:
                 params=call.params,
                 stream=call.stream,
                 allow_loopback=self.allow_loopback(connection),
+                content=call.content,
             )
         except (httpx.TransportError, upstream.AddressRefused) as error:
             failure = errors.from_transport_error(error, provider=provider)
