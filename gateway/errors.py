@@ -169,7 +169,8 @@ def provider_error_parts(body: bytes) -> tuple[str, str]:
     if not isinstance(error, dict):
         return text[: MAX_MESSAGE_LENGTH * 4], ""
     message = next(
-        (error[key] for key in ("message", "detail", "error", "msg") if isinstance(error.get(key), str)), text
+        (error[key] for key in ("message", "Message", "detail", "error", "msg") if isinstance(error.get(key), str)),
+        text,
     )
     code = error.get("code") or error.get("type") or ""
     return message, str(code) if isinstance(code, (str, int)) else ""
@@ -181,6 +182,8 @@ def from_upstream_response(
     """The gateway's answer to a provider's error status, as SPEC §6's table says."""
     secrets = list(secrets)
     message, provider_code = provider_error_parts(body)
+    # AWS names the error in a header ("ValidationException:http://internal.amazon.com/coral/...").
+    provider_code = provider_code or headers.get("x-amzn-errortype", "").split(":")[0]
     error = map_status(
         status, headers, safe_message(message, secrets), redact(provider_code, secrets), provider=provider
     )
