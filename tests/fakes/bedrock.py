@@ -9,6 +9,7 @@ accepted for the Bedrock API keys in `api_keys`. Errors are `{"message"}` with a
 
 import datetime
 import hmac
+import itertools
 import json
 import re
 import struct
@@ -111,7 +112,8 @@ class FakeBedrock:
             return self.scripted.popleft()
         if request.method == "GET" and request.path == "/foundation-models":
             return Reply.json({"modelSummaries": [
-                {"modelId": "amazon.titan-embed-text-v2:0", "providerName": "Amazon", "outputModalities": ["EMBEDDING"]},
+                {"modelId": "amazon.titan-embed-text-v2:0", "providerName": "Amazon",
+                 "outputModalities": ["EMBEDDING"]},
                 {"modelId": "cohere.embed-english-v3", "providerName": "Cohere", "outputModalities": ["EMBEDDING"]},
             ]})
         match = MODEL_PATH.fullmatch(request.path)
@@ -159,7 +161,7 @@ class FakeBedrock:
         if access_key_id != self.access_key_id:
             return aws_error(403, "UnrecognizedClientException", INVALID_TOKEN)
         if (date, region, service, terminator) != (amz_date[:8], self.region, "bedrock", "aws4_request"):
-            return aws_error(403, "InvalidSignatureException", f"Credential should be scoped to a valid region.")
+            return aws_error(403, "InvalidSignatureException", "Credential should be scoped to a valid region.")
         if abs((datetime.datetime.now(datetime.UTC) - when).total_seconds()) > 300:
             return aws_error(403, "InvalidSignatureException", "Signature expired.")
         if not {"host", "x-amz-date"} <= set(signed) or any(name not in request.headers for name in signed):
@@ -219,7 +221,7 @@ def converse_problem(body: dict) -> str:
     if messages[0].get("role") != "user":
         return "A conversation must start with a user message. Try again with a conversation that starts with a " \
                "user message."
-    for before, after in zip(messages, messages[1:]):
+    for before, after in itertools.pairwise(messages):
         if before.get("role") == after.get("role"):
             return "A conversation must alternate between user and assistant roles. Make sure the conversation " \
                    "alternates between user and assistant roles and try again."

@@ -245,8 +245,8 @@ def test_an_embeddings_model_of_another_family_is_a_clear_400(make_endpoint, bed
 @pytest.mark.parametrize("status, error_type, message, expected_status, expected_code", [
     (403, "UnrecognizedClientException", "The security token included in the request is invalid.", 401,
      "upstream_credentials_rejected"),
-    (403, "AccessDeniedException", "User: arn:aws:iam::123456789012:user/app is not authorized to perform: "
-                                   "bedrock:InvokeModel", 401, "upstream_credentials_rejected"),
+    (403, "AccessDeniedException", "User: arn:aws:iam::123456789012:user/app is not authorized to perform it",
+     401, "upstream_credentials_rejected"),
     (429, "ThrottlingException", "Too many requests, please wait before trying again.", 429, "upstream_rate_limited"),
     (500, "InternalServerException", "Internal server error.", 502, "upstream_error"),
     (503, "ServiceUnavailableException", "Service unavailable.", 502, "upstream_error"),
