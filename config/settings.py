@@ -57,6 +57,8 @@ ALLOWED_PRIVATE_HOSTS = [host.lower() for host in env.list("ALLOWED_PRIVATE_HOST
 GATEWAY_TIMEOUT = env.float("GATEWAY_TIMEOUT", default=60.0)
 # Seconds to open a connection to a provider (the read timeout above is for its answer, between chunks).
 GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=10.0)
+# Microsoft Entra ID's sign-in address for Azure OpenAI with Entra ID (another for sovereign clouds, a fake in tests).
+AZURE_AUTHORITY_HOST = env.str("AZURE_AUTHORITY_HOST", default="https://login.microsoftonline.com").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -256,5 +258,7 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        # botocore logs SigV4 canonical requests (with the session token) at DEBUG.
+        "botocore": {"level": "WARNING"},
     },
 }

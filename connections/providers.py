@@ -249,6 +249,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
                 ),
             ),
             "https://bedrock-runtime.{region}.amazonaws.com",
+            "gateway.adapters.bedrock.BedrockAdapter",
         )
     ),
     simple_api_key_provider("mistral", "Mistral", ("chat", "embeddings"), "https://api.mistral.ai/v1", OPENAI_ADAPTER),

@@ -174,7 +174,8 @@ def provider_error_parts(body: bytes) -> tuple[str, str]:
     if not isinstance(error, dict):
         return text[: MAX_MESSAGE_LENGTH * 4], ""
     message = next(
-        (error[key] for key in ("message", "detail", "error", "msg") if isinstance(error.get(key), str)), text
+        (error[key] for key in ("message", "Message", "detail", "error", "msg") if isinstance(error.get(key), str)),
+        text,
     )
     code = error.get("code") or error.get("type") or ""
     if not isinstance(code, str):
@@ -197,6 +198,8 @@ def from_upstream_response(
     """The gateway's answer to a provider's error status, as SPEC §6's table says."""
     secrets = list(secrets)
     message, provider_code = provider_error_parts(body)
+    # AWS names the error in a header ("ValidationException:http://internal.amazon.com/coral/...").
+    provider_code = provider_code or headers.get("x-amzn-errortype", "").split(":")[0]
     message = safe_message(message, secrets)
     if status == 400 and provider_code in REJECTED_KEY_CODES:
         # Google answers a bad or expired API key with 400, not 401: it is still a rejected credential.

@@ -225,7 +225,8 @@ def send(
     `data` is sent as a form (OAuth token requests), `json` as JSON.
     Raises httpx.TransportError subclasses (connect, timeout, protocol) or AddressRefused; HTTP error
     statuses come back as responses for errors.py to map. Redirects are never followed, no cookie is kept,
-    and proxy variables and .netrc are ignored (nothing between us and the checked address).
+    and proxy variables and .netrc are ignored (nothing between us and the checked address). `content`
+    sends exact body bytes instead of `json` (a signed body, a form).
     """
     transport = get_transport(allow_loopback=allow_loopback)
     request = httpx.Request(

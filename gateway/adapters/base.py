@@ -42,6 +42,7 @@ class UpstreamCall:
     params: dict[str, str] | None = None
     stream: bool = False
     data: dict[str, str] | None = None  # a form body (OAuth token requests), instead of `json`
+    content: bytes | None = None  # exact body bytes instead of `json` (a signed body)
 
 
 class CredentialsCheck(NamedTuple):
@@ -169,6 +170,7 @@ class Adapter:
                 stream=call.stream,
                 allow_loopback=self.allow_loopback(connection),
                 data=call.data,
+                content=call.content,
             )
         except (httpx.TransportError, upstream.AddressRefused) as error:
             failure = errors.from_transport_error(error, provider=provider)

@@ -1,4 +1,4 @@
-"""The OpenAI API family: OpenAI, Azure OpenAI with an API key, and every provider that speaks OpenAI's API.
+"""The OpenAI API family: OpenAI, Azure OpenAI (API key or Entra ID), and every provider that speaks OpenAI's API.
 
 They all take OpenAI's request and answer shapes as they are; only the address and the credential header
 differ. The request's `model` is always replaced by the endpoint's model (on Azure it is the deployment).
@@ -6,28 +6,22 @@ differ. The request's `model` is always replaced by the endpoint's model (on Azu
 
 from urllib.parse import quote
 
+import httpx
+
 from connections.models import Connection
 from endpoints.models import Endpoint
 
-from .. import errors
 from ..errors import GatewayError
+from . import azure_ad
 from .base import Adapter, UpstreamCall
 
 TASK_PATHS = {"chat": "chat/completions", "embeddings": "embeddings"}
+AZURE_METHODS = ("azure", "azure_ad")
 LOCAL_PROVIDERS = ("ollama", "openai_compatible")
 
 
 class OpenAIAdapter(Adapter):
-    """OpenAI (`api_key`, `azure`) and the OpenAI-compatible providers (`api_key` or `none`)."""
-
-    def supports(self, connection: Connection) -> None:
-        if connection.auth_method == "azure_ad":
-            raise GatewayError(
-                501,
-                errors.INVALID_REQUEST,
-                "auth_method_not_supported",
-                "The gateway cannot call Azure OpenAI with Entra ID credentials yet; use an API key connection.",
-            )
+    """OpenAI (`api_key`, `azure`, `azure_ad`) and the OpenAI-compatible providers (`api_key` or `none`)."""
 
     def allow_loopback(self, connection: Connection) -> bool:
         return connection.provider in LOCAL_PROVIDERS
@@ -42,24 +36,36 @@ class OpenAIAdapter(Adapter):
         if stream:
             headers["Accept-Encoding"] = "identity"  # events pass through byte for byte, as they arrive
         path = TASK_PATHS[endpoint.task]
-        if connection.auth_method == "azure":
+        if connection.auth_method in AZURE_METHODS:
             deployment = quote(endpoint.model, safe="")
             url = f"{azure_base(connection)}/openai/deployments/{deployment}/{path}"
             return UpstreamCall("POST", url, headers, payload, azure_params(connection), stream)
         return UpstreamCall("POST", f"{api_base(connection)}/{path}", headers, payload, stream=stream)
 
     def build_check_call(self, connection: Connection, secrets: dict[str, str]) -> UpstreamCall:
-        headers = {**self.auth_headers(connection, secrets), "Accept": "application/json"}
-        if connection.auth_method == "azure":
+        headers = {**self.auth_headers(connection, secrets, fresh=True), "Accept": "application/json"}
+        if connection.auth_method in AZURE_METHODS:
             url = f"{azure_base(connection)}/openai/models"
             return UpstreamCall("GET", url, headers, params=azure_params(connection))
         return UpstreamCall("GET", f"{api_base(connection)}/models", headers)
 
-    def auth_headers(self, connection: Connection, secrets: dict[str, str]) -> dict[str, str]:
+    def send(self, connection: Connection, call: UpstreamCall, secrets: dict[str, str]) -> httpx.Response:
+        """As for everyone, and a token Azure refused is not offered again."""
+        try:
+            return super().send(connection, call, secrets)
+        except GatewayError as error:
+            if connection.auth_method == "azure_ad" and error.upstream_status == 401:
+                azure_ad.forget_token(connection)  # revoked or expired early: sign in again next time
+            raise
+
+    def auth_headers(self, connection: Connection, secrets: dict[str, str], *, fresh: bool = False) -> dict[str, str]:
+        """The credential headers; `fresh` (the Test action) signs in again rather than use a cached token."""
         if connection.auth_method == "none":
             return {}
         if connection.auth_method == "azure":
             return {"api-key": secrets["api_key"]}
+        if connection.auth_method == "azure_ad":
+            return {"Authorization": f"Bearer {azure_ad.access_token(connection, secrets, fresh=fresh)}"}
         headers = {"Authorization": f"Bearer {secrets['api_key']}"}
         organization = connection.config_value("organization") if connection.provider == "openai" else ""
         if organization:

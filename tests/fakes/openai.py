@@ -2,7 +2,8 @@
 
 OpenAI shape: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models` with `Authorization: Bearer <key>`.
 Azure shape: `/openai/deployments/<deployment>/chat/completions|embeddings` and `/openai/models`, with
-`?api-version=` and an `api-key` header. A request without an accepted key gets 401 in OpenAI's error shape.
+`?api-version=` and an `api-key` header, or `Authorization: Bearer <token>` with a token from `authority`
+(a fake Entra ID, for Azure with Entra ID). A request without an accepted key gets 401 in OpenAI's error shape.
 
 Run `python -m tests.fakes.openai` to serve one standalone (benchmarks); it prints its URL.
 """
@@ -35,6 +36,7 @@ class FakeOpenAI:
     def __init__(self, keys: set[str] | tuple[str, ...] = (), *, require_auth: bool = True, listen: bool = True):
         self.keys = set(keys)
         self.require_auth = require_auth
+        self.authority = None  # a FakeEntraID whose tokens Azure paths accept as Bearer
         self.scripted: deque = deque()
         # When set, a stream waits for this event after its first content chunk (proves chunks pass through).
         self.stream_gate: threading.Event | None = None
@@ -106,11 +108,18 @@ class FakeOpenAI:
                 return self.answer(request, flavour, kind, deployment, delay=step[1])
             return self.scripted_failure(request, *step)
         key = presented_key(request)
-        if self.require_auth and key not in self.keys:
+        if self.require_auth and not self.accepts(request, flavour, key):
             return Reply.json(error_document(401, incorrect_key_message(key), "invalid_api_key"), 401)
         if flavour == "azure" and not request.query.get("api-version"):
             return Reply.json(error_document(404, "Resource not found: api-version is missing.", "404"), 404)
         return self.answer(request, flavour, kind, deployment)
+
+    def accepts(self, request: RecordedRequest, flavour: str, key: str | None) -> bool:
+        """A key it was given; on Azure paths also an Entra ID token as Bearer (never as api-key)."""
+        if key in self.keys:
+            return True
+        bearer = "api-key" not in request.headers and request.headers.get("authorization", "").startswith("Bearer ")
+        return flavour == "azure" and bearer and self.authority is not None and self.authority.accepts(key)
 
     @staticmethod
     def route(request: RecordedRequest) -> tuple[str, str, str] | None:

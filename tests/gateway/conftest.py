@@ -2,6 +2,7 @@ import pytest
 
 from endpoints.models import Endpoint
 from gateway import upstream
+from gateway.tokens import TOKENS
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import FakeOpenAI
 
@@ -10,9 +11,10 @@ AZURE_API_VERSION = "2024-10-21"
 
 @pytest.fixture(autouse=True)
 def fresh_upstream_clients():
-    """Each test starts without pooled sockets from the one before (fakes come and go on new ports)."""
+    """Each test starts without pooled sockets or cached access tokens from the one before."""
     yield
     upstream.close_transports()
+    TOKENS.clear()
 
 
 @pytest.fixture
