@@ -56,6 +56,23 @@ def fake_dns():
     FAKE_DNS.clear()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_request_at_a_time_in_the_live_server():
+    """The live server shares the test's in-memory SQLite connection between its threads; two requests at
+    once (a page's fetches) would use it concurrently and fail at random. Serve them one after another."""
+    from django.core.servers.basehttp import WSGIServer
+    from django.test.testcases import LiveServerThread
+
+    class OneAtATimeServer(WSGIServer):
+        # The server thread itself already uses the shared connections; nothing to hand to worker threads.
+        def __init__(self, *args, connections_override=None, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LiveServerThread, "server_class", OneAtATimeServer)
+        yield
+
+
 # A distinctive value tests plant and then look for everywhere a secret must not appear.
 PLANTED_KEY = "sk-planted-SECRET-0123456789-abcdefWXYZ"
 
