@@ -9,6 +9,9 @@ from config.names import NameConverter
 # `<name:name>` in the apps' URL patterns (registered before their `include()` imports them).
 register_converter(NameConverter, "name")
 
+# A database outage raised outside a view is a 503 too; other errors keep the 500 page (JSON under /api/, /gateway/).
+handler500 = "config.unavailable.server_error"
+
 urlpatterns = [
     # `/` and `/#/settings` both land on the settings page (the browser keeps the fragment across redirects).
     path("", RedirectView.as_view(url="/settings/", permanent=False)),

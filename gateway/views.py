@@ -157,20 +157,30 @@ def models(request: HttpRequest) -> HttpResponse:
     )
 
 
+# How many of the most recently written secrets /healthz reads to judge the configured keys.
+HEALTH_SAMPLE = 5
+
+
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers and the configured keys encrypt, decrypt and read the newest secret."""
+    """200 when the database answers and the configured keys encrypt, decrypt and read recent secrets.
+
+    A configured key set that reads none of the most recently written secrets is a misconfigured server
+    (503, so a load balancer takes it out). One connection no key decrypts is that connection's problem,
+    not the server's: it answers its own 503 on the gateway while the others keep working, so health stays
+    200 and `rotate_encryption_key --check` names it.
+    """
     checks = {"database": "ok", "encryption": "ok"}
-    newest = None
+    recent: list[Connection] = []
     try:
-        newest = Connection.objects.order_by("-secrets_updated_at").only("id", "name", "secrets").first()
+        recent = list(Connection.objects.order_by("-secrets_updated_at").only("id", "name", "secrets")[:HEALTH_SAMPLE])
     except Exception:  # noqa: BLE001 - any database failure means unhealthy; its text may carry a DSN
         checks["database"] = "unavailable"
     try:
         probe = str(time.time())
         if encrypted_fields.decrypt_str(encrypted_fields.encrypt_str(probe).decode()) != probe:
             raise InvalidToken
-        if newest is not None and not newest.secrets_decryptable:
+        if recent and not any(connection.secrets_decryptable for connection in recent):
             raise InvalidToken
     except InvalidToken:
         checks["encryption"] = "the configured FIELD_ENCRYPTION_KEY does not decrypt the stored secrets"
