@@ -156,8 +156,11 @@ def test_two_page_edits_of_a_secret_and_the_description_both_survive(bedrock, ad
     form = {"name": "bedrock-prod", "provider": "bedrock", "auth_method": "access_key",
             "selection": "bedrock/access_key", "config.region": "us-east-1", "description": ""}
     blocker = lock.row(bedrock)
+    # The page submits the whole form: a blank secret keeps the stored one, but the description is taken as
+    # typed. So the key rotation queues first (PostgreSQL grants row locks in order), the description second.
     rotated = run_in_thread(page_client(admin_user).post, "/settings/connections/bedrock-prod/edit/",
                             {**form, "secrets.aws_access_key_id": NEW_KEY_ID})
+    wait_until_waiting(1)
     described = run_in_thread(page_client(admin_user).post, "/settings/connections/bedrock-prod/edit/",
                               {**form, "description": "Production Bedrock"})
     wait_until_waiting(2)
