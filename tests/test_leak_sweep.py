@@ -236,6 +236,9 @@ def test_pages_admin_api_schema_commands_and_logs_carry_no_planted_secret(
     for url in ["/settings/connections/", "/settings/connections/?page=2", "/settings/connections/new/",
                 "/settings/audit/", "/settings/tokens/", "/settings/endpoints/", "/settings/endpoints/new/"]:
         sweep.response(f"page {url}", site.get(url))
+    for provider, method in methods_with_secrets():
+        url = f"/settings/connections/method-fields/?provider={provider.id}&auth_method={method.id}"
+        sweep.response(f"fragment {url}", site.get(url))
     for connection in planted_connections:
         name = connection.name
         for url in [f"/settings/connections/{name}/edit/", f"/settings/connections/{name}/delete/",
