@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres setup test-setup chromium postgresql bench-rotation
+.PHONY: run test test-sqlite test-postgres setup test-setup chromium postgresql bench-rotation fuzz
 
 run: setup
 	$(PY) manage.py migrate --noinput
@@ -61,3 +61,9 @@ postgresql:
 # Re-encrypt 100,000 connections with rotate_encryption_key; prints rows/s and peak memory (not a test).
 bench-rotation: setup
 	$(PY) bench/rotation.py
+
+# Schema-driven fuzzing of the API and the gateway at volume (not part of `make test`, which runs a fixed
+# 1,200-request slice): at least 5,000 generated requests, new ones each run (FUZZ_RANDOM=0 makes a run repeatable).
+fuzz: test-setup
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-130} FUZZ_MIN_REQUESTS=5000 FUZZ_RANDOM=$${FUZZ_RANDOM:-1} LOG_LEVEL=ERROR \
+		$(PY) -m pytest -q -s tests/config/test_api_fuzz.py -k test_generated_requests

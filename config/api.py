@@ -212,3 +212,47 @@ class JSONObjectField(serializers.Field):
 
     def to_representation(self, value):
         return value
+
+
+# --- Error answers in the schema ---------------------------------------------------------------------------
+
+DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
+ERROR_ANSWERS = {
+    "400": ("The request is invalid: field errors by field name (or `detail` for a body that is not JSON).",
+            {"type": "object", "additionalProperties": True}),
+    "401": ("No valid API token (or session).", DETAIL),
+    "403": ("The user lacks the permission this needs.", DETAIL),
+    "404": ("Nothing by that name (or no such page).", DETAIL),
+    "409": ("In use (a connection's endpoints), or a concurrent change won.", DETAIL),
+    "413": (f"The body is larger than {MAX_BODY_BYTES} bytes.", DETAIL),
+    "415": ("The body is not JSON.", DETAIL),
+}
+
+
+def error_statuses(path: str, method: str, operation: dict) -> tuple[str, ...]:
+    """Which error answers an operation can give, from its shape: who may call, what it names, what it takes."""
+    statuses = ["401", "403"]
+    if "{" in path or any(p.get("name") == "page" for p in operation.get("parameters", [])):
+        statuses.append("404")
+    if any(p.get("in") == "query" for p in operation.get("parameters", [])) or method in ("post", "put", "patch"):
+        statuses.append("400")
+    if method in ("post", "put", "patch"):
+        statuses += ["409", "413", "415"]
+    if method == "delete":
+        statuses.append("409")
+    return tuple(statuses)
+
+
+def document_error_responses(result: dict, generator, request, public) -> dict:
+    """drf-spectacular hook: every REST API operation documents the error answers DRF and our handler give."""
+    for path, operations in result.get("paths", {}).items():
+        if not path.startswith("/api/"):
+            continue
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for status_code in error_statuses(path, method, operation):
+                description, schema = ERROR_ANSWERS[status_code]
+                responses.setdefault(
+                    status_code, {"description": description, "content": {"application/json": {"schema": schema}}}
+                )
+    return result

@@ -3,6 +3,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from config.log_filters import remember_secrets
+
 from . import providers
 from .fields import EncryptedSecretsField
 from .secrets import UNDECRYPTABLE_LABEL, SecretsUnavailable, UndecryptableSecrets, mask_secret
@@ -102,6 +104,7 @@ class Connection(models.Model):
         """The plaintext secrets, for the gateway and Test; raises SecretsUnavailable naming the connection."""
         if not self.secrets_decryptable:
             raise SecretsUnavailable(self.name)
+        remember_secrets(self.secrets.values())  # logs written while they are in use redact them
         return dict(self.secrets)
 
     def masked_secrets(self) -> dict[str, str]:
@@ -131,6 +134,7 @@ class Connection(models.Model):
         starts from nothing and `clean()` asks for every required field.
         """
         changes = {name: value for name, value in changes.items() if not is_blank(value)}
+        remember_secrets(changes.values())  # logs written while handling the new values redact them
         if self.method_changed() or not self.secrets_decryptable:
             if not changes and not self.method_changed():
                 return  # nothing re-entered: keep the undecryptable ciphertext as it is

@@ -68,8 +68,8 @@ class ConnectionSerializer(ModelCleanSerializer):
     secrets = SecretsField(required=False)
     config = ConfigField(required=False)
     endpoints = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
-    created_by = serializers.SlugRelatedField(read_only=True, slug_field="username")
-    updated_by = serializers.SlugRelatedField(read_only=True, slug_field="username")
+    created_by = serializers.SlugRelatedField(read_only=True, slug_field="username", allow_null=True)
+    updated_by = serializers.SlugRelatedField(read_only=True, slug_field="username", allow_null=True)
 
     class Meta:
         model = Connection

@@ -93,6 +93,11 @@ def test_the_schema_validates_without_warnings():
             "description"]}
     assert "/api/v1/connections/{name}/history/" in schema["paths"]
     assert "/api/v1/connections/{name}/test/" in schema["paths"]
+    # The gateway's routes are documented too (gateway/schema.py), and every API operation its error answers.
+    for path in ("/gateway/v1/chat/completions", "/gateway/v1/embeddings", "/gateway/v1/models",
+                 "/gateway/{endpoint}/invocations"):
+        assert schema["paths"][path], path
+    assert {"401", "403", "404", "409"} <= set(schema["paths"]["/api/v1/connections/{name}/"]["delete"]["responses"])
 
 
 def test_the_schema_and_docs_are_served_with_local_assets(api, make_connection):

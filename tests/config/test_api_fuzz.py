@@ -1,35 +1,54 @@
-"""Schema-driven fuzzing: schemathesis generates requests from our own OpenAPI schema (valid and invalid ones),
-the Django test client sends them through the whole stack, and no answer may be a 5xx or carry a secret.
+"""Schema-driven fuzzing of the REST API and the gateway: schemathesis generates requests from our own OpenAPI
+schema (valid and invalid ones), the Django test client sends them through the whole stack, and every answer
+must conform to the schema (status code documented, content type, body schema), never be a 5xx and never
+carry a secret.
 
-Derandomized (the same requests on every run) so CI is repeatable; about 1,300 requests in well under two minutes.
+`make test` runs a derandomized slice (the same 1,200 requests on every run, under a minute); `make fuzz` runs
+the same test with FUZZ_EXAMPLES raised (at least 5,000 requests) and FUZZ_RANDOM=1 for new examples each run.
+The gateway's seeded endpoints call a fake provider on 127.0.0.1; endpoints the fuzzer itself creates are
+removed before each gateway request, so no call ever leaves this machine.
 """
 
 import json
+import os
 import time
 from urllib.parse import urlencode
 
 import pytest
+import requests
 import schemathesis
-from schemathesis.core import NOT_SET
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
+from schemathesis.checks import not_a_server_error
+from schemathesis.core import NOT_SET
+from schemathesis.core.transport import Response
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from connections import providers
 from connections.models import Connection
 from endpoints.models import Endpoint
+from gateway import upstream
 from tests.api_support import ALL_API_PERMISSIONS, assert_no_secret, grant
 from tests.conftest import PLANTED_KEY
+from tests.fakes.openai import FakeOpenAI
 from tokens.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES_PER_OPERATION_AND_MODE = 40
-MINIMUM_REQUESTS = 1000
-# Path names the fuzzer may use besides its own inventions, so it reaches existing rows too.
-KNOWN_NAMES = ["openai-prod", "chat", "missing"]
+EXAMPLES_PER_OPERATION_AND_MODE = int(os.environ.get("FUZZ_EXAMPLES", "30"))
+MINIMUM_REQUESTS = int(os.environ.get("FUZZ_MIN_REQUESTS", "1000"))
+DERANDOMIZE = os.environ.get("FUZZ_RANDOM") != "1"
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# Names the fuzzer may use besides its own inventions, so it reaches existing rows (and the gateway its fake).
+KNOWN_NAMES = ["openai-prod", "chat", "embed", "missing"]
+SEEDED_ENDPOINTS = {"chat": ("gpt-4o-mini", "chat"), "embed": ("text-embedding-3-small", "embeddings")}
 
 
 def openapi_schema() -> schemathesis.BaseSchema:
@@ -37,15 +56,22 @@ def openapi_schema() -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_dict(document)
 
 
-def seed() -> None:
-    """The rows the fuzzer finds by name; restored whenever a generated DELETE or rename removed them."""
+def seed(base_url: str) -> None:
+    """The rows the fuzzer finds by name, as they were: restored whenever a generated request changed them."""
     connection = Connection.objects.filter(name="openai-prod").first()
     if connection is None:
         connection = Connection(name="openai-prod", provider="openai", auth_method="api_key")
-        connection.update_secrets({"api_key": PLANTED_KEY})
+    wanted = ("openai", "api_key", {"base_url": base_url})
+    if (connection.provider, connection.auth_method, connection.config) != wanted or (
+        not connection.secrets_decryptable or connection.secrets != {"api_key": PLANTED_KEY}
+    ):
+        connection.provider, connection.auth_method, connection.config = wanted
+        connection.secrets = {"api_key": PLANTED_KEY}
         connection.save()
-    if not Endpoint.objects.filter(name="chat").exists():
-        Endpoint.objects.create(name="chat", connection=connection, model="gpt-4o-mini")
+    for name, (model, task) in SEEDED_ENDPOINTS.items():
+        Endpoint.objects.update_or_create(
+            name=name, defaults={"connection": connection, "model": model, "task": task, "enabled": True}
+        )
 
 
 def send(client: APIClient, case: schemathesis.Case):
@@ -56,43 +82,94 @@ def send(client: APIClient, case: schemathesis.Case):
     if case.body is not NOT_SET:
         raw = case.body if isinstance(case.body, bytes) else json.dumps(case.body)
         kwargs = {"data": raw, "content_type": case.media_type or "application/json"}
-    return client.generic(case.method.upper(), path, **kwargs)
+    return path, kwargs, client.generic(case.method.upper(), path, **kwargs)
 
 
-def test_generated_requests_never_get_a_5xx_or_a_secret(django_user_model):
+def as_schemathesis_response(method: str, path: str, kwargs: dict, response, elapsed: float) -> Response:
+    """The Django test client's answer in the shape schemathesis' checks read."""
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    request = requests.Request(
+        method, f"http://testserver{path}", data=kwargs.get("data"),
+        headers={"Content-Type": kwargs["content_type"]} if "content_type" in kwargs else {},
+    ).prepare()
+    return Response(
+        status_code=response.status_code,
+        headers={name: [value] for name, value in response.headers.items()},
+        content=content,
+        request=request,
+        elapsed=elapsed,
+        verify=True,
+        message=response.reason_phrase,
+        encoding=response.charset,
+    )
+
+
+def aim_at_known_rows(case: schemathesis.Case, known: str | None) -> None:
+    """Use a seeded name for the path's name, or for the gateway's `model`, in some of the cases."""
+    if known is None:
+        return
+    for parameter in ("name", "endpoint"):
+        if parameter in (case.path_parameters or {}):
+            case.path_parameters[parameter] = known
+    if case.path.startswith("/gateway/v1/") and isinstance(case.body, dict) and "model" in case.body:
+        case.body["model"] = known
+
+
+def test_generated_requests_conform_to_the_schema_and_never_get_a_5xx_or_a_secret(django_user_model):
     user = django_user_model.objects.create_user("fuzzer")
     grant(user, *ALL_API_PERMISSIONS)
     _, token = ApiToken.issue(user=user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    seed()
+    # Most cases come from a user with every permission; some from nobody and some from a user without any.
+    clients = {"full": APIClient(), "anonymous": APIClient(), "unprivileged": APIClient()}
+    clients["full"].credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    _, bare_token = ApiToken.issue(user=django_user_model.objects.create_user("nobody"))
+    clients["unprivileged"].credentials(HTTP_AUTHORIZATION=f"Bearer {bare_token}")
     statuses: dict[int, int] = {}
+    per_operation: dict[str, dict[int, int]] = {}
     failures: list[str] = []
     started = time.monotonic()
 
-    for result in openapi_schema().get_all_operations():
-        operation = result.ok()
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+    with FakeOpenAI(keys={PLANTED_KEY}) as provider:
+        seed(provider.base_url)
+        for result in openapi_schema().get_all_operations():
+            operation = result.ok()
+            for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
 
-            @settings(max_examples=EXAMPLES_PER_OPERATION_AND_MODE, derandomize=True, database=None, deadline=None,
-                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-            @given(case=operation.as_strategy(generation_mode=mode), known=st.sampled_from([*KNOWN_NAMES, None]))
-            def exercise(case, known):
-                if known is not None and "name" in (case.path_parameters or {}):
-                    case.path_parameters["name"] = known
-                seed()
-                response = send(client, case)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                if response.status_code >= 500:
-                    failures.append(f"{case.method} {case.formatted_path} {case.query} {case.body!r:.300}")
-                assert_no_secret(response)
+                @settings(max_examples=EXAMPLES_PER_OPERATION_AND_MODE, derandomize=DERANDOMIZE, database=None,
+                          deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+                @given(case=operation.as_strategy(generation_mode=mode), known=st.sampled_from([*KNOWN_NAMES, None]),
+                       caller=st.sampled_from(["full"] * 8 + ["anonymous", "unprivileged"]))
+                def exercise(case, known, caller):
+                    aim_at_known_rows(case, known)
+                    seed(provider.base_url)
+                    if case.path.startswith("/gateway/"):
+                        # Only the seeded endpoints exist for the gateway: they call the fake on 127.0.0.1.
+                        Endpoint.objects.exclude(name__in=SEEDED_ENDPOINTS).delete()
+                    sent = time.monotonic()
+                    path, kwargs, response = send(clients[caller], case)
+                    answer = as_schemathesis_response(case.method.upper(), path, kwargs, response,
+                                                      time.monotonic() - sent)
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                    counts = per_operation.setdefault(operation.label, {})
+                    counts[response.status_code] = counts.get(response.status_code, 0) + 1
+                    try:
+                        case.validate_response(answer, checks=CHECKS)
+                    except (Exception, BaseExceptionGroup) as error:  # noqa: BLE001 - collected: one run reports all
+                        summary = " ".join(str(error).split())[:400]
+                        failures.append(f"{case.method} {path} {case.body!r:.200} -> {response.status_code}: {summary}")
+                    assert_no_secret(response)
 
-            exercise()
+                exercise()
+    upstream.close_transports()
 
     total = sum(statuses.values())
     print(f"\nfuzz: {total} requests in {time.monotonic() - started:.1f}s; statuses {dict(sorted(statuses.items()))}")
-    assert not failures, "\n".join(failures[:20])
+    for label, counts in sorted(per_operation.items()):
+        print(f"  {label}: {dict(sorted(counts.items()))}")
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:25])
     assert total >= MINIMUM_REQUESTS
+    assert any(label.startswith("POST /gateway/") for label in per_operation)
+    assert len(provider.requests) > 0  # the gateway's generated calls reached the fake provider
 
 
 # --- Property-based writes: valid shapes with arbitrary values reach the save path --------------------------

@@ -94,3 +94,29 @@ def test_a_broken_format_string_does_not_print_its_args_raw(console, capsys):
 )
 def test_redact(text, expected):
     assert redact(text) == expected
+
+
+@pytest.mark.django_db
+def test_secrets_in_use_are_redacted_in_every_form_until_the_next_request(client):
+    from config.log_filters import forget_secrets, remember_secrets
+
+    secret = 'k3y"with\\quotes/and+slashes=0123456789'
+    remember_secrets([secret, {"type": "service_account", "private_key": "PEM-0123456789-abcdef"}, None, 42])
+    try:
+        text = f"got {secret} / {secret!r} / {secret.encode()!r} / private key PEM-0123456789-abcdef"
+        assert redact(text) == "got [redacted] / '[redacted]' / b'[redacted]' / private key [redacted]"
+        client.get("/healthz")  # a new request: the previous call's values are forgotten
+        assert redact(f"got {secret}") == f"got {secret}"
+    finally:
+        forget_secrets()
+
+
+def test_at_most_the_latest_secrets_are_kept():
+    from config.log_filters import MAX_REMEMBERED, forget_secrets, remember_secrets
+
+    values = [f"value-number-{i:04d}" for i in range(MAX_REMEMBERED + 10)]
+    remember_secrets(values)
+    try:
+        assert redact(values[-1]) == "[redacted]" and redact(values[0]) == values[0]
+    finally:
+        forget_secrets()
