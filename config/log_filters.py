@@ -27,12 +27,12 @@ _NAMES = r"(?:proxy-)?authorization|x-goog-api-key|x-api-key|api[-_]key"
 
 # `'Authorization': 'Bearer x'`, `"x-api-key": "sk-…"`, `(b'authorization', b'…')`, `api_key='…'`.
 _QUOTED_VALUE = re.compile(
-    rf"""(?P<head>\b(?:{_NAMES})\b["']?\s*[:=,]\s*b?(?P<quote>["']))(?P<value>.*?)(?P=quote)""",
+    rf"""(?P<head>(?<![\w-])(?:{_NAMES})\b["']?\s*[:=,]\s*b?(?P<quote>["']))(?P<value>.*?)(?P=quote)""",
     re.IGNORECASE,
 )
 # `Authorization: Bearer x`, `x-api-key: sk-…`, `?api-key=…` (up to a space, comma, `;`, `&` or a closing bracket).
 _BARE_VALUE = re.compile(
-    rf"""(?P<head>\b(?:{_NAMES})\b\s*[:=]\s*)(?!\[redacted\])(?!["'])"""
+    rf"""(?P<head>(?<![\w-])(?:{_NAMES})\b\s*[:=]\s*)(?!\[redacted\])(?!["'])"""
     r"""(?P<value>(?:(?:bearer|basic|token|digest)\s+)?[^\s,;&'"\])}]+)""",
     re.IGNORECASE,
 )

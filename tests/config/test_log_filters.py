@@ -71,6 +71,12 @@ def test_records_without_credentials_are_left_alone(console):
     assert console.getvalue() == "Authorization header missing for openai-prod (3 tries)\n100% done, key=value\n"
 
 
+def test_a_connection_named_like_a_header_keeps_its_log_line_readable(console):
+    logging.getLogger("gateway").warning("Connection %s: provider answered 401", "openrouter-api-key")
+
+    assert console.getvalue() == "Connection openrouter-api-key: provider answered 401\n"
+
+
 def test_a_broken_format_string_does_not_print_its_args_raw(console, capsys):
     logging.getLogger("connections").info("Authorization: %s %s", f"Bearer {PLANTED_KEY}")
 
