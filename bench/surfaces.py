@@ -305,7 +305,11 @@ def verdicts(runs: list[dict]) -> list[str]:
             if surface in READS:
                 detail += f", queries {'/'.join(map(str, counts))} ({'constant' if constant else 'NOT constant'}"
                 detail += f", target ≤ {target_queries})" if target_queries else ")"
-            lines.append(f"- {run['database']}, {surface}: {'met' if met else '**missed**'}: {detail}")
+            if run["database"] == "sqlite":
+                verdict = "met" if met else "**missed**"
+            else:  # the targets are set on SQLite; other databases are measured for comparison
+                verdict = "within the SQLite target" if met else "over the SQLite target"
+            lines.append(f"- {run['database']}, {surface}: {verdict}: {detail}")
     return lines
 
 
