@@ -136,7 +136,7 @@ def logged_in_client(url: str) -> httpx.Client:
 
 
 def seed(connections: int, endpoints: int) -> float:
-    """Grow the database to `connections` connections (names c-NNNNN) and `endpoints` endpoints, spread evenly."""
+    """Grow the database to `connections` connections (names c-NNNNN) and `endpoints` endpoints (e-NNNNNN)."""
     from connections.models import Connection
     from endpoints.models import Endpoint
 
@@ -150,8 +150,11 @@ def seed(connections: int, endpoints: int) -> float:
     )
     ids = list(Connection.objects.filter(name__startswith="c-").order_by("name").values_list("id", flat=True))
     have = Endpoint.objects.filter(name__startswith="e-").count()
+    # Endpoint k belongs to connection k * connections // endpoints: the same share per connection (5 at the issue's
+    # sizes) at every size, so the first page shows as many endpoint links per row whatever the table's size.
     Endpoint.objects.bulk_create(
-        (Endpoint(name=f"e-{number:06d}", connection_id=ids[number % len(ids)], model="gpt-4o-mini",
+        (Endpoint(name=f"e-{number:06d}", connection_id=ids[min(number * connections // endpoints, len(ids) - 1)],
+                  model="gpt-4o-mini",
                   task="chat" if number % 2 else "embeddings")
          for number in range(have, endpoints)),
         batch_size=2000,
@@ -318,23 +321,33 @@ def plot(runs: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+    figure, (latency, cpu) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
     styles = {"sqlite": "-", "postgresql": "--"}
     for run in runs:
         for surface, marker in zip(READS, "osd"):
             x = [size["connections"] if surface != "API endpoints" else size["endpoints"] for size in run["sizes"]]
-            y = [size["surfaces"][surface]["p50"] for size in run["sizes"]]
-            axes.plot(x, y, styles.get(run["database"], ":"), marker=marker, label=f"{surface} ({run['database']})")
-    axes.set_xscale("log")
-    axes.set_xlabel("rows in the table (connections; endpoints for the endpoints API)")
-    axes.set_ylabel("p50 latency of the first page (ms)")
-    axes.set_ylim(bottom=0)
-    axes.axhline(50, color="grey", linewidth=0.8, linestyle=":")
-    axes.axhline(40, color="grey", linewidth=0.8, linestyle=":")
-    axes.set_title("List page and API: latency against row count (50 rows a page)")
-    axes.legend(fontsize="small")
-    axes.grid(True, which="both", alpha=0.3)
+            label = f"{surface} ({run['database']})"
+            line = styles.get(run["database"], ":")
+            latency.plot(x, [size["surfaces"][surface]["p50"] for size in run["sizes"]], line, marker=marker,
+                         label=label)
+            cpu.plot(x, [size["surfaces"][surface]["cpu_ms"] for size in run["sizes"]], line, marker=marker,
+                     label=label)
+    for axes, title, ylabel in ((latency, "p50 latency over HTTP", "ms"),
+                                (cpu, "server CPU per request (less sensitive to other load)", "ms")):
+        axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
+        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axes.set_xlabel("rows in the table (connections; endpoints for the endpoints API)")
+        axes.set_ylabel(ylabel)
+        axes.set_ylim(bottom=0)
+        axes.set_title(title, fontsize="medium")
+        axes.grid(True, which="both", alpha=0.3)
+    for target in (40, 50):
+        latency.axhline(target, color="grey", linewidth=0.8, linestyle=":")
+    latency.legend(fontsize="x-small")
+    figure.suptitle("List page and list APIs (first page, 50 rows) against the number of rows")
     figure.tight_layout()
     figure.savefig(path)
 
