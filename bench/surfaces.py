@@ -396,8 +396,8 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         f"- {os.cpu_count()} cores ({cpu_model()}), {memory_gb:.1f} GB memory, Linux {platform.release()}, "
         f"Python {platform.python_version()}; {versions}",
         f"- load average (1, 5, 15 min) before: {load_before}; after: {load_after}. Other test suites ran on "
-        "this machine at the same time, so latencies carry noise; the server CPU ms per request and the query "
-        "counts do not depend on it.",
+        "this machine at the same time, so latencies carry noise; the query counts do not depend on it and the "
+        "server CPU ms per request much less than latency does.",
         f"- server: gunicorn as `make run` starts it (config/gunicorn.py: 2 gthread workers × 8 threads, "
         "access log on), one keep-alive client sending requests one after another.",
         "",
