@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres setup test-setup chromium postgresql bench-rotation fuzz
+.PHONY: run test test-sqlite test-postgres setup test-setup chromium postgresql bench bench-rotation load fuzz
 
 run: setup
 	$(PY) manage.py migrate --noinput
@@ -57,6 +57,19 @@ chromium:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
 		apt-get update -q && apt-get install -y -q postgresql; }
+
+# Every surface at 200..2,000 connections on SQLite and a throwaway PostgreSQL side by side, the gateway overhead
+# and the key rotation; writes docs/benchmarks.md and docs/benchmarks.png (not tests; a few minutes).
+bench: setup postgresql $(VENV)/.bench-installed
+	scripts/with-postgres.sh sh -c '$(PY) bench/surfaces.py --database-url "$$TEST_DATABASE_URL" --report docs/benchmarks.md --rotation'
+
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+# 60 s of concurrent API reads and writes and gateway calls against the served app on loopback (bench/load.py).
+load: setup
+	$(PY) bench/load.py
 
 # Re-encrypt 100,000 connections with rotate_encryption_key; prints rows/s and peak memory (not a test).
 bench-rotation: setup

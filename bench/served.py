@@ -1,0 +1,110 @@
+"""The app served exactly as `make run` serves it, on a throwaway database, for the benches. Not a test.
+
+`served_app()` prepares the database as `make run` does (migrate, create_default_admin, collectstatic),
+issues an API token for the admin and starts `gunicorn --config config/gunicorn.py config.wsgi` on a free
+loopback port with the keys in its environment (never the developer's `.env`); it always stops the server.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_PASSWORD = "bench-admin-password"
+FIELD_ENCRYPTION_KEY = "Ju6CElcGyMt7kuiADmOZZnQFNSAKFe27lQ9O8mKb5F4="
+
+
+@dataclass
+class Served:
+    url: str
+    token: str
+    pid: int
+    env: dict[str, str]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def app_env(directory: str, port: int, database_url: str | None = None) -> dict[str, str]:
+    """The served app's whole environment: keys and a database of the bench's own, nothing from `.env`."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "ENV_FILE": f"{directory}/absent.env",
+        "SECRET_KEY": "bench-secret-key-" + "x" * 40,
+        "FIELD_ENCRYPTION_KEY": FIELD_ENCRYPTION_KEY,
+        "DATABASE_URL": database_url or f"sqlite:///{directory}/bench.sqlite3",
+        "ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
+        "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
+        "PORT": str(port),
+    }
+
+
+def manage(env: dict[str, str], *arguments: str) -> str:
+    result = subprocess.run([sys.executable, "manage.py", *arguments], cwd=REPO, env=env, capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        sys.exit(f"manage.py {arguments[0]} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def prepare(env: dict[str, str]) -> str:
+    """What `make run` does before serving, plus an API token for the admin (returned)."""
+    manage(env, "migrate", "--noinput")
+    manage(env, "create_default_admin")
+    manage(env, "collectstatic", "--noinput", "--verbosity", "0")
+    return manage(env, "create_api_token", "admin").strip()
+
+
+def wait_for(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+@contextmanager
+def serving(env: dict[str, str], token: str) -> Iterator[Served]:
+    """gunicorn started as `make run` starts it (the venv's script, config/gunicorn.py); stopped on exit."""
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    server = subprocess.Popen([str(gunicorn), "--config", "config/gunicorn.py", "config.wsgi"], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{env['PORT']}"
+        wait_for(f"{url}/healthz")
+        yield Served(url=url, token=token, pid=server.pid, env=env)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def server_pids(pid: int) -> list[int]:
+    """The gunicorn master and its workers."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid] + [int(child) for child in children]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the master and its workers, in MB (from /proc)."""
+    total_kb = 0
+    for each in server_pids(pid):
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
