@@ -7,7 +7,6 @@ Streams are translated event by event as they arrive.
 """
 
 import json
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -218,30 +217,15 @@ def openai_tool_call(block: dict) -> dict:
             "function": {"name": block.get("name", ""), "arguments": json.dumps(block.get("input") or {})}}
 
 
-class StreamTranslation:
+class StreamTranslation(translate.ChunkWriter):
     """Anthropic's stream events as OpenAI chunks, one translation per stream."""
 
     def __init__(self, connection: Connection, provider: str):
+        super().__init__()
         self.connection = connection
         self.provider = provider
-        self.id = translate.completion_id()
-        self.model = ""
-        self.created = int(time.time())
         self.input_usage: dict = {}
         self.tool_indexes: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
-
-    def chunks(self, response: httpx.Response) -> Iterator[bytes]:
-        for event, data in translate.read_events(response):
-            try:
-                document = json.loads(data)
-            except ValueError:
-                continue
-            if isinstance(document, dict):
-                yield from self.translate(document.get("type") or event, document)
-
-    def chunk(self, delta: dict, finish_reason: str | None = None, usage_: dict | None = None) -> bytes:
-        return translate.chunk(id_=self.id, model=self.model, created=self.created, delta=delta,
-                               finish_reason=finish_reason, usage_=usage_)
 
     def translate(self, kind: str, document: dict) -> Iterator[bytes]:
         if kind == "message_start":

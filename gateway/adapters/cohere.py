@@ -7,7 +7,6 @@ answer `embeddings.float`. Streams are translated event by event as they arrive.
 
 import json
 import re
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -153,29 +152,14 @@ def usage_of(usage: object) -> dict | None:
     return translate.usage(counts.get("input_tokens"), counts.get("output_tokens"))
 
 
-class StreamTranslation:
+class StreamTranslation(translate.ChunkWriter):
     """Cohere v2's stream events as OpenAI chunks, one translation per stream."""
 
     def __init__(self, connection: Connection, provider: str, model: str):
+        super().__init__(model)
         self.connection = connection
         self.provider = provider
-        self.model = model
-        self.id = translate.completion_id()
-        self.created = int(time.time())
         self.tool_index = -1
-
-    def chunks(self, response: httpx.Response) -> Iterator[bytes]:
-        for event, data in translate.read_events(response):
-            try:
-                document = json.loads(data)
-            except ValueError:
-                continue
-            if isinstance(document, dict):
-                yield from self.translate(document.get("type") or event, document)
-
-    def chunk(self, delta: dict, finish_reason: str | None = None, usage_: dict | None = None) -> bytes:
-        return translate.chunk(id_=self.id, model=self.model, created=self.created, delta=delta,
-                               finish_reason=finish_reason, usage_=usage_)
 
     def translate(self, kind: str, document: dict) -> Iterator[bytes]:
         message = (document.get("delta") or {}).get("message") or {}

@@ -75,6 +75,35 @@ def chunk(*, id_: str, model: str, created: int, delta: dict, finish_reason: str
     return sse(document)
 
 
+class ChunkWriter:
+    """One stream's OpenAI chunks: a stable id, model and creation time, and JSON events dispatched by kind.
+
+    Subclasses implement `translate(kind, document)` for their provider's event types.
+    """
+
+    def __init__(self, model: str = ""):
+        self.id = completion_id()
+        self.model = model
+        self.created = int(time.time())
+
+    def chunks(self, response: httpx.Response) -> Iterator[bytes]:
+        """Each JSON event (its `type`, else its SSE event name) translated; other lines are skipped."""
+        for event, data in read_events(response):
+            try:
+                document = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(document, dict):
+                yield from self.translate(document.get("type") or event, document)
+
+    def translate(self, kind: str, document: dict) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def chunk(self, delta: dict, finish_reason: str | None = None, usage_: dict | None = None) -> bytes:
+        return chunk(id_=self.id, model=self.model, created=self.created, delta=delta,
+                     finish_reason=finish_reason, usage_=usage_)
+
+
 def sse(document: dict) -> bytes:
     return b"data: " + json.dumps(document, separators=(",", ":")).encode() + b"\n\n"
 
