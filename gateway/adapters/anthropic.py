@@ -15,7 +15,7 @@ from connections.models import Connection
 from endpoints.models import Endpoint
 
 from . import translate
-from .base import Adapter, EventStream, UpstreamCall
+from .base import Adapter, EventStream, UpstreamCall, accept_headers
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -32,9 +32,7 @@ class AnthropicAdapter(Adapter):
     ) -> UpstreamCall:
         stream = bool(body.get("stream"))
         headers = self.auth_headers(secrets)
-        headers["Accept"] = "text/event-stream" if stream else "application/json"
-        if stream:
-            headers["Accept-Encoding"] = "identity"  # each event is translated as soon as it arrives
+        headers.update(accept_headers(stream))
         url = f"{api_base(connection)}/v1/messages"
         return UpstreamCall("POST", url, headers, messages_request(endpoint.model, body), stream=stream)
 

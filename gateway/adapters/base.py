@@ -53,6 +53,13 @@ class CredentialsCheck(NamedTuple):
     message: str
 
 
+def accept_headers(stream: bool) -> dict[str, str]:
+    """What to ask a provider for: JSON, or server-sent events unencoded so each one is handled as it arrives."""
+    if stream:
+        return {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
+    return {"Accept": "application/json"}
+
+
 def validate_body(task: str, body: object) -> dict:
     """An OpenAI-style request body for `task`, or a 400 that says what is wrong with it."""
     if not isinstance(body, dict):

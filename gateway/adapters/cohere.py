@@ -15,7 +15,7 @@ from connections.models import Connection
 from endpoints.models import Endpoint
 
 from . import translate
-from .base import Adapter, EventStream, UpstreamCall
+from .base import Adapter, EventStream, UpstreamCall, accept_headers
 
 FINISH_REASONS = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls"}
 RENAMED = {"top_p": "p", "seed": "seed", "temperature": "temperature", "frequency_penalty": "frequency_penalty",
@@ -33,9 +33,7 @@ class CohereAdapter(Adapter):
     ) -> UpstreamCall:
         stream = bool(body.get("stream"))
         headers = self.auth_headers(secrets)
-        headers["Accept"] = "text/event-stream" if stream else "application/json"
-        if stream:
-            headers["Accept-Encoding"] = "identity"  # each event is translated as soon as it arrives
+        headers.update(accept_headers(stream))
         if endpoint.task == "embeddings":
             url = f"{api_base(connection)}/v2/embed"
             return UpstreamCall("POST", url, headers, embed_request(endpoint.model, body))

@@ -23,7 +23,7 @@ from endpoints.models import Endpoint
 
 from .. import errors
 from ..errors import GatewayError
-from .base import Adapter, UpstreamCall
+from .base import Adapter, UpstreamCall, accept_headers
 
 logger = logging.getLogger("gateway")
 
@@ -95,9 +95,7 @@ class DatabricksAdapter(Adapter):
     ) -> UpstreamCall:
         stream = bool(body.get("stream"))
         headers = {"Authorization": f"Bearer {self.access_token(connection, secrets)}"}
-        headers["Accept"] = "text/event-stream" if stream else "application/json"
-        if stream:
-            headers["Accept-Encoding"] = "identity"  # events pass through byte for byte, as they arrive
+        headers.update(accept_headers(stream))
         payload = {name: value for name, value in body.items() if name != "model"}  # the URL names the endpoint
         url = f"{workspace(connection)}/serving-endpoints/{quote(endpoint.model, safe='')}/invocations"
         return UpstreamCall("POST", url, headers, payload, stream=stream)

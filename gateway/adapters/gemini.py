@@ -20,7 +20,7 @@ from endpoints.models import Endpoint
 from .. import errors
 from ..errors import GatewayError
 from . import translate
-from .base import Adapter, EventStream, UpstreamCall
+from .base import Adapter, EventStream, UpstreamCall, accept_headers
 
 logger = logging.getLogger("gateway")
 
@@ -289,10 +289,10 @@ def api_base(connection: Connection) -> str:
 def translated_call(model_url: str, endpoint: Endpoint, body: dict, headers: dict[str, str]) -> UpstreamCall:
     """The Gemini-format request for an OpenAI body, at `<model_url>:<method>` (Gemini API and Vertex AI)."""
     if endpoint.task == "embeddings":
-        return UpstreamCall("POST", f"{model_url}:batchEmbedContents", {**headers, "Accept": "application/json"},
+        return UpstreamCall("POST", f"{model_url}:batchEmbedContents", {**headers, **accept_headers(False)},
                             embed_request(endpoint.model, body))
     payload = chat_request(body)
     if body.get("stream"):
-        headers = {**headers, "Accept": "text/event-stream", "Accept-Encoding": "identity"}
+        headers = {**headers, **accept_headers(True)}
         return UpstreamCall("POST", f"{model_url}:streamGenerateContent", headers, payload, {"alt": "sse"}, True)
-    return UpstreamCall("POST", f"{model_url}:generateContent", {**headers, "Accept": "application/json"}, payload)
+    return UpstreamCall("POST", f"{model_url}:generateContent", {**headers, **accept_headers(False)}, payload)

@@ -13,7 +13,7 @@ from endpoints.models import Endpoint
 
 from ..errors import GatewayError
 from . import azure_ad
-from .base import Adapter, UpstreamCall
+from .base import Adapter, UpstreamCall, accept_headers
 
 TASK_PATHS = {"chat": "chat/completions", "embeddings": "embeddings"}
 AZURE_METHODS = ("azure", "azure_ad")
@@ -32,9 +32,7 @@ class OpenAIAdapter(Adapter):
         stream = bool(body.get("stream"))
         payload = {**body, "model": endpoint.model}
         headers = self.auth_headers(connection, secrets)
-        headers["Accept"] = "text/event-stream" if stream else "application/json"
-        if stream:
-            headers["Accept-Encoding"] = "identity"  # events pass through byte for byte, as they arrive
+        headers.update(accept_headers(stream))
         path = TASK_PATHS[endpoint.task]
         if connection.auth_method in AZURE_METHODS:
             deployment = quote(endpoint.model, safe="")
