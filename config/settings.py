@@ -82,9 +82,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Below the headers, above everything browsers need: answers /gateway/ calls itself, adding the
+    # CSP header (gateway/middleware.py).
+    "gateway.middleware.GatewayMiddleware",
     # Above whitenoise, which answers static files itself: every response carries the CSP and X-Frame-Options.
     "csp.middleware.CSPMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -48,6 +48,8 @@ def signed_in(client, admin_user, make_connection):
         "/api/v1/docs/",
         "/api/v1/docs/?script=",
         "/no-such-page/",  # a 404
+        "/gateway/v1/models",  # a 401: no Bearer token (the gateway's middleware serves it, gateway/middleware.py)
+        "/gateway/no-such-route",  # a 404 under the gateway's prefix
     ],
 )
 def test_every_response_carries_the_security_headers(signed_in, path):

@@ -269,3 +269,18 @@ def test_a_name_holding_nul_is_an_unknown_endpoint_on_every_database(gateway, op
     response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "model": "chat\x00"})
     assert response.status_code == 404
     assert post(gateway, "/gateway/chat%00/invocations", CHAT_BODY).status_code == 404
+
+
+def test_a_call_carries_the_sites_headers_and_leaves_a_browser_session_alone(gateway, openai_chat, admin_user):
+    """Gateway calls skip the session, CSRF and auth middleware (gateway/middleware.py), not the site's headers."""
+    gateway.force_login(admin_user)
+    session_cookie = gateway.cookies["sessionid"].value
+
+    response = post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
+
+    assert response.status_code == 200
+    assert "sessionid" not in response.cookies and "csrftoken" not in response.cookies
+    assert "Cookie" not in response.get("Vary", "")
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY" and response["X-Content-Type-Options"] == "nosniff"
+    assert gateway.cookies["sessionid"].value == session_cookie
