@@ -6,7 +6,8 @@ _port = os.environ.get("PORT", "5000")
 _host = os.environ.get("HOST", "127.0.0.1")
 
 bind = [f"{_host}:{_port}"]
-worker_class = "gthread"
+# gthread, serving a keep-alive client's next request on the same thread when it comes at once (config/workers.py).
+worker_class = "config.workers.FastTrackThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # A long generation must not be killed by the worker timeout before the gateway's own timeout answers.
