@@ -1,8 +1,8 @@
 # `make run` sets up and serves on http://localhost:5000; `make test` sets up and runs every test.
 SHELL := /bin/bash
 # The virtualenv's interpreter: Debian's /usr/bin/python3 when it is 3.11 or newer, else python3 from PATH.
-# Debian builds it with PGO and LTO: a gateway call costs ~15% less CPU on it than on a default source build
-# such as pyenv's (docs/benchmarks.md). `make PYTHON=python3.12 ...` picks another (after `rm -rf .venv`).
+# Debian builds it with PGO and LTO: a gateway call costs 15-20% less CPU on it than on a default source build
+# such as pyenv's (bench/gateway.py, same machine). `make PYTHON=python3.12 ...` picks another (after `rm -rf .venv`).
 PYTHON ?= $(shell /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& echo /usr/bin/python3 || echo python3)
 VENV := .venv
