@@ -125,7 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="per mode and path")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--delay", type=float, default=0.0, help="stub answer delay in ms")
     options = parser.parse_args()
 
@@ -174,13 +174,17 @@ def main() -> None:
                 results = {"direct": ([], 0.0), "gateway": ([], 0.0)}
                 cpu = 0.0
                 share = options.requests // options.rounds
+                round_overheads = []
                 for _ in range(options.rounds):
+                    round_p50 = {}
                     for name, (url, headers) in (("direct", direct), ("gateway", gateway)):
                         before = cpu_seconds(server.pid) if name == "gateway" else 0
                         latencies, wall = timed_calls(url, headers, share, concurrency)
                         if name == "gateway":
                             cpu += cpu_seconds(server.pid) - before
                         results[name] = (results[name][0] + latencies, results[name][1] + wall)
+                        round_p50[name] = percentile(latencies, 50)
+                    round_overheads.append(round_p50["gateway"] - round_p50["direct"])
                 (d, d_wall), (g, g_wall) = results["direct"], results["gateway"]
                 print(f"\nconcurrency {concurrency}:")
                 for name, values, wall in (("direct ", d, d_wall), ("gateway", g, g_wall)):
@@ -190,6 +194,7 @@ def main() -> None:
                       f"p99 {percentile(g, 99) - percentile(d, 99):+.2f} ms; "
                       f"throughput ratio {(len(g) / g_wall) / (len(d) / d_wall):.2f}; "
                       f"gateway CPU {cpu * 1000 / len(g):.2f} ms/request")
+                print(f"  overhead p50 round by round: {min(round_overheads):+.2f} to {max(round_overheads):+.2f} ms")
         finally:
             server.terminate()
             server.wait(timeout=10)
