@@ -13,6 +13,7 @@ from functools import cache
 
 from csp.constants import HEADER, HEADER_REPORT_ONLY
 from csp.utils import build_policy
+from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, get_resolver
 
@@ -31,6 +32,9 @@ def content_security_policies() -> dict[str, str]:
 class GatewayMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
+        # As Django wraps every middleware: an error becomes its logged 500 answer (handler500) right here,
+        # so that answer gets the policy too.
+        self.serve = convert_exception_to_response(self.call_view)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path_info.startswith(PREFIX):
@@ -42,11 +46,16 @@ class GatewayMiddleware:
         if match.app_name != "gateway":
             return self.get_response(request)
         request.resolver_match = match
-        try:
-            response = match.func(request, *match.args, **match.kwargs)
-        except DATABASE_DOWN as error:  # as DatabaseUnavailableMiddleware answers it for the other views
-            log_outage(request, error)
-            response = database_unavailable_response(request)
+        response = self.serve(request)
         for header, policy in content_security_policies().items():
             response.setdefault(header, policy)
         return response
+
+    @staticmethod
+    def call_view(request: HttpRequest) -> HttpResponse:
+        match = request.resolver_match
+        try:
+            return match.func(request, *match.args, **match.kwargs)
+        except DATABASE_DOWN as error:  # as DatabaseUnavailableMiddleware answers it for the other views
+            log_outage(request, error)
+            return database_unavailable_response(request)
