@@ -395,11 +395,12 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         "",
         f"- {os.cpu_count()} cores ({cpu_model()}), {memory_gb:.1f} GB memory, Linux {platform.release()}, "
         f"Python {platform.python_version()}; {versions}",
-        f"- load average (1, 5, 15 min) before: {load_before}; after: {load_after}. Other test suites ran on "
-        "this machine at the same time, so latencies carry noise; the query counts do not depend on it and the "
-        "server CPU ms per request much less than latency does.",
-        f"- server: gunicorn as `make run` starts it (config/gunicorn.py: 2 gthread workers × 8 threads, "
-        "access log on), one keep-alive client sending requests one after another.",
+        f"- load average (1, 5, 15 min) before: {load_before}; after: {load_after}. This is a virtual machine "
+        "sharing its host: the same code's latencies move by up to a quarter between runs, so compare "
+        "figures within one report; the query counts do not depend on it and the server CPU ms per request much "
+        "less than latency does.",
+        f"- server: gunicorn as `make run` starts it (config/gunicorn.py: 2 gthread workers with fast-track "
+        "keep-alive × 8 threads, access log on), one keep-alive client sending requests one after another.",
         "",
         "## Reproduce",
         "",
