@@ -100,15 +100,14 @@ class RowReader:
         database = connections[alias]
         self.model = model
         self.alias = alias
-        self.fields = model._meta.concrete_fields
-        self.attnames = [field.attname for field in self.fields]
-        self.columns = [field.column for field in self.fields]
+        fields = model._meta.concrete_fields
+        self.attnames = [field.attname for field in fields]
+        self.columns = [field.column for field in fields]
         self.converters = []
-        for field in self.fields:
+        for field in fields:
             column = field.get_col(model._meta.db_table)
-            self.converters.append(
-                (column, database.ops.get_db_converters(column) + column.get_db_converters(database))
-            )
+            converters = database.ops.get_db_converters(column) + column.get_db_converters(database)
+            self.converters.append((column, converters))
 
     def build(self, values: Sequence) -> Model:
         database = connections[self.alias]
@@ -121,28 +120,29 @@ class RowReader:
 
 
 @cache
-def endpoint_reader(alias: str) -> tuple[str, RowReader, RowReader]:
-    """The endpoint-by-name statement (endpoint and connection in one row) and the readers of its two halves."""
-    endpoints, connections_ = RowReader(Endpoint, alias), RowReader(Connection, alias)
+def endpoint_query(alias: str) -> tuple[str, RowReader, RowReader]:
+    """The endpoint-by-name statement (the endpoint's columns, then its connection's) and the two halves' readers."""
+    endpoint_reader, connection_reader = RowReader(Endpoint, alias), RowReader(Connection, alias)
     q = connections[alias].ops.quote_name
-    select = [f"e.{q(c)}" for c in endpoints.columns] + [f"c.{q(c)}" for c in connections_.columns]
+    columns = [f"e.{q(c)}" for c in endpoint_reader.columns] + [f"c.{q(c)}" for c in connection_reader.columns]
+    endpoint, connection = Endpoint._meta, Connection._meta
     statement = (
-        f"SELECT {', '.join(select)} FROM {q(Endpoint._meta.db_table)} e "
-        f"JOIN {q(Connection._meta.db_table)} c ON c.{q(Connection._meta.pk.column)} = e.{q('connection_id')} "
-        f"WHERE e.{q('name')} = %s"
+        f"SELECT {', '.join(columns)} FROM {q(endpoint.db_table)} e "
+        f"JOIN {q(connection.db_table)} c ON c.{q(connection.pk.column)} = e.{q(endpoint.get_field('connection').column)} "
+        f"WHERE e.{q(endpoint.get_field('name').column)} = %s"
     )
-    return statement, endpoints, connections_
+    return statement, endpoint_reader, connection_reader
 
 
 def endpoint_named(name: str) -> Endpoint | None:
     """The endpoint and its connection (secrets decrypted by their field, as the ORM would), or None."""
-    statement, endpoints, connections_ = endpoint_reader(database.alias)
+    statement, endpoint_reader, connection_reader = endpoint_query(database.alias)
     with database.cursor() as cursor:
         cursor.execute(statement, [name])
         row = cursor.fetchone()
     if row is None:
         return None
-    split = len(endpoints.columns)
-    endpoint = endpoints.build(row[:split])
-    endpoint.connection = connections_.build(row[split:])
+    split = len(endpoint_reader.columns)
+    endpoint = endpoint_reader.build(row[:split])
+    endpoint.connection = connection_reader.build(row[split:])
     return endpoint
