@@ -1,7 +1,9 @@
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count
 
 from . import providers
+from .editing import EDIT_METHODS
 from .forms import ConnectionForm
 from .models import AuditEntry, Connection
 from .services import ConnectionInUse, connection_delete, connection_save
@@ -21,6 +23,21 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(endpoint_count=Count("endpoints"))
+
+    def get_object(self, request, object_id, from_field=None):
+        """On a save or delete, the row read locked as the settings page and the API read it (connections/editing.py).
+
+        The admin runs these views in a transaction, so a concurrent edit waits for this one and then starts
+        from its result instead of either writing back the other's stale key. (Not through get_queryset: the
+        endpoint count's GROUP BY cannot be locked.)
+        """
+        if request.method not in EDIT_METHODS:
+            return super().get_object(request, object_id, from_field)
+        field = Connection._meta.pk if from_field is None else Connection._meta.get_field(from_field)
+        try:
+            return Connection.objects.select_for_update(of=("self",)).get(**{field.name: field.to_python(object_id)})
+        except (Connection.DoesNotExist, ValidationError, ValueError):
+            return None
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         # The secret and config inputs are added per auth method by the form itself, not declared here.

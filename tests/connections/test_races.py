@@ -222,7 +222,8 @@ def test_an_endpoint_attached_while_the_delete_runs_makes_the_page_warn(unused, 
 
 
 def test_an_endpoint_attached_while_the_admin_deletes_keeps_its_connection(unused, admin_user, lock, run_in_thread):
-    # The admin runs the delete inside its own transaction, which commits only after the service returned.
+    # The admin reads the row locked for the delete, so it waits; meanwhile an endpoint attaches. Once it has
+    # the row, the admin sees the endpoint and answers with its "protected related objects" page.
     blocker = lock.row(unused)
     deleting = run_in_thread(page_client(admin_user).post, f"/admin/connections/connection/{unused.pk}/delete/",
                              {"post": "yes"})
@@ -231,7 +232,8 @@ def test_an_endpoint_attached_while_the_admin_deletes_keeps_its_connection(unuse
     assert created.result(timeout=LOCK_WAIT_TIMEOUT).status_code == 201
     blocker.release()
 
-    assert deleting.result(timeout=LOCK_WAIT_TIMEOUT).status_code == 302
+    answer = deleting.result(timeout=LOCK_WAIT_TIMEOUT)
+    assert answer.status_code == 200 and "protected related objects" in answer.content.decode()
     assert Connection.objects.filter(pk=unused.pk).exists()
     assert Endpoint.objects.get(name="chat").connection_id == unused.pk
 
@@ -301,3 +303,23 @@ def test_a_rename_waiting_on_the_row_lets_a_concurrent_endpoint_attach(unused, a
 
     assert renamed.result(timeout=LOCK_WAIT_TIMEOUT).status_code == 200
     assert Endpoint.objects.get(name="chat").connection.name == "openai-main"
+
+
+def test_an_api_key_rotation_and_an_admin_edit_both_survive(bedrock, admin_user, lock, run_in_thread):
+    blocker = lock.row(bedrock)
+    rotated = run_in_thread(api_client(admin_user).patch, "/api/v1/connections/bedrock-prod/",
+                            {"secrets": {"aws_access_key_id": NEW_KEY_ID}}, format="json")
+    wait_until_waiting(1)
+    # The admin's form is the whole row; its blank secret inputs keep what is stored when it saves.
+    described = run_in_thread(page_client(admin_user).post, f"/admin/connections/connection/{bedrock.pk}/change/", {
+        "name": "bedrock-prod", "provider": "bedrock", "auth_method": "access_key",
+        "selection": "bedrock/access_key", "config.region": "us-east-1", "description": "Production Bedrock",
+    })
+    wait_until_waiting(2)
+    blocker.release()
+
+    assert rotated.result(timeout=LOCK_WAIT_TIMEOUT).status_code == 200
+    assert described.result(timeout=LOCK_WAIT_TIMEOUT).status_code == 302
+    stored = Connection.objects.get(name="bedrock-prod")
+    assert stored.get_secrets() == {**BEDROCK, "aws_access_key_id": NEW_KEY_ID}
+    assert stored.description == "Production Bedrock"
