@@ -20,5 +20,6 @@ class RowLockedForEdit:
         queryset = super().get_queryset()
         if self.request.method in EDIT_METHODS:
             # `of=self`: the joined users (nullable) need no lock, and PostgreSQL refuses to lock outer joins.
-            queryset = queryset.select_for_update(of=("self",))
+            # No prefetching: related rows read before the save are stale after it (DRF reads them again).
+            queryset = queryset.select_for_update(of=("self",)).prefetch_related(None)
         return queryset

@@ -164,6 +164,17 @@ class Connection(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def clean_fields(self, exclude=None) -> None:
+        # Who created and last changed it are set by the services from the signed-in user, never from input:
+        # checking that the user exists would cost a query each on every save.
+        super().clean_fields(exclude={*(exclude or ()), "created_by", "updated_by"})
+
+    def validate_unique(self, exclude=None) -> None:
+        """As Django's, without the query for a name that is the stored row's own (the table holds it once)."""
+        if not self._state.adding and self.name == self._loaded_value("name"):
+            exclude = {*(exclude or ()), "name"}
+        super().validate_unique(exclude)
+
     def save(self, *args, **kwargs) -> None:
         if self.secrets_changed():
             self.secrets_updated_at = timezone.now()

@@ -496,6 +496,21 @@ def test_list_filters_by_provider_and_orders(api, many_connections):
     assert api.get(LIST, {"provider": "nope"}).status_code == 400
 
 
+def test_a_key_rotation_costs_the_same_few_queries_however_many_endpoints(api, many_connections,
+                                                                      django_assert_num_queries):
+    api.get(LIST)  # the token's first use records last_used_at
+
+    # token+user, user perms, group perms, savepoint, the row locked, UPDATE, audit INSERT, the endpoints for
+    # the answer, release. Not: a unique check of the unchanged name, a lookup of the creator and the last
+    # editor, a prefetch before the save, a savepoint of the save's own.
+    with django_assert_num_queries(9):
+        response = api.patch(detail("conn-001"), {"secrets": {"api_key": "sk-rotated-0123456789abcdef"}},
+                             format="json")
+
+    assert response.status_code == 200 and len(response.json()["endpoints"]) == 5
+    assert Connection.objects.get(name="conn-001").get_secrets() == {"api_key": "sk-rotated-0123456789abcdef"}
+
+
 def test_list_query_count_is_constant(api, many_connections, django_assert_num_queries):
     api.get(LIST)  # the token's first use records last_used_at (one UPDATE); later requests do not write
 

@@ -191,6 +191,21 @@ def test_list_costs_the_same_queries_with_200_connections_and_1000_endpoints(
     assert "conn-199" in last.content.decode()
 
 
+def test_an_edit_costs_the_same_few_queries_however_many_endpoints(admin_client, admin_user, make_connection,
+                                                                   make_endpoint, django_assert_num_queries):
+    connection = make_connection("openai-prod", actor=admin_user)
+    for number in range(20):
+        make_endpoint(f"chat-{number}", connection)
+
+    # session, user, savepoint, the row locked, UPDATE, audit INSERT, release: neither the unchanged name
+    # nor the creator is checked again, and the save takes no savepoint of its own.
+    with django_assert_num_queries(7):
+        response = admin_client.post(edit_url("openai-prod"), edit_data(connection, description="Prod key"))
+
+    assert response.status_code == 302
+    assert Connection.objects.get(name="openai-prod").description == "Prod key"
+
+
 # --- Create -------------------------------------------------------------------------------------------
 
 
