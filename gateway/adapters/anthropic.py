@@ -22,6 +22,7 @@ DEFAULT_MAX_TOKENS = 4096
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                   "pause_turn": "stop", "refusal": "content_filter"}
 PASSED_AS_IS = ("temperature", "top_p", "top_k")
+CARRIED_OPTIONS = ("tools", "tool_choice")  # of translate.ANSWER_OPTIONS; the others are refused
 
 
 class AnthropicAdapter(Adapter):
@@ -78,6 +79,7 @@ def api_base(connection: Connection) -> str:
 
 def messages_request(model: str, body: dict) -> dict:
     """An OpenAI chat body as an Anthropic Messages body."""
+    translate.refuse_options_not_carried(body, carried=CARRIED_OPTIONS, provider="Anthropic")
     system, conversation = translate.split_system(body["messages"])
     request: dict = {
         "model": model,

@@ -208,6 +208,7 @@ def sigv4_headers(
 
 def converse_request(body: dict) -> dict:
     """An OpenAI chat body as a Converse request (system apart, alternating roles, inferenceConfig, tools)."""
+    translate.refuse_options_not_carried(body, carried=("tools", "tool_choice"), provider="Amazon Bedrock")
     system, rest = translate.split_system(body["messages"])
     request: dict = {"messages": converse_messages(rest)}
     if system:

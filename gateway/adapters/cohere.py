@@ -87,6 +87,7 @@ def requested_model(response: httpx.Response) -> str:
 
 def chat_request(model: str, body: dict) -> dict:
     """An OpenAI chat body as a Cohere v2 chat body."""
+    translate.refuse_options_not_carried(body, carried=(*RENAMED, "tools", "tool_choice"), provider="Cohere")
     request: dict = {"model": model, "messages": [cohere_message(m) for m in body["messages"] if isinstance(m, dict)]}
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     if max_tokens:

@@ -44,8 +44,9 @@ GENERATION_OPTIONS = {
     "presence_penalty": "presencePenalty",
     "frequency_penalty": "frequencyPenalty",
 }
-# OpenAI features this translation does not carry: refused rather than silently dropped.
-UNSUPPORTED_OPTIONS = ("tools", "functions", "tool_choice", "function_call", "logprobs", "top_logprobs")
+# Of translate.ANSWER_OPTIONS, what this translation carries (JSON mode as Gemini's JSON response type); the
+# others, tools among them, are refused.
+CARRIED_OPTIONS = (*GENERATION_OPTIONS, "response_format")
 
 
 def unsupported(message: str) -> GatewayError:
@@ -119,9 +120,6 @@ def generation_config(body: dict) -> dict:
     stop = body.get("stop")
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else stop
-    n = body.get("n")
-    if n not in (None, 1):
-        raise unsupported("The gateway asks Gemini for one answer per call: 'n' must be 1.")
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
@@ -130,9 +128,7 @@ def generation_config(body: dict) -> dict:
 
 def chat_request(body: dict) -> dict:
     """An OpenAI chat body as a Gemini `generateContent` request."""
-    for name in UNSUPPORTED_OPTIONS:
-        if body.get(name):
-            raise unsupported(f"'{name}' is not supported for Gemini endpoints yet.")
+    translate.refuse_options_not_carried(body, carried=CARRIED_OPTIONS, provider="Gemini")
     system, messages = translate.split_system(body["messages"])
     request: dict = {"contents": gemini_contents(messages)}
     if system:

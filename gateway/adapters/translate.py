@@ -16,6 +16,49 @@ from .. import errors
 DONE = b"data: [DONE]\n\n"
 logger = logging.getLogger("gateway")
 
+# OpenAI chat options that change the answer, with the values that ask for nothing (as if not sent). A
+# translation that does not carry one refuses a request asking for it, rather than answering as if it had
+# not been asked: two answers instead of one, no log probabilities, no JSON mode (LiteLLM refuses too).
+ANSWER_OPTIONS: dict[str, tuple] = {
+    "n": (1,),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "logit_bias": ({},),
+    "presence_penalty": (0,),
+    "frequency_penalty": (0,),
+    "seed": (),
+    "response_format": ({"type": "text"},),
+    "tools": ([],),
+    "tool_choice": ("auto", "none"),
+    "functions": ([],),
+    "function_call": ("auto", "none"),
+    "parallel_tool_calls": (True,),
+    "reasoning_effort": (),
+    "modalities": (["text"],),
+    "audio": (),
+    "prediction": (),
+    "web_search_options": (),
+}
+
+
+def same_value(value: object, neutral: object) -> bool:
+    """Equal, with a boolean never equal to a number (`n: true` is not `n: 1`, `presence_penalty: 0.0` is 0)."""
+    return isinstance(value, bool) == isinstance(neutral, bool) and value == neutral
+
+
+def refuse_options_not_carried(body: dict, *, carried: Iterable[str], provider: str) -> None:
+    """A 400 naming the first answer-changing option (ANSWER_OPTIONS) that the translation does not carry."""
+    carried = frozenset(carried)
+    for name, neutral in ANSWER_OPTIONS.items():
+        value = body.get(name)
+        if name in carried or value is None or any(same_value(value, each) for each in neutral):
+            continue
+        raise errors.GatewayError(
+            400, errors.INVALID_REQUEST, "unsupported_parameter",
+            f"'{name}' cannot be carried to {provider}: leave it out of the request (or at its default) "
+            "to call this endpoint.",
+        )
+
 
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"

@@ -59,7 +59,7 @@ def test_system_parameters_and_stop_are_mapped_to_anthropic_names(claude, fake_a
             {"role": "user", "content": "Again"},
         ],
         "max_completion_tokens": 50, "temperature": 0.2, "top_p": 0.9, "stop": "END",
-        "presence_penalty": 1, "n": 1,  # no Anthropic equivalent: not sent
+        "presence_penalty": 0, "n": 1, "logprobs": False,  # no Anthropic equivalent, at their defaults: not sent
     })
 
     assert fake_anthropic.requests[0].json() == {
@@ -250,3 +250,12 @@ def test_the_test_action_lists_one_model(claude, fake_anthropic, admin_user, cli
     request = fake_anthropic.requests[0]
     assert (request.method, request.target) == ("GET", "/v1/models?limit=1")
     assert request.headers["x-api-key"] == PLANTED_KEY and request.headers["anthropic-version"] == "2023-06-01"
+
+
+@pytest.mark.parametrize("option", [{"n": 2}, {"logprobs": True}, {"response_format": {"type": "json_object"}}])
+def test_an_option_anthropic_cannot_honour_is_a_400_before_any_call(claude, fake_anthropic, option):
+    error = invoke_error(claude, {"messages": [{"role": "user", "content": "Hi"}], **option})
+
+    assert (error.status, error.code) == (400, "unsupported_parameter")
+    assert f"'{next(iter(option))}' cannot be carried to Anthropic" in error.message
+    assert fake_anthropic.requests == []

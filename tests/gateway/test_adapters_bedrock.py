@@ -457,3 +457,12 @@ def test_no_secret_reaches_responses_or_logs(client, make_connection, make_endpo
     for value in (PLANTED_KEY, SESSION_TOKEN, ACCESS_KEY_ID):
         assert value not in caplog.text
         assert all(value.encode() not in answer for answer in answers)
+
+
+@pytest.mark.parametrize("option", [{"n": 2}, {"seed": 7}, {"response_format": {"type": "json_object"}}])
+def test_an_option_bedrock_cannot_honour_is_a_400_before_any_call(claude, fake_bedrock, option):
+    error = raised_by(claude, {**CHAT, **option})
+
+    assert (error.status, error.code) == (400, "unsupported_parameter")
+    assert f"'{next(iter(option))}' cannot be carried to Amazon Bedrock" in error.message
+    assert fake_bedrock.requests == []

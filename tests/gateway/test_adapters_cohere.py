@@ -47,7 +47,7 @@ def embed(make_endpoint, cohere):
 def test_a_chat_call_posts_v2_chat_with_the_key_as_bearer_and_mapped_parameters(command, fake_cohere):
     invoke(command, {
         "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-        "max_tokens": 20, "temperature": 0.3, "top_p": 0.8, "stop": ["END"], "logprobs": True,
+        "max_tokens": 20, "temperature": 0.3, "top_p": 0.8, "stop": ["END"], "logprobs": False,
     })
 
     [request] = fake_cohere.requests
@@ -211,3 +211,12 @@ def test_the_test_action_lists_one_model(cohere, fake_cohere, admin_user, client
 def test_the_streams_model_is_read_back_from_the_request_sent(model):
     response = httpx.Response(200, request=httpx.Request("POST", "https://x", json=chat_request(model, CHAT_BODY)))
     assert requested_model(response) == model
+
+
+@pytest.mark.parametrize("option", [{"n": 2}, {"logprobs": True}, {"response_format": {"type": "json_object"}}])
+def test_an_option_cohere_cannot_honour_is_a_400_before_any_call(command, fake_cohere, option):
+    error = invoke_error(command, {"messages": [{"role": "user", "content": "Hi"}], **option})
+
+    assert (error.status, error.code) == (400, "unsupported_parameter")
+    assert f"'{next(iter(option))}' cannot be carried to Cohere" in error.message
+    assert fake_cohere.requests == []

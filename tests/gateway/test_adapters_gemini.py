@@ -106,8 +106,8 @@ def test_an_inline_image_becomes_inline_data(gemini_chat, fake_gemini):
 
 
 @pytest.mark.parametrize("body, words", [
-    ({"n": 2}, "'n' must be 1"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "'tools' is not supported"),
+    ({"n": 2}, "'n' cannot be carried to Gemini"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "'tools' cannot be carried to Gemini"),
     ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "role 'tool'"),
     ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}]}, "Tool calls"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]}]},

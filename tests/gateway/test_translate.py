@@ -1,8 +1,10 @@
 import json
 
 import httpx
+import pytest
 
 from gateway.adapters import translate
+from gateway.errors import GatewayError
 
 
 def test_system_messages_are_split_from_the_conversation():
@@ -60,3 +62,29 @@ def test_a_providers_error_mid_stream_is_a_redacted_openai_error_event():
     error = json.loads(event[6:])["error"]
     assert error["code"] == "upstream_error" and "0123456789abcdef" not in error["message"]
     assert error["message"].startswith("P reported an error during the stream: Overloaded")
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"n": 1, "logprobs": False, "presence_penalty": 0.0, "frequency_penalty": 0, "tools": [], "tool_choice": "auto",
+         "parallel_tool_calls": True, "response_format": {"type": "text"}, "seed": None, "user": "u-1"},
+])
+def test_options_left_at_what_asks_for_nothing_pass(options):
+    translate.refuse_options_not_carried({"messages": [], **options}, carried=(), provider="Acme")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("n", 2), ("n", True), ("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"50256": -100}),
+    ("presence_penalty", 0.5), ("seed", 7), ("response_format", {"type": "json_object"}), ("parallel_tool_calls", False),
+    ("tools", [{"type": "function", "function": {"name": "f"}}]), ("reasoning_effort", "low"),
+])
+def test_an_option_the_translation_does_not_carry_is_a_400_naming_it(name, value):
+    with pytest.raises(GatewayError) as raised:
+        translate.refuse_options_not_carried({"messages": [], name: value}, carried=(), provider="Acme")
+
+    assert (raised.value.status, raised.value.code) == (400, "unsupported_parameter")
+    assert f"'{name}' cannot be carried to Acme" in raised.value.message
+
+
+def test_a_carried_option_is_left_to_the_translation():
+    translate.refuse_options_not_carried({"seed": 7, "tools": [{"type": "function"}]}, carried=("seed", "tools"),
+                                         provider="Acme")
