@@ -10,7 +10,7 @@ import secrets as random
 import threading
 from urllib.parse import parse_qs
 
-from .server import FakeServer, RecordedRequest, Reply
+from .server import FakeServer, RecordedRequest, Reply, ServedFake
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
 TRACE = " Trace ID: 0b1c2d3e-0000-4000-8000-000000000000 Correlation ID: 1f2e3d4c-0000-4000-8000-000000000000"
@@ -27,8 +27,9 @@ def entra_error(status: int, error: str, description: str) -> Reply:
     }, status)
 
 
-class FakeEntraID:
-    """Issues tokens to one app registration (tenant, client id) for the client secrets in `secrets`."""
+class FakeEntraID(ServedFake):
+    """Issues tokens to one app registration (tenant, client id) for the client secrets in `secrets`; its `url` is
+    what AZURE_AUTHORITY_HOST is set to."""
 
     def __init__(self, tenant_id: str, client_id: str, secrets: set[str] | tuple[str, ...], *,
                  expires_in: int = 3599, delay: float = 0.0):
@@ -43,15 +44,6 @@ class FakeEntraID:
         self.server = FakeServer(self.handle)
 
     @property
-    def url(self) -> str:
-        """What AZURE_AUTHORITY_HOST is set to."""
-        return self.server.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.server.requests
-
-    @property
     def tokens_issued(self) -> int:
         return len(self.issued)
 
@@ -63,15 +55,6 @@ class FakeEntraID:
         """Every token issued so far stops working (an app whose role assignment was removed)."""
         with self.lock:
             self.issued = [f"revoked-{i}" for i in range(len(self.issued))]
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> "FakeEntraID":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def handle(self, request: RecordedRequest) -> Reply:
         if self.scripted:

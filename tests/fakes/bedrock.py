@@ -23,7 +23,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from .server import FakeServer, RecordedRequest, Reply
+from .server import FakeServer, RecordedRequest, Reply, ServedFake
 
 ACCESS_KEY_ID = "AKIAFAKEBEDROCK12345"
 REGION = "us-east-1"
@@ -62,7 +62,7 @@ def exception_event(exception_type: str, message: str) -> bytes:
                           ":message-type": "exception"}, json.dumps({"message": message}).encode())
 
 
-class FakeBedrock:
+class FakeBedrock(ServedFake):
     """One fake Bedrock region; the credentials it accepts can be changed by tests (rotation, revocation)."""
 
     def __init__(self, *, secret_access_key: str, access_key_id: str = ACCESS_KEY_ID, session_token: str | None = None,
@@ -79,28 +79,11 @@ class FakeBedrock:
         self.stop_reason = "end_turn"
         self.server = FakeServer(self.handle)
 
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.server.requests
-
     def fail(self, status: int, error_type: str, message: str, *, headers: dict[str, str] | None = None,
              times: int = 1) -> None:
         """Answer the next `times` authenticated requests with an error in Bedrock's shape."""
         for _ in range(times):
             self.scripted.append(aws_error(status, error_type, message, headers))
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> "FakeBedrock":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     # --- Serving --------------------------------------------------------------------------------------
 

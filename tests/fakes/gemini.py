@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from .server import FakeServer, RecordedRequest, Reply
+from .server import FakeServer, RecordedRequest, Reply, ServedFake
 
 GEMINI_MODEL = re.compile(r"/v1beta/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|batchEmbedContents)")
 VERTEX_BASE = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
@@ -41,7 +41,7 @@ def invalid_key() -> Reply:
     return Reply.json(google_error(400, "API key not valid. Please pass a valid API key.", "API_KEY_INVALID"), 400)
 
 
-class FakeGemini:
+class FakeGemini(ServedFake):
     """One fake Google model API; `keys` are the API keys it accepts (Gemini mode)."""
 
     def __init__(self, keys: set[str] | tuple[str, ...] = (), *, vertex: bool = False,
@@ -53,23 +53,6 @@ class FakeGemini:
         self.stream_gate: threading.Event | None = None  # a stream waits for it after its first chunk
         self.stream_error: dict | None = None  # when set, a stream sends this error event after its first chunk
         self.server = FakeServer(self.handle)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.server.requests
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> "FakeGemini":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def fail(self, status: int, message: str = "Something went wrong.", *, reason: str | None = None,
              headers: dict[str, str] | None = None, times: int = 1) -> None:

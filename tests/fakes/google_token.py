@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .server import FakeServer, RecordedRequest, Reply
+from .server import FakeServer, RecordedRequest, Reply, ServedFake
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
@@ -47,7 +47,7 @@ def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class FakeGoogleToken:
+class FakeGoogleToken(ServedFake):
     """Issues access tokens to the service accounts it accepts; counts them."""
 
     def __init__(self, *, expires_in: int = 3599):
@@ -63,21 +63,8 @@ class FakeGoogleToken:
         return f"{self.server.url}/token"
 
     @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.server.requests
-
-    @property
     def issued_count(self) -> int:
         return len(self.issued)
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> "FakeGoogleToken":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def accept(self, service_account: dict) -> None:
         """Trust the key of this service account (as Google does once the key is created)."""

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from .server import FakeServer, RecordedRequest, Reply
+from .server import FakeServer, RecordedRequest, Reply, ServedFake
 
 AZURE_PATH = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<kind>chat/completions|embeddings)")
 OPENAI_PATHS = {"/v1/chat/completions": "chat/completions", "/v1/embeddings": "embeddings", "/v1/models": "models"}
@@ -30,7 +30,7 @@ def error_document(status: int, message: str, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": ERROR_TYPES.get(status, "api_error"), "param": None, "code": code}}
 
 
-class FakeOpenAI:
+class FakeOpenAI(ServedFake):
     """One fake provider; `keys` are the credentials it accepts (tests add a rotated key to it)."""
 
     def __init__(self, keys: set[str] | tuple[str, ...] = (), *, require_auth: bool = True, listen: bool = True):
@@ -46,17 +46,9 @@ class FakeOpenAI:
     # --- Addresses and records ------------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def base_url(self) -> str:
         """An OpenAI-style base_url for connections."""
         return f"{self.server.url}/v1"
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.server.requests
 
     def presented_keys(self) -> list[str | None]:
         """The credential each request carried, in order."""
@@ -64,15 +56,6 @@ class FakeOpenAI:
 
     def listen(self) -> None:
         self.server.listen()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> "FakeOpenAI":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     # --- Scripting ------------------------------------------------------------------------------------
 

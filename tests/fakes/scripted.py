@@ -7,10 +7,10 @@ and how it answers (`answer`); failures scripted with `fail` are answered in the
 import threading
 from collections import deque
 
-from .server import FakeServer, RecordedRequest, Reply
+from .server import FakeServer, RecordedRequest, Reply, ServedFake
 
 
-class ScriptedFake:
+class ScriptedFake(ServedFake):
     """A fake provider on 127.0.0.1; `keys` are the credentials it accepts (tests add or remove them)."""
 
     label = "Fake"
@@ -22,25 +22,8 @@ class ScriptedFake:
         self.stream_gate: threading.Event | None = None
         self.server = FakeServer(self.handle, listen=listen)
 
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self.server.requests
-
     def presented_keys(self) -> list[str | None]:
         return [self.presented_key(request) for request in self.requests]
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     # --- Scripting ------------------------------------------------------------------------------------
 

@@ -157,3 +157,27 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class ServedFake:
+    """What every fake provider does with its FakeServer (`self.server`): its address, the requests it
+    recorded, and stopping it, by hand or at the end of `with Fake(...) as fake:`."""
+
+    server: FakeServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self.server.requests
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
