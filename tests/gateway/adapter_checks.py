@@ -140,3 +140,18 @@ def assert_task_refused_at_creation(admin_user, connection_name: str, task: str,
     assert response.status_code == 400
     assert message in response.json()["task"][0]
     assert not Endpoint.objects.filter(name="nope").exists()
+
+
+UNCARRIED_OPTIONS = ({"n": 2}, {"logprobs": True}, {"seed": 7}, {"response_format": {"type": "json_object"}})
+
+
+def assert_uncarried_options_refused(endpoint: Endpoint, fake, provider: str, *, carried: tuple[str, ...] = ()) -> None:
+    """An option the translation cannot carry is a 400 naming it, and the provider is never called."""
+    for option in UNCARRIED_OPTIONS:
+        name = next(iter(option))
+        if name in carried:
+            continue
+        error = invoke_error(endpoint, {"messages": [{"role": "user", "content": "Hi"}], **option})
+        assert (error.status, error.code) == (400, "unsupported_parameter"), name
+        assert f"'{name}' cannot be carried to {provider}" in error.message
+    assert fake.requests == []

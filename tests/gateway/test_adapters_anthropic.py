@@ -10,6 +10,7 @@ from gateway.adapters.anthropic import DEFAULT_MAX_TOKENS, messages_request
 from tests.conftest import PLANTED_KEY
 from tests.fakes.anthropic import FakeAnthropic
 from tests.gateway.adapter_checks import (
+    assert_uncarried_options_refused,
     assert_error_table, assert_secret_never_leaves, assert_streams_incrementally, assert_task_refused_at_creation,
     assert_test_action, contents_of, events_of, invoke, invoke_error,
 )
@@ -252,10 +253,5 @@ def test_the_test_action_lists_one_model(claude, fake_anthropic, admin_user, cli
     assert request.headers["x-api-key"] == PLANTED_KEY and request.headers["anthropic-version"] == "2023-06-01"
 
 
-@pytest.mark.parametrize("option", [{"n": 2}, {"logprobs": True}, {"response_format": {"type": "json_object"}}])
-def test_an_option_anthropic_cannot_honour_is_a_400_before_any_call(claude, fake_anthropic, option):
-    error = invoke_error(claude, {"messages": [{"role": "user", "content": "Hi"}], **option})
-
-    assert (error.status, error.code) == (400, "unsupported_parameter")
-    assert f"'{next(iter(option))}' cannot be carried to Anthropic" in error.message
-    assert fake_anthropic.requests == []
+def test_options_anthropic_cannot_honour_are_refused_before_any_call(claude, fake_anthropic):
+    assert_uncarried_options_refused(claude, fake_anthropic, "Anthropic")

@@ -17,6 +17,7 @@ from gateway.adapters.bedrock import BedrockAdapter, control_base, converse_requ
 from gateway.errors import GatewayError
 from tests.conftest import PLANTED_KEY
 from tests.fakes.bedrock import ACCESS_KEY_ID, REGION, FakeBedrock
+from tests.gateway.adapter_checks import assert_uncarried_options_refused
 from tokens.models import ApiToken
 
 pytestmark = pytest.mark.django_db
@@ -459,10 +460,5 @@ def test_no_secret_reaches_responses_or_logs(client, make_connection, make_endpo
         assert all(value.encode() not in answer for answer in answers)
 
 
-@pytest.mark.parametrize("option", [{"n": 2}, {"seed": 7}, {"response_format": {"type": "json_object"}}])
-def test_an_option_bedrock_cannot_honour_is_a_400_before_any_call(claude, fake_bedrock, option):
-    error = raised_by(claude, {**CHAT, **option})
-
-    assert (error.status, error.code) == (400, "unsupported_parameter")
-    assert f"'{next(iter(option))}' cannot be carried to Amazon Bedrock" in error.message
-    assert fake_bedrock.requests == []
+def test_options_bedrock_cannot_honour_are_refused_before_any_call(claude, fake_bedrock):
+    assert_uncarried_options_refused(claude, fake_bedrock, "Amazon Bedrock")

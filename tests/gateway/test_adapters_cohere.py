@@ -9,6 +9,7 @@ from gateway.adapters.cohere import chat_request, requested_model
 from tests.conftest import PLANTED_KEY
 from tests.fakes.cohere import FakeCohere
 from tests.gateway.adapter_checks import (
+    assert_uncarried_options_refused,
     assert_error_table, assert_secret_never_leaves, assert_streams_incrementally, assert_task_refused_at_creation,
     assert_test_action, contents_of, events_of, invoke, invoke_error,
 )
@@ -213,10 +214,5 @@ def test_the_streams_model_is_read_back_from_the_request_sent(model):
     assert requested_model(response) == model
 
 
-@pytest.mark.parametrize("option", [{"n": 2}, {"logprobs": True}, {"response_format": {"type": "json_object"}}])
-def test_an_option_cohere_cannot_honour_is_a_400_before_any_call(command, fake_cohere, option):
-    error = invoke_error(command, {"messages": [{"role": "user", "content": "Hi"}], **option})
-
-    assert (error.status, error.code) == (400, "unsupported_parameter")
-    assert f"'{next(iter(option))}' cannot be carried to Cohere" in error.message
-    assert fake_cohere.requests == []
+def test_options_cohere_cannot_honour_are_refused_before_any_call(command, fake_cohere):
+    assert_uncarried_options_refused(command, fake_cohere, "Cohere", carried=("seed",))

@@ -14,6 +14,7 @@ from gateway.adapters import adapter_for
 from gateway.adapters.gemini import GeminiAdapter, chat_response
 from gateway.errors import GatewayError
 from tests.conftest import PLANTED_KEY
+from tests.gateway.adapter_checks import assert_uncarried_options_refused
 from tests.gateway.test_views import error_of, post
 
 pytestmark = pytest.mark.django_db
@@ -120,6 +121,10 @@ def test_what_cannot_be_translated_is_a_clear_400_before_any_call(gemini_chat, f
 
     assert raised.value.status == 400 and words in raised.value.message
     assert fake_gemini.requests == []
+
+
+def test_options_gemini_cannot_honour_are_refused_before_any_call(gemini_chat, fake_gemini):
+    assert_uncarried_options_refused(gemini_chat, fake_gemini, "Gemini", carried=("seed", "response_format"))
 
 
 @pytest.mark.parametrize("reason, expected", [
