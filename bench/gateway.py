@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,7 +24,10 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.*` (and not the `gateway` app's name)
+
+from bench.served import app_env, prepare, server_pids, serving, wait_for  # noqa: E402
+
 STUB_KEY = "sk-bench-0123456789abcdefghijklmnop"
 CHAT = {"model": "bench-chat", "messages": [{"role": "user", "content": "Hi"}]}
 ANSWER = json.dumps({
@@ -71,22 +73,10 @@ def run_stub(port: int, delay: float) -> None:
     asyncio.run(serve())
 
 
-def wait_for(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
 def cpu_seconds(pid: int) -> float:
     """User+system CPU of a process and its children (gunicorn master and workers)."""
     total = 0.0
-    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for each in pids:
+    for each in server_pids(pid):
         fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
@@ -133,72 +123,53 @@ def main() -> None:
     stub = multiprocessing.Process(target=run_stub, args=(stub_port, options.delay / 1000), daemon=True)
     stub.start()
     stub_url = f"http://127.0.0.1:{stub_port}"
-    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as directory:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "ENV_FILE": f"{directory}/absent.env",
-            "SECRET_KEY": "bench-secret-key-" + "x" * 40,
-            "FIELD_ENCRYPTION_KEY": "Ju6CElcGyMt7kuiADmOZZnQFNSAKFe27lQ9O8mKb5F4=",
-            "DATABASE_URL": f"sqlite:///{directory}/bench.sqlite3",
-            "ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
-            "DJANGO_SUPERUSER_PASSWORD": "bench-admin-password",
-            "PORT": str(app_port),
-        }
-        manage = [sys.executable, "manage.py"]
-        for command in (["migrate", "--noinput"], ["create_default_admin"]):
-            subprocess.run(manage + command, cwd=REPO, env=env, check=True, capture_output=True)
-        token = subprocess.run(manage + ["create_api_token", "admin"], cwd=REPO, env=env, check=True,
-                               capture_output=True, text=True).stdout.strip()
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "config.wsgi"],
-                                  cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        try:
-            app_url = f"http://127.0.0.1:{app_port}"
-            wait_for(f"{app_url}/healthz")
-            wait_for(stub_url)
-            auth = {"Authorization": f"Bearer {token}"}
-            httpx.post(f"{app_url}/api/v1/connections/", headers=auth, json={
-                "name": "bench", "provider": "openai", "auth_method": "api_key",
-                "secrets": {"api_key": STUB_KEY}, "config": {"base_url": f"{stub_url}/v1"}}).raise_for_status()
-            httpx.post(f"{app_url}/api/v1/endpoints/", headers=auth, json={
-                "name": "bench-chat", "connection": "bench", "model": "gpt-4o-mini", "task": "chat"}).raise_for_status()
-            direct = (f"{stub_url}/v1/chat/completions", {"Authorization": f"Bearer {STUB_KEY}"})
-            gateway = (f"{app_url}/gateway/v1/chat/completions", auth)
-            timed_calls(*gateway, 200, 4)  # warm up workers, pools and caches
-            timed_calls(*direct, 200, 4)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-gateway-") as directory:
+            env = app_env(directory, app_port)
+            token = prepare(env)
+            with serving(env, token) as served:
+                app_url = served.url
+                wait_for(stub_url)
+                auth = served.auth
+                httpx.post(f"{app_url}/api/v1/connections/", headers=auth, json={
+                    "name": "bench", "provider": "openai", "auth_method": "api_key",
+                    "secrets": {"api_key": STUB_KEY}, "config": {"base_url": f"{stub_url}/v1"}}).raise_for_status()
+                httpx.post(f"{app_url}/api/v1/endpoints/", headers=auth, json={
+                    "name": "bench-chat", "connection": "bench", "model": "gpt-4o-mini", "task": "chat"}).raise_for_status()
+                direct = (f"{stub_url}/v1/chat/completions", {"Authorization": f"Bearer {STUB_KEY}"})
+                gateway = (f"{app_url}/gateway/v1/chat/completions", auth)
+                timed_calls(*gateway, 200, 4)  # warm up workers, pools and caches
+                timed_calls(*direct, 200, 4)
 
-            print(f"stub delay {options.delay:g} ms, {options.requests} requests per path and mode, "
-                  f"{options.rounds} interleaved rounds, {os.cpu_count()} cores")
-            for concurrency in (1, options.concurrency):
-                results = {"direct": ([], 0.0), "gateway": ([], 0.0)}
-                cpu = 0.0
-                share = options.requests // options.rounds
-                round_overheads = []
-                for _ in range(options.rounds):
-                    round_p50 = {}
-                    for name, (url, headers) in (("direct", direct), ("gateway", gateway)):
-                        before = cpu_seconds(server.pid) if name == "gateway" else 0
-                        latencies, wall = timed_calls(url, headers, share, concurrency)
-                        if name == "gateway":
-                            cpu += cpu_seconds(server.pid) - before
-                        results[name] = (results[name][0] + latencies, results[name][1] + wall)
-                        round_p50[name] = percentile(latencies, 50)
-                    round_overheads.append(round_p50["gateway"] - round_p50["direct"])
-                (d, d_wall), (g, g_wall) = results["direct"], results["gateway"]
-                print(f"\nconcurrency {concurrency}:")
-                for name, values, wall in (("direct ", d, d_wall), ("gateway", g, g_wall)):
-                    print(f"  {name}  p50 {percentile(values, 50):7.2f} ms  p99 {percentile(values, 99):7.2f} ms"
-                          f"  {len(values) / wall:8.0f} req/s")
-                print(f"  overhead p50 {percentile(g, 50) - percentile(d, 50):+.2f} ms, "
-                      f"p99 {percentile(g, 99) - percentile(d, 99):+.2f} ms; "
-                      f"throughput ratio {(len(g) / g_wall) / (len(d) / d_wall):.2f}; "
-                      f"gateway CPU {cpu * 1000 / len(g):.2f} ms/request")
-                print(f"  overhead p50 round by round: {min(round_overheads):+.2f} to {max(round_overheads):+.2f} ms")
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-            stub.terminate()
+                print(f"stub delay {options.delay:g} ms, {options.requests} requests per path and mode, "
+                      f"{options.rounds} interleaved rounds, {os.cpu_count()} cores")
+                for concurrency in (1, options.concurrency):
+                    results = {"direct": ([], 0.0), "gateway": ([], 0.0)}
+                    cpu = 0.0
+                    share = options.requests // options.rounds
+                    round_overheads = []
+                    for _ in range(options.rounds):
+                        round_p50 = {}
+                        for name, (url, headers) in (("direct", direct), ("gateway", gateway)):
+                            before = cpu_seconds(served.pid) if name == "gateway" else 0
+                            latencies, wall = timed_calls(url, headers, share, concurrency)
+                            if name == "gateway":
+                                cpu += cpu_seconds(served.pid) - before
+                            results[name] = (results[name][0] + latencies, results[name][1] + wall)
+                            round_p50[name] = percentile(latencies, 50)
+                        round_overheads.append(round_p50["gateway"] - round_p50["direct"])
+                    (d, d_wall), (g, g_wall) = results["direct"], results["gateway"]
+                    print(f"\nconcurrency {concurrency}:")
+                    for name, values, wall in (("direct ", d, d_wall), ("gateway", g, g_wall)):
+                        print(f"  {name}  p50 {percentile(values, 50):7.2f} ms  p99 {percentile(values, 99):7.2f} ms"
+                              f"  {len(values) / wall:8.0f} req/s")
+                    print(f"  overhead p50 {percentile(g, 50) - percentile(d, 50):+.2f} ms, "
+                          f"p99 {percentile(g, 99) - percentile(d, 99):+.2f} ms; "
+                          f"throughput ratio {(len(g) / g_wall) / (len(d) / d_wall):.2f}; "
+                          f"gateway CPU {cpu * 1000 / len(g):.2f} ms/request")
+                    print(f"  overhead p50 round by round: {min(round_overheads):+.2f} to {max(round_overheads):+.2f} ms")
+    finally:
+        stub.terminate()
 
 
 if __name__ == "__main__":
