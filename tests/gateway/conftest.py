@@ -1,10 +1,12 @@
 import pytest
+from django.contrib.auth.models import Permission
 
 from endpoints.models import Endpoint
 from gateway import upstream
 from gateway.tokens import TOKENS
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import FakeOpenAI
+from tokens.models import ApiToken
 
 AZURE_API_VERSION = "2024-10-21"
 
@@ -15,6 +17,22 @@ def fresh_upstream_clients():
     yield
     upstream.close_transports()
     TOKENS.clear()
+
+
+@pytest.fixture
+def caller(django_user_model):
+    """A user who may call endpoints, and a token of theirs."""
+    user = django_user_model.objects.create_user("svc", password="pw-svc-123456")
+    user.user_permissions.add(Permission.objects.get(codename="view_endpoint"))
+    _, token = ApiToken.issue(user=user)
+    return user, token
+
+
+@pytest.fixture
+def gateway(client, caller):
+    """The Django test client with the caller's token on every request."""
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {caller[1]}"
+    return client
 
 
 @pytest.fixture

@@ -36,19 +36,6 @@ def gemini_embed(make_endpoint, gemini_connection) -> Endpoint:
     return make_endpoint("gemini-embed", gemini_connection, model="text-embedding-004", task="embeddings")
 
 
-@pytest.fixture
-def gateway(client, django_user_model):
-    from django.contrib.auth.models import Permission
-
-    from tokens.models import ApiToken
-
-    user = django_user_model.objects.create_user("svc")
-    user.user_permissions.add(Permission.objects.get(codename="view_endpoint"))
-    _, token = ApiToken.issue(user=user)
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return client
-
-
 # --- Chat -----------------------------------------------------------------------------------------------
 
 

@@ -36,19 +36,6 @@ def key_fragments(info: dict) -> list[str]:
 
 
 @pytest.fixture
-def gateway(client, django_user_model):
-    from django.contrib.auth.models import Permission
-
-    from tokens.models import ApiToken
-
-    user = django_user_model.objects.create_user("svc")
-    user.user_permissions.add(Permission.objects.get(codename="view_endpoint"))
-    _, token = ApiToken.issue(user=user)
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return client
-
-
-@pytest.fixture
 def api(admin_user):
     client = APIClient()
     client.force_authenticate(admin_user)

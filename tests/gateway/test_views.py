@@ -17,22 +17,6 @@ from tokens.models import ApiToken
 ROTATED_KEY = "sk-rotated-9876543210-ZYXWVUTSrqpo"
 
 
-@pytest.fixture
-def caller(django_user_model):
-    """A user who may call endpoints, and a token of theirs."""
-    user = django_user_model.objects.create_user("svc", password="pw-svc-123456")
-    user.user_permissions.add(Permission.objects.get(codename="view_endpoint"))
-    _, token = ApiToken.issue(user=user)
-    return user, token
-
-
-@pytest.fixture
-def gateway(client, caller):
-    """The Django test client with the caller's token on every request."""
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {caller[1]}"
-    return client
-
-
 def post(client, path: str, body: object, **extra):
     return client.post(path, json.dumps(body) if not isinstance(body, bytes) else body,
                        content_type="application/json", **extra)
