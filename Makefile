@@ -8,7 +8,7 @@ PYTHON ?= $(shell /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres setup test-setup chromium postgresql bench bench-rotation load fuzz
+.PHONY: run test test-sqlite test-postgres lint-imports setup test-setup chromium postgresql bench bench-rotation load fuzz
 
 run: setup
 	$(PY) manage.py migrate --noinput
@@ -20,9 +20,14 @@ run: setup
 # (tests/databases.py says which); both runs always happen, and either failing fails `make test`.
 test: test-setup postgresql
 	@status=0; \
+	$(MAKE) --no-print-directory lint-imports || status=1; \
 	$(MAKE) --no-print-directory test-sqlite || status=1; \
 	$(MAKE) --no-print-directory test-postgres || status=1; \
 	exit $$status
+
+# The layers (.importlinter): packages import only downwards; docs/architecture.md draws them.
+lint-imports: test-setup
+	$(VENV)/bin/lint-imports
 
 test-sqlite: test-setup
 	$(PY) -m pytest

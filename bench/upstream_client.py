@@ -38,7 +38,7 @@ from django.core.management import call_command  # noqa: E402
 from connections.models import Connection  # noqa: E402
 from connections.services import connection_save  # noqa: E402
 from endpoints.models import Endpoint  # noqa: E402
-from gateway.adapters import adapter_for  # noqa: E402
+from providers.adapters import adapter_for  # noqa: E402
 
 KEY = "sk-bench-0123456789abcdefghijklmnopqrstuvwxyz"
 BODY = {"model": "bench-chat", "messages": [{"role": "user", "content": "Say hello"}]}

@@ -5,7 +5,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from connections.api.views import AuditEntryViewSet, ConnectionViewSet, ProviderListView
+from audit.api.views import AuditEntryViewSet
+from connections.api.views import ConnectionViewSet, ProviderListView
 from endpoints.api.views import EndpointViewSet
 
 

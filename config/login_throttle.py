@@ -1,4 +1,4 @@
-"""Login throttling (SPEC §8) on top of django-axes: what a throttled login gets (a 429 login page)."""
+"""Login throttling on top of django-axes: what a throttled login gets (a 429 login page)."""
 
 from datetime import timedelta
 
@@ -27,7 +27,7 @@ def lockout_response(
     """axes' AXES_LOCKOUT_CALLABLE: the login page it came from (site or admin) with the reason, as HTTP 429.
 
     axes also calls this for the failure that reaches the limit; that try was checked like any other, so it
-    keeps its ordinary "wrong password" page: only the tries after it are refused (SPEC: "further tries").
+    keeps its ordinary "wrong password" page: only the tries after it are refused.
     """
     if getattr(request, "axes_failures_since_start", None) is not None and original_response is not None:
         return original_response

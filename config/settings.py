@@ -1,7 +1,7 @@
 """Settings, read from the environment (and `.env`, which the real environment overrides).
 
-Every value a deployment may change is named in SPEC §1. Bad or missing keys stop start-up with a
-message that says what to do: nothing ever falls back to a built-in key.
+Every value a deployment may change is listed in README.md (Configuration). Bad or missing keys stop
+start-up with a message that says what to do: nothing ever falls back to a built-in key.
 """
 
 from datetime import timedelta
@@ -74,6 +74,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "csp",
     "axes",
+    # Ours, from the bottom up: shared plumbing and the provider client, the audit log, then the apps.
+    "core",
+    "providers",
+    "audit",
     "connections",
     "endpoints",
     "tokens",
@@ -91,8 +95,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    # The database unreachable while a view runs: the surface's 503 instead of a 500 (config/unavailable.py).
-    "config.unavailable.DatabaseUnavailableMiddleware",
+    # The database unreachable while a view runs: the surface's 503 instead of a 500 (core/unavailable.py).
+    "core.unavailable.DatabaseUnavailableMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -163,14 +167,14 @@ REST_FRAMEWORK = {
     # The browsable API only while developing (DEBUG): in production the API speaks JSON only.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PARSER_CLASSES": ["config.api.LimitedJSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",
+    "DEFAULT_PARSER_CLASSES": ["core.api.LimitedJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "LLM Connections API",
@@ -185,8 +189,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "config.api.document_name_pattern",
-        "config.api.document_error_responses",
+        "core.api.document_name_pattern",
+        "core.api.document_error_responses",
         "gateway.schema.add_gateway_paths",
     ],
 }
@@ -239,7 +243,7 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# Login throttling (SPEC §8): after 10 failures for a username from one address within 15 minutes, further
+# Login throttling: after 10 failures for a username from one address within 15 minutes, further
 # tries get 429 for 15 minutes (counted from the last failure). Kept in the database, shared by all workers.
 AXES_FAILURE_LIMIT = 10
 AXES_COOLOFF_TIME = timedelta(minutes=15)
@@ -259,7 +263,7 @@ AXES_IPWARE_PROXY_ORDER = "right-most"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "config.log_filters.RedactSecrets"}},
+    "filters": {"redact_secrets": {"()": "core.redaction.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # httpx logs every request at INFO and httpcore its header exchanges at DEBUG: noise, and headers
@@ -275,3 +279,9 @@ LOGGING = {
         "botocore": {"level": "WARNING"},
     },
 }
+
+# What /healthz checks (core/health.py): each answers (name, "ok" or what is wrong).
+HEALTH_CHECKS = ["core.health.database_answers", "connections.health.keys_read_the_stored_secrets"]
+
+# The rows audit entries can name (audit/models.py), so that pages show a renamed subject's current name.
+AUDIT_SUBJECTS = {"connection": "connections.Connection", "endpoint": "endpoints.Endpoint"}

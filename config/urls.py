@@ -3,14 +3,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 from django.views.generic import RedirectView
 
-from gateway import views as gateway_views
-from config.names import NameConverter
+from core.health import healthz
+from core.names import NameConverter
 
 # `<name:name>` in the apps' URL patterns (registered before their `include()` imports them).
 register_converter(NameConverter, "name")
 
 # A database outage raised outside a view is a 503 too; other errors keep the 500 page (JSON under /api/, /gateway/).
-handler500 = "config.unavailable.server_error"
+handler500 = "core.unavailable.server_error"
 
 urlpatterns = [
     # `/` and `/#/settings` both land on the settings page (the browser keeps the fragment across redirects).
@@ -18,11 +18,12 @@ urlpatterns = [
     path("settings/", RedirectView.as_view(pattern_name="connections:list", permanent=False), name="settings"),
     path("settings/", include("connections.urls")),
     path("settings/endpoints/", include("endpoints.urls")),
+    path("settings/", include("audit.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("gateway/", include("gateway.urls")),
-    path("healthz", gateway_views.healthz, name="healthz"),
+    path("healthz", healthz, name="healthz"),
     path("api/v1/", include("config.api_urls")),
     path("settings/tokens/", include("tokens.urls")),
 ]

@@ -4,7 +4,7 @@ After every response gthread hands the connection back to its main thread, which
 request and hands it to a pool thread again: two thread switches and a trip through the poller per
 request, and usually a different thread (another database connection, colder caches) each time. A client
 that sends its next request right away (an SDK in a loop, a proxy reusing its connections) pays that on
-every call: 0.1-0.3 ms of the gateway's overhead in bench/gateway.py.
+every call, a measurable part of the gateway's overhead (bench/gateway.py).
 
 Like Puma's "fast-track keep-alive", this worker lets the thread that answered wait a few milliseconds for
 that next request and serve it itself. It only waits while another thread of the pool is idle, so a

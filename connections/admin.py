@@ -2,10 +2,11 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 
-from . import providers
+from providers import catalogue
+
 from .editing import EDIT_METHODS
 from .forms import ConnectionForm
-from .models import AuditEntry, Connection
+from .models import Connection
 from .services import ConnectionInUse, connection_delete, connection_save
 
 
@@ -62,7 +63,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Auth method")
     def auth_method_label(self, obj: Connection) -> str:
-        return providers.auth_method_label(obj.provider, obj.auth_method)
+        return catalogue.auth_method_label(obj.provider, obj.auth_method)
 
     @admin.display(description="Credentials")
     def credentials(self, obj: Connection) -> str:
@@ -84,21 +85,3 @@ class ConnectionAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for connection in queryset:
             self.delete_model(request, connection)
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    """Read-only: the audit log is written by the services, never edited."""
-
-    list_display = ["at", "actor_name", "action", "connection_name", "fields"]
-    list_filter = ["action"]
-    search_fields = ["connection_name", "actor_name"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -11,9 +11,9 @@ from .secrets import UndecryptableSecrets
 class EncryptedSecretsField(encrypted_fields.EncryptedTextField):
     """A dict of secret fields, stored as Fernet-encrypted JSON.
 
-    Unlike the library's field, a value that no configured key decrypts never comes back as if the
-    ciphertext were the value (NOTES-deps trap 3): it loads as an `UndecryptableSecrets` placeholder,
-    which saves back unchanged and refuses to be read.
+    Unlike the library's field, which hands back the ciphertext itself as if it were the value, a value
+    that no configured key decrypts loads as an `UndecryptableSecrets` placeholder, which saves back
+    unchanged and refuses to be read.
     """
 
     def from_db_value(self, value, expression, connection):

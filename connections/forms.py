@@ -1,10 +1,11 @@
-"""The connection form, built from the registry: one password input per secret field, the auth method's
+"""The connection form, built from the catalogue: one password input per secret field, the auth method's
 config fields, and a re-render (never a save) when Provider or Authentication method changed."""
 
 from django import forms
 from django.core.exceptions import ValidationError
 
-from . import providers
+from providers import catalogue
+
 from .models import Connection
 from .secrets import UNDECRYPTABLE_LABEL
 
@@ -42,7 +43,7 @@ class ConnectionForm(forms.ModelForm):
             {name: self.data.get(self.add_prefix(name)) for name in ("provider", "auth_method")} if self.is_bound else None
         )
         self.provider, self.method = self.selection_for(submitted, self.instance)
-        self.fields["provider"].choices = providers.provider_choices()
+        self.fields["provider"].choices = catalogue.provider_choices()
         self.fields["provider"].initial = self.provider.id
         self.fields["name"].widget.attrs.update({"autocomplete": "off", "spellcheck": "false"})
         auth_field = self.fields["auth_method"]
@@ -63,14 +64,14 @@ class ConnectionForm(forms.ModelForm):
         self._add_method_fields()
 
     @classmethod
-    def selection_for(cls, data, instance: Connection) -> tuple[providers.Provider, providers.AuthMethod]:
+    def selection_for(cls, data, instance: Connection) -> tuple[catalogue.Provider, catalogue.AuthMethod]:
         """The provider and auth method the fields are for: as submitted, else as stored, else the first."""
-        provider = providers.PROVIDERS.get((data or {}).get("provider") or instance.provider) or providers.PROVIDER_LIST[0]
+        provider = catalogue.PROVIDERS.get((data or {}).get("provider") or instance.provider) or catalogue.PROVIDER_LIST[0]
         method_id = (data or {}).get("auth_method") or (instance.auth_method if provider.id == instance.provider else "")
         return provider, provider.auth_method(method_id) or provider.auth_methods[0]
 
     @classmethod
-    def method_field_names(cls, method: providers.AuthMethod) -> list[str]:
+    def method_field_names(cls, method: catalogue.AuthMethod) -> list[str]:
         return [secret_field_name(f.name) for f in method.secret_fields] + [
             config_field_name(f.name) for f in method.config_fields
         ]

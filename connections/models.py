@@ -1,26 +1,31 @@
+from datetime import datetime
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from config.log_filters import remember_secrets
+from audit.models import AuditEntry
+from core.changes import RemembersLoadedState
+from core.last_used import touch_last_used
+from core.names import NAME_HELP, validate_name
+from core.redaction import remember_secrets
+from providers import catalogue
+from providers.account import Account
 
-from . import providers
 from .fields import EncryptedSecretsField
-from .secrets import UNDECRYPTABLE_LABEL, SecretsUnavailable, UndecryptableSecrets, mask_secret
-from .validators import validate_name
+from .secrets import UNDECRYPTABLE_LABEL, SecretsUnavailable, UndecryptableSecrets, looks_like_a_mask, mask_secret
 
-NAME_HELP = "1–64 lowercase letters, digits, '-' and '_', starting with a letter."
 TRACKED_FIELDS = ("name", "provider", "auth_method", "secrets", "config", "description")
 
 
-class Connection(models.Model):
+class Connection(RemembersLoadedState, models.Model):
     """A named provider credential that any number of endpoints share; endpoints read it at call time."""
 
     name = models.CharField(max_length=64, unique=True, validators=[validate_name], help_text=NAME_HELP)
     provider = models.CharField(
         max_length=32,
-        choices=providers.provider_choices,
+        choices=catalogue.provider_choices,
         error_messages={"invalid_choice": "Unknown provider '%(value)s'."},
     )
     auth_method = models.CharField("authentication method", max_length=32)
@@ -38,6 +43,9 @@ class Connection(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
 
+    audit_subject_type = "connection"
+    tracked_fields = TRACKED_FIELDS
+
     class Meta:
         ordering = ["name"]
 
@@ -47,28 +55,12 @@ class Connection(models.Model):
     def __repr__(self) -> str:
         return f"<Connection {self.name!r} {self.provider}/{self.auth_method}>"
 
-    # --- State as loaded, so saves know what changed --------------------------------------------------
-
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._loaded = instance._snapshot()
-        return instance
-
-    def _snapshot(self) -> dict:
-        loaded = {name: self.__dict__[name] for name in TRACKED_FIELDS if name in self.__dict__}
-        for name in ("secrets", "config"):
-            if isinstance(loaded.get(name), dict):
-                loaded[name] = dict(loaded[name])
-        return loaded
-
-    def _loaded_value(self, name: str):
-        return getattr(self, "_loaded", {}).get(name)
+    # --- What changed since loading (RemembersLoadedState keeps the loaded values) ---------------------
 
     def method_changed(self) -> bool:
         """True when provider or auth method differ from the stored ones (the stored secrets no longer apply)."""
         return not self._state.adding and (
-            self.provider != self._loaded_value("provider") or self.auth_method != self._loaded_value("auth_method")
+            self.provider != self.loaded_value("provider") or self.auth_method != self.loaded_value("auth_method")
         )
 
     def changed_fields(self) -> list[str]:
@@ -87,13 +79,13 @@ class Connection(models.Model):
         return changed
 
     def secrets_changed(self) -> bool:
-        return self._state.adding or self.secrets != self._loaded_value("secrets")
+        return self._state.adding or self.secrets != self.loaded_value("secrets")
 
     # --- Secrets -------------------------------------------------------------------------------------
 
     @property
-    def auth_method_spec(self) -> providers.AuthMethod | None:
-        provider = providers.PROVIDERS.get(self.provider)
+    def auth_method_spec(self) -> catalogue.AuthMethod | None:
+        provider = catalogue.PROVIDERS.get(self.provider)
         return provider.auth_method(self.auth_method) if provider else None
 
     @property
@@ -104,15 +96,30 @@ class Connection(models.Model):
         """The plaintext secrets, for the gateway and Test; raises SecretsUnavailable naming the connection."""
         if not self.secrets_decryptable:
             raise SecretsUnavailable(self.name)
-        remember_secrets(self.secrets.values())  # logs written while they are in use redact them
+        self.remember_for_redaction(self.secrets)  # logs written while they are in use redact them
         return dict(self.secrets)
+
+    def account(self) -> Account:
+        """The provider account to call with: these secrets as stored now; SecretsUnavailable if unreadable."""
+        provider, method = catalogue.resolve(self.provider, self.auth_method)
+        return Account(
+            name=self.name, provider=provider, method=method, secrets=self.get_secrets(), config=dict(self.config),
+            id=self.pk, secrets_version=self.secrets_updated_at,
+        )
+
+    def remember_for_redaction(self, secrets: dict) -> None:
+        method = self.auth_method_spec
+        remember_secrets(method.values_to_redact(secrets) if method else secrets.values())
 
     def masked_secrets(self) -> dict[str, str]:
         """Field name → mask, or → `cannot be decrypted` for every field when no key decrypts the row."""
+        method = self.auth_method_spec
         if not self.secrets_decryptable:
-            method = self.auth_method_spec
             return {f.name: UNDECRYPTABLE_LABEL for f in (method.secret_fields if method else ())}
-        return {name: mask_secret(value) for name, value in self.secrets.items()}
+        return {
+            name: mask_secret(value, method.secret_field(name) if method else None)
+            for name, value in self.secrets.items()
+        }
 
     @property
     def credentials_display(self) -> str:
@@ -124,7 +131,7 @@ class Connection(models.Model):
             return "no credentials"
         if len(masks) == 1:
             return next(iter(masks.values()))
-        labels = providers.FIELD_LABELS
+        labels = catalogue.FIELD_LABELS
         return ", ".join(f"{labels.get(name, name)}: {mask}" for name, mask in masks.items())
 
     def update_secrets(self, changes: dict) -> None:
@@ -134,7 +141,7 @@ class Connection(models.Model):
         starts from nothing and `clean()` asks for every required field.
         """
         changes = {name: value for name, value in changes.items() if not is_blank(value)}
-        remember_secrets(changes.values())  # logs written while handling the new values redact them
+        self.remember_for_redaction(changes)  # logs written while handling the new values redact them
         if self.method_changed() or not self.secrets_decryptable:
             if not changes and not self.method_changed():
                 return  # nothing re-entered: keep the undecryptable ciphertext as it is
@@ -145,20 +152,20 @@ class Connection(models.Model):
     # --- Validation and saving -----------------------------------------------------------------------
 
     def clean(self) -> None:
-        """Provider × auth method × secrets × config, as the registry says."""
-        if self.provider not in providers.PROVIDERS:
+        """Provider × auth method × secrets × config, as the catalogue says."""
+        if self.provider not in catalogue.PROVIDERS:
             return  # the field's own choice check reports it
-        _, method = providers.resolve(self.provider, self.auth_method)
+        _, method = catalogue.resolve(self.provider, self.auth_method)
         errors: dict = {}
         if self.method_changed() and not self.secrets_decryptable:
             self.secrets = {}
         if self.secrets_decryptable:
             try:
-                self.secrets = providers.clean_secrets(method, self.secrets)
+                self.secrets = catalogue.clean_secrets(method, self.secrets, is_placeholder=looks_like_a_mask)
             except ValidationError as error:
                 errors.update(error.error_dict)
         try:
-            self.config = providers.clean_config(method, self.config)
+            self.config = catalogue.clean_config(method, self.config)
         except ValidationError as error:
             errors.update(error.error_dict)
         if errors:
@@ -171,7 +178,7 @@ class Connection(models.Model):
 
     def validate_unique(self, exclude=None) -> None:
         """As Django's, without the query for a name that is the stored row's own (the table holds it once)."""
-        if not self._state.adding and self.name == self._loaded_value("name"):
+        if not self._state.adding and self.name == self.loaded_value("name"):
             exclude = {*(exclude or ()), "name"}
         super().validate_unique(exclude)
 
@@ -181,13 +188,14 @@ class Connection(models.Model):
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "secrets_updated_at"}
         super().save(*args, **kwargs)
-        self._loaded = self._snapshot()
 
-    def config_value(self, name: str) -> str:
-        """A config field's value, or the registry's default when it was left empty."""
-        method = self.auth_method_spec
-        spec = method.config_field(name) if method else None
-        return self.config.get(name) or (spec.default if spec else "")
+    def audit_entries(self) -> models.QuerySet[AuditEntry]:
+        """What was done to this connection, newest first."""
+        return AuditEntry.objects.filter(subject_type=self.audit_subject_type, subject_id=self.pk).order_by("-at", "-id")
+
+    def touch_last_used(self, *, now: datetime | None = None) -> bool:
+        """Record a gateway call (at most one write a minute); True if this wrote."""
+        return touch_last_used(self, now=now)
 
 
 def changed_keys(old: dict, new: dict) -> list[str]:
@@ -196,35 +204,3 @@ def changed_keys(old: dict, new: dict) -> list[str]:
 
 def is_blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-class AuditEntry(models.Model):
-    """Who did what to a connection and when: field names, never values. Outlives the connection."""
-
-    class Action(models.TextChoices):
-        CREATED = "created", "Created"
-        UPDATED = "updated", "Updated"
-        KEY_ROTATED = "key_rotated", "Key rotated"
-        DELETED = "deleted", "Deleted"
-        ENCRYPTION_KEY_ROTATED = "encryption_key_rotated", "Encryption key rotated"
-        TOKEN_CREATED = "token_created", "API token created"
-        TOKEN_REVOKED = "token_revoked", "API token revoked"
-
-    at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    actor_name = models.CharField(max_length=150, help_text="The username at the time, or 'system'.")
-    action = models.CharField(max_length=32, choices=Action.choices)
-    connection = models.ForeignKey(
-        Connection, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
-    )
-    connection_name = models.CharField(max_length=64, blank=True, help_text="The name at the time.")
-    fields = models.JSONField(default=list, blank=True, help_text="Names of the fields that changed.")
-
-    class Meta:
-        ordering = ["-at", "-id"]
-        verbose_name_plural = "audit entries"
-
-    def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.connection_name}".strip()

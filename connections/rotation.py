@@ -8,7 +8,7 @@ the UPDATE's WHERE clause). A row edited meanwhile is read again and retried, ne
 Every row is at all times either its old ciphertext or its new one, both readable with the configured
 key list, so an interrupted run (Ctrl-C, kill -9, a crash) loses nothing and a rerun finishes the job.
 
-The library's crypter is built once at import (NOTES-deps trap 2), so this module builds its own
+The library's crypter is built once at import (docs/encryption-and-rotation.md), so this module builds its own
 MultiFernet from `settings.FIELD_ENCRYPTION_KEY` each time it is asked.
 """
 
@@ -24,8 +24,10 @@ from django.db import transaction
 from django.db.models import TextField
 from django.db.models.functions import Cast
 
-from .models import AuditEntry, Connection
-from .services import audit_record
+from audit.models import AuditEntry
+from audit.services import audit_record
+
+from .models import Connection
 
 DEFAULT_BATCH_SIZE = 500
 # A row that keeps changing under us is left for the next run rather than retried forever.
@@ -118,7 +120,7 @@ class UndecryptableValues(Exception):
 def configured_fernets(keys: Sequence[str] | None = None) -> list[Fernet]:
     """One Fernet per configured key, first (the encrypting one) first."""
     keys = settings.FIELD_ENCRYPTION_KEY if keys is None else keys
-    if isinstance(keys, (str, bytes)):  # a comma-joined string would silently be one key (NOTES-deps trap 1)
+    if isinstance(keys, (str, bytes)):  # a comma-joined string would silently be one key
         raise TypeError("FIELD_ENCRYPTION_KEY must be a list of keys.")
     return [Fernet(key) for key in keys]
 

@@ -2,6 +2,8 @@
 
 import json
 
+from providers.catalogue import SecretField
+
 UNDECRYPTABLE_LABEL = "cannot be decrypted"
 SHORT_SECRET_MASK = "********"
 MASK_MIN_LENGTH = 20  # shorter secrets would give away too much of themselves
@@ -56,31 +58,28 @@ class UndecryptableSecrets:
         raise SecretsUnavailable()
 
 
-def mask_secret(value: str) -> str:
+def mask_secret(value: str, spec: SecretField | None = None) -> str:
     """The one way a stored secret is shown.
 
     `sk-...wxyz` (first 3 and last 4) for secrets of 20 characters or more, `********` for shorter ones;
-    a service account key shows whose it is (its client_email) and nothing of the key.
+    a key file (a field the catalogue calls a document) shows what its description allows, such as whose
+    service account it is, and nothing of the key.
     """
-    email = service_account_email(value)
-    if email:
-        return f"service account {email}"
+    if spec is not None and spec.document is not None:
+        description = describe_document(value, spec)
+        if description:
+            return description
     if len(value) < MASK_MIN_LENGTH:
         return SHORT_SECRET_MASK
     return f"{value[:3]}...{value[-4:]}"
 
 
-def service_account_email(value: str) -> str | None:
-    if not value.startswith("{"):
-        return None
+def describe_document(value: str, spec: SecretField) -> str | None:
     try:
         document = json.loads(value)
     except ValueError:
         return None
-    if not isinstance(document, dict) or document.get("type") != "service_account":
-        return None
-    email = document.get("client_email")
-    return email if isinstance(email, str) and email else None
+    return spec.document.describe(document) if isinstance(document, dict) else None
 
 
 def looks_like_a_mask(value: str) -> bool:

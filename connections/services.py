@@ -1,12 +1,17 @@
-"""Writes that take several steps: saving or deleting a connection together with its audit entry."""
+"""What is done to a connection in several steps: saving or deleting it with its audit entry, rotating a
+key, and testing its credentials with the provider."""
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
-from .models import AuditEntry, Connection
+from audit.models import AuditEntry
+from audit.services import audit_record
+from providers.adapters.base import CredentialsCheck
+from providers.client import check_credentials
 
-SYSTEM_ACTOR = "system"
+from .models import Connection
+from .secrets import SecretsUnavailable
 
 
 class ConnectionInUse(Exception):
@@ -19,25 +24,6 @@ class ConnectionInUse(Exception):
             f"Connection '{connection.name}' is used by {len(endpoint_names)} endpoint(s): "
             f"{', '.join(endpoint_names)}. Delete them or move them to another connection first."
         )
-
-
-def audit_record(
-    *,
-    actor: AbstractBaseUser | None,
-    action: str,
-    connection: Connection | None = None,
-    connection_name: str = "",
-    fields: list[str] | tuple[str, ...] = (),
-) -> AuditEntry:
-    """Record an action; `actor=None` means the system (a command run without --user)."""
-    return AuditEntry.objects.create(
-        actor=actor,
-        actor_name=actor.get_username() if actor is not None else SYSTEM_ACTOR,
-        action=action,
-        connection=connection,
-        connection_name=connection_name or (connection.name if connection else ""),
-        fields=list(fields),
-    )
 
 
 def connection_save(*, connection: Connection, actor: AbstractBaseUser | None) -> Connection:
@@ -61,7 +47,7 @@ def connection_save(*, connection: Connection, actor: AbstractBaseUser | None) -
     # round trips less; an error still undoes the whole edit, which no caller goes on from.
     with transaction.atomic(savepoint=False):
         connection.save()
-        audit_record(actor=actor, action=action, connection=connection, fields=changed)
+        audit_record(actor=actor, action=action, subject=connection, fields=changed)
     return connection
 
 
@@ -76,7 +62,7 @@ def connection_delete(*, connection: Connection, actor: AbstractBaseUser | None)
     pk = connection.pk
     try:
         with transaction.atomic():
-            audit_record(actor=actor, action=AuditEntry.Action.DELETED, connection=connection)
+            audit_record(actor=actor, action=AuditEntry.Action.DELETED, subject=connection)
             connection.delete()
             endpoints_table = Connection.endpoints.rel.related_model._meta.db_table
             transaction.get_connection().check_constraints(table_names=[endpoints_table])
@@ -103,3 +89,12 @@ def connection_rotate_key(
         current.update_secrets({field: value})
         current.full_clean()
         return connection_save(connection=current, actor=actor)
+
+
+def connection_test(*, connection: Connection) -> CredentialsCheck:
+    """Whether the provider accepts the connection's stored credentials; never raises, never echoes a secret."""
+    try:
+        account = connection.account()
+    except SecretsUnavailable as error:
+        return CredentialsCheck(False, None, str(error))
+    return check_credentials(account)

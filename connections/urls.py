@@ -1,4 +1,4 @@
-"""Settings pages for connections (mounted under /settings/): the tab, its forms, history and the audit log."""
+"""Settings pages for connections (mounted under /settings/): the tab, its forms and each one's history."""
 
 from django.urls import path
 
@@ -14,5 +14,4 @@ urlpatterns = [
     path("connections/<name:name>/delete/", views.ConnectionDeleteView.as_view(), name="delete"),
     path("connections/<name:name>/test/", views.ConnectionTestView.as_view(), name="test"),
     path("connections/<name:name>/history/", views.ConnectionHistoryView.as_view(), name="history"),
-    path("audit/", views.AuditLogView.as_view(), name="audit"),
 ]

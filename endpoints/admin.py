@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from .models import Endpoint
+from .services import endpoint_delete, endpoint_save
 
 
 @admin.register(Endpoint)
@@ -14,3 +15,13 @@ class EndpointAdmin(admin.ModelAdmin):
     @admin.display(description="Provider", ordering="connection__provider")
     def provider(self, obj: Endpoint) -> str:
         return obj.connection.get_provider_display()
+
+    def save_model(self, request, obj, form, change):
+        endpoint_save(endpoint=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        endpoint_delete(endpoint=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for endpoint in queryset:
+            self.delete_model(request, endpoint)

@@ -1,17 +1,40 @@
+from functools import cache
+
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection as database
+from django.db import connections, models
 
-from connections import providers
-from connections.models import NAME_HELP, Connection
-from connections.validators import validate_name
+from connections.models import Connection
+from core.changes import RemembersLoadedState
+from core.names import NAME_HELP, validate_name
+from core.rows import RowReader
+from providers import catalogue
+from providers.adapters.base import Target
 
 
-class Endpoint(models.Model):
+class EndpointManager(models.Manager):
+    def for_call(self, name: str) -> "Endpoint | None":
+        """The endpoint and its connection (secrets decrypted by their field, as the ORM would), or None.
+
+        The gateway's read on every call, in one hand-written statement: through the query builder this
+        costs several times the CPU (docs/benchmarks.md), mostly compiling the same query again. Only the
+        statement is cached, never a row, so a disabled endpoint or a rotated key takes effect on the very
+        next call in every server process.
+        """
+        statement, endpoint_reader, connection_reader = endpoint_statement(database.alias)
+        with database.cursor() as cursor:
+            cursor.execute(statement, [name])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        split = len(endpoint_reader.columns)
+        endpoint = endpoint_reader.build(row[:split])
+        endpoint.connection = connection_reader.build(row[split:])
+        return endpoint
+
+
+class Endpoint(RemembersLoadedState, models.Model):
     """A gateway route to one model of a provider, calling it with its connection's current credentials."""
-
-    class Task(models.TextChoices):
-        CHAT = "chat", "Chat"
-        EMBEDDINGS = "embeddings", "Embeddings"
 
     name = models.CharField(max_length=64, unique=True, validators=[validate_name], help_text=NAME_HELP)
     # PROTECT: a connection cannot be deleted while any endpoint, enabled or not, uses it.
@@ -19,13 +42,18 @@ class Endpoint(models.Model):
     model = models.CharField(max_length=200, help_text="The provider's model id, such as gpt-4o-mini.")
     task = models.CharField(
         max_length=16,
-        choices=Task.choices,
-        default=Task.CHAT,
+        choices=catalogue.task_choices,
+        default="chat",
         error_messages={"invalid_choice": "Unknown task '%(value)s': use chat or embeddings."},
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = EndpointManager()
+
+    audit_subject_type = "endpoint"
+    tracked_fields = ("name", "connection", "model", "task", "enabled")
 
     class Meta:
         ordering = ["name"]
@@ -36,14 +64,35 @@ class Endpoint(models.Model):
     def __repr__(self) -> str:
         return f"<Endpoint {self.name!r} {self.task} {self.model!r}>"
 
+    @property
+    def target(self) -> Target:
+        """What the provider client calls for this endpoint."""
+        return Target(model=self.model, task=self.task)
+
     def clean(self) -> None:
         """The task must be one the connection's provider supports."""
-        if self.connection_id is None or self.task not in self.Task.values:
+        if self.connection_id is None or self.task not in catalogue.TASKS:
             return
-        provider = providers.PROVIDERS.get(self.connection.provider)
+        provider = catalogue.PROVIDERS.get(self.connection.provider)
         if provider and self.task not in provider.tasks:
             raise ValidationError(
                 {"task": f"{provider.label} does not support {self.task}; it supports: {', '.join(provider.tasks)}."}
             )
         if self.model != self.model.strip() or not self.model.strip():
             raise ValidationError({"model": "Enter the provider's model id without surrounding spaces."})
+
+
+@cache
+def endpoint_statement(alias: str) -> tuple[str, RowReader, RowReader]:
+    """The endpoint-by-name statement (the endpoint's columns, then its connection's) and the two halves' readers."""
+    endpoint_reader, connection_reader = RowReader(Endpoint, alias), RowReader(Connection, alias)
+    q = connections[alias].ops.quote_name
+    columns = [f"e.{q(c)}" for c in endpoint_reader.columns] + [f"c.{q(c)}" for c in connection_reader.columns]
+    endpoint, connection = Endpoint._meta, Connection._meta
+    return (
+        f"SELECT {', '.join(columns)} FROM {q(endpoint.db_table)} e "
+        f"JOIN {q(connection.db_table)} c ON c.{q(connection.pk.column)} = e.{q(endpoint.get_field('connection').column)} "
+        f"WHERE e.{q(endpoint.get_field('name').column)} = %s",
+        endpoint_reader,
+        connection_reader,
+    )

@@ -6,12 +6,13 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
-from config.names import could_name_something
 from connections.models import Connection
-from connections.views import PAGE_SIZE, SettingsPageMixin
+from core.names import could_name_something
+from core.ui import PAGE_SIZE, SettingsPageMixin
 
 from .forms import EndpointForm
 from .models import Endpoint
+from .services import endpoint_delete, endpoint_save
 
 
 class EndpointListView(SettingsPageMixin, ListView):
@@ -40,7 +41,7 @@ class EndpointFormMixin:
         """
         try:
             with transaction.atomic():  # a savepoint, so the queries below work inside a caller's transaction
-                return form.save()
+                return endpoint_save(endpoint=form.instance, actor=self.request.user)
         except IntegrityError:
             if not Connection.objects.filter(pk=form.instance.connection_id).exists():
                 form.add_error("connection", "This connection was deleted meanwhile: choose another one.")
@@ -98,6 +99,6 @@ class EndpointDeleteView(SettingsPageMixin, DeleteView):
 
     def form_valid(self, form) -> HttpResponse:
         name = self.object.name
-        self.object.delete()
+        endpoint_delete(endpoint=self.object, actor=self.request.user)
         messages.success(self.request, f"Endpoint “{name}” deleted.")
         return HttpResponseRedirect(self.success_url)

@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class GatewayConfig(AppConfig):
-    """The gateway: provider adapters, the upstream HTTP client and the error mapping."""
+    """The gateway: OpenAI-compatible routes that call providers with the endpoints' connections."""
 
     name = "gateway"

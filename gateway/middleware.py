@@ -1,11 +1,11 @@
 """The gateway's calls skip the middleware that serves browsers.
 
 Gateway callers are programs with a Bearer token: no session, cookie, CSRF token, flash message, login
-throttle or static file is ever involved in a call, yet running those middlewares costs about 0.2 ms of
-CPU per call, a sixth of what the gateway adds to a provider's answer (bench/gateway.py). Placed below
+throttle or static file is ever involved in a call, yet running those middlewares costs a sizeable share of
+what the gateway adds to a provider's answer (bench/gateway.py measures it). Placed below
 the middleware that sets the security headers, this one serves `/gateway/` requests itself: it resolves
 the path, calls the gateway's view, and adds what the middleware below it would have added: the
-Content-Security-Policy (every answer carries the site's headers, SPEC §8) and a JSON answer's Content-Length.
+Content-Security-Policy (every answer carries the site's headers) and a JSON answer's Content-Length.
 """
 
 from collections.abc import Callable
@@ -17,7 +17,7 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, get_resolver
 
-from config.unavailable import DATABASE_DOWN, database_unavailable_response, log_outage
+from core.unavailable import DATABASE_DOWN, database_unavailable_response, log_outage
 
 PREFIX = "/gateway/"
 

@@ -2,7 +2,7 @@
 
 The routes are plain Django views (no DRF on the hot path), so drf-spectacular cannot see them; this hook
 adds a hand-written description: what clients and the schema-driven fuzzer read. It documents every status
-the routes answer with (SPEC §6), each error in OpenAI's `{"error": {message, type, code}}` shape.
+the routes answer with, each error in OpenAI's `{"error": {message, type, code}}` shape.
 """
 
 ERROR = {

@@ -6,26 +6,24 @@ rotated key is used by the next call in every server process.
 """
 
 import json
-import time
+import logging
 from collections.abc import Callable
 from functools import wraps
 
-from cryptography.fernet import InvalidToken
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
-from encrypted_model_fields import fields as encrypted_fields
 
-from config.names import could_name_something
 from connections.models import Connection
+from connections.secrets import SecretsUnavailable
+from core.names import could_name_something
 from endpoints.models import Endpoint
+from providers import client, errors
+from providers.errors import GatewayError
+from tokens.models import ApiToken, Caller
 
-from . import errors
-from .lookup import Caller, caller_for, endpoint_named
-from .adapters import adapter_for
-from .adapters.base import require_task
-from .errors import GatewayError
+logger = logging.getLogger("gateway")
 
 PERMISSION = "endpoints.view_endpoint"
 MAX_BODY_BYTES = 20 * 1024 * 1024  # room for images sent inline as base64
@@ -66,7 +64,7 @@ def gateway_route(method: str) -> Callable:
 def authenticate(request: HttpRequest) -> Caller:
     """The token's caller, who must be allowed to view endpoints; 401 or 403 otherwise."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    caller = caller_for(token.strip(), permission=PERMISSION) if scheme.lower() == "bearer" else None
+    caller = ApiToken.caller(token.strip(), permission=PERMISSION) if scheme.lower() == "bearer" else None
     if caller is None:
         raise GatewayError(401, errors.AUTHENTICATION, "invalid_api_key",
                            "Send a valid API token as 'Authorization: Bearer <token>'.")
@@ -97,7 +95,7 @@ def find_endpoint(name: object) -> Endpoint:
     if not isinstance(name, str) or not name:
         raise GatewayError(400, errors.INVALID_REQUEST, "model_required",
                            "Name the endpoint to call in 'model'.")
-    endpoint = endpoint_named(name) if could_name_something(name) else None
+    endpoint = Endpoint.objects.for_call(name) if could_name_something(name) else None
     if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
                            f"There is no endpoint named '{name[:64]}'.")
@@ -106,9 +104,24 @@ def find_endpoint(name: object) -> Endpoint:
     return endpoint
 
 
+def require_task(endpoint: Endpoint, task: str) -> None:
+    """A 400 when a route for one task is called with an endpoint serving the other."""
+    if endpoint.task != task:
+        raise GatewayError(
+            400, errors.INVALID_REQUEST, "wrong_task", f"Endpoint '{endpoint.name}' serves {endpoint.task}, not {task}."
+        )
+
+
 def call(endpoint: Endpoint, body: object) -> HttpResponse:
-    """Send the body to the endpoint's provider; a stream is relayed as it arrives."""
-    result = adapter_for(endpoint.connection.provider).invoke(endpoint.connection, endpoint, body)
+    """Send the body to the endpoint's provider with its connection's current key; a stream is relayed as it arrives."""
+    connection = endpoint.connection
+    try:
+        account = connection.account()
+    except SecretsUnavailable as error:
+        # 503, not 500: the stored secrets need an operator (a re-entered key or the missing encryption key).
+        raise GatewayError(503, errors.UNAVAILABLE, "connection_secrets_unavailable", str(error)) from None
+    result = client.call(account, endpoint.target, body)
+    record_use(connection)
     if isinstance(result, dict):
         return JsonResponse(result)
     response = StreamingHttpResponse(result, content_type="text/event-stream")
@@ -141,6 +154,14 @@ chat_completions = openai_route("chat")
 embeddings = openai_route("embeddings")
 
 
+def record_use(connection: Connection) -> None:
+    """Bookkeeping must not fail a call the provider already answered."""
+    try:
+        connection.touch_last_used()
+    except DatabaseError as error:
+        logger.warning("Connection %s: could not record its last use (%s).", connection.name, type(error).__name__)
+
+
 @gateway_route("GET")
 def models(request: HttpRequest) -> HttpResponse:
     """`GET /gateway/v1/models`: the enabled endpoints, as OpenAI lists models."""
@@ -155,34 +176,3 @@ def models(request: HttpRequest) -> HttpResponse:
             ],
         }
     )
-
-
-# How many of the most recently written secrets /healthz reads to judge the configured keys.
-HEALTH_SAMPLE = 5
-
-
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers and the configured keys encrypt, decrypt and read recent secrets.
-
-    A configured key set that reads none of the most recently written secrets is a misconfigured server
-    (503, so a load balancer takes it out). One connection no key decrypts is that connection's problem,
-    not the server's: it answers its own 503 on the gateway while the others keep working, so health stays
-    200 and `rotate_encryption_key --check` names it.
-    """
-    checks = {"database": "ok", "encryption": "ok"}
-    recent: list[Connection] = []
-    try:
-        recent = list(Connection.objects.order_by("-secrets_updated_at").only("id", "name", "secrets")[:HEALTH_SAMPLE])
-    except Exception:  # noqa: BLE001 - any database failure means unhealthy; its text may carry a DSN
-        checks["database"] = "unavailable"
-    try:
-        probe = str(time.time())
-        if encrypted_fields.decrypt_str(encrypted_fields.encrypt_str(probe).decode()) != probe:
-            raise InvalidToken
-        if recent and not any(connection.secrets_decryptable for connection in recent):
-            raise InvalidToken
-    except InvalidToken:
-        checks["encryption"] = "the configured FIELD_ENCRYPTION_KEY does not decrypt the stored secrets"
-    healthy = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)

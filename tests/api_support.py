@@ -9,7 +9,7 @@ from tokens.models import ApiToken
 
 ALL_API_PERMISSIONS = (
     "connections.view_connection", "connections.add_connection", "connections.change_connection",
-    "connections.delete_connection", "connections.view_auditentry",
+    "connections.delete_connection", "audit.view_auditentry",
     "endpoints.view_endpoint", "endpoints.add_endpoint", "endpoints.change_endpoint", "endpoints.delete_endpoint",
 )
 

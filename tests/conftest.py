@@ -10,7 +10,7 @@ from connections.services import connection_save
 from endpoints.models import Endpoint
 
 # Which tests run on which database (SQLite always; the database-touching ones on PostgreSQL too).
-pytest_plugins = ["tests.databases"]
+pytest_plugins = ["tests.databases", "tests.provider_fixtures"]
 
 
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}

@@ -25,13 +25,15 @@ from django.test import Client
 from django.urls import include, path
 from rest_framework.test import APIClient
 
-from config.log_filters import RedactSecrets, redact
-from connections import providers
-from connections.models import AuditEntry, Connection
+from core.redaction import RedactSecrets
+from core.redaction import redact_log_text as redact
+from providers import catalogue
+from audit.models import AuditEntry
+from connections.models import Connection
 from connections.services import connection_save
 from endpoints.models import Endpoint
-from gateway import upstream
-from gateway.tokens import TOKENS
+from providers import upstream
+from providers.oauth import TOKENS
 from tests.fakes.google_token import make_service_account
 from tests.fakes.server import FakeServer, RecordedRequest, Reply
 from tokens.models import ApiToken
@@ -151,11 +153,11 @@ def echo(settings):
 # --- Every secret field of every auth method, planted ------------------------------------------------------
 
 
-def methods_with_secrets() -> list[tuple[providers.Provider, providers.AuthMethod]]:
-    return [(p, m) for p in providers.PROVIDER_LIST for m in p.auth_methods if m.secret_fields]
+def methods_with_secrets() -> list[tuple[catalogue.Provider, catalogue.AuthMethod]]:
+    return [(p, m) for p in catalogue.PROVIDER_LIST for m in p.auth_methods if m.secret_fields]
 
 
-def secrets_for(provider: providers.Provider, method: providers.AuthMethod, token_uri: str) -> dict:
+def secrets_for(provider: catalogue.Provider, method: catalogue.AuthMethod, token_uri: str) -> dict:
     values = {}
     for spec in method.secret_fields:
         tag = f"{provider.id}-{method.id}-{spec.name}"
@@ -169,9 +171,9 @@ def secrets_for(provider: providers.Provider, method: providers.AuthMethod, toke
     return values
 
 
-def config_for(method: providers.AuthMethod, address: str) -> dict:
+def config_for(method: catalogue.AuthMethod, address: str) -> dict:
     return {
-        spec.name: address if spec.name in providers.ADDRESS_FIELDS else CONFIG_VALUES.get(spec.name, spec.default)
+        spec.name: address if spec.name in catalogue.ADDRESS_FIELDS else CONFIG_VALUES.get(spec.name, spec.default)
         for spec in method.config_fields
     }
 

@@ -4,8 +4,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from connections.models import AuditEntry
-from connections.services import audit_record
+from audit.models import AuditEntry
+from audit.services import audit_record
 
 from .models import ApiToken
 
@@ -21,7 +21,7 @@ def token_create(
     """Issue a token for `user` and record it; returns the row and the plaintext to show once."""
     with transaction.atomic():
         token, plaintext = ApiToken.issue(user=user, expires_days=expires_days)
-        audit_record(actor=actor, action=AuditEntry.Action.TOKEN_CREATED, fields=audit_fields(token))
+        audit_record(actor=actor, action=AuditEntry.Action.TOKEN_CREATED, subject=token, fields=audit_fields(token))
     return token, plaintext
 
 
@@ -32,5 +32,5 @@ def token_revoke(*, token: ApiToken, actor: AbstractBaseUser | None) -> ApiToken
     with transaction.atomic():
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        audit_record(actor=actor, action=AuditEntry.Action.TOKEN_REVOKED, fields=audit_fields(token))
+        audit_record(actor=actor, action=AuditEntry.Action.TOKEN_REVOKED, subject=token, fields=audit_fields(token))
     return token

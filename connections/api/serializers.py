@@ -1,11 +1,11 @@
-"""API shapes of connections, audit entries and the provider registry; rules stay in the model and registry."""
+"""API shapes of connections and the provider catalogue; the rules stay in the model and the catalogue."""
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
-from config.api import JSONObjectField, ModelCleanSerializer
+from core.api import JSONObjectField, ModelCleanSerializer
 
-from ..models import AuditEntry, Connection
+from ..models import Connection
 from ..services import connection_save
 
 
@@ -90,19 +90,6 @@ class ConnectionSerializer(ModelCleanSerializer):
         return connection_save(connection=connection, actor=self.context["request"].user)
 
 
-class AuditEntrySerializer(serializers.ModelSerializer):
-    """One audit entry: who, what, which connection (its name at the time) and the field names (never values)."""
-
-    actor = serializers.CharField(source="actor_name", read_only=True)
-    connection = serializers.CharField(source="connection_name", read_only=True)
-    fields = serializers.ListField(child=serializers.CharField(), read_only=True)
-
-    class Meta:
-        model = AuditEntry
-        fields = ["at", "actor", "action", "connection", "fields"]
-        read_only_fields = fields
-
-
 class SecretFieldSpecSerializer(serializers.Serializer):
     name = serializers.CharField()
     label = serializers.CharField()
@@ -121,7 +108,7 @@ class AuthMethodSpecSerializer(serializers.Serializer):
 
 
 class ProviderSerializer(serializers.Serializer):
-    """A registry entry as `/api/v1/providers/` lists it."""
+    """A catalogue entry as `/api/v1/providers/` lists it."""
 
     id = serializers.CharField()
     label = serializers.CharField()

@@ -1,31 +1,24 @@
-"""`/api/v1/connections/`, `/api/v1/audit/` and `/api/v1/providers/`."""
+"""`/api/v1/connections/` and `/api/v1/providers/`."""
 
 import django_filters
 from django.db import transaction
-from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import generics, mixins, serializers, status, viewsets
+from rest_framework import generics, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from config.api import ModelPermissions, has_permission
-from config.names import NameConverter
-from endpoints.models import Endpoint
-from gateway.services import connection_test
+from audit.api.serializers import AuditEntrySerializer
+from core.api import NAME_IN_URL, ModelPermissions, has_permission
+from providers import catalogue
 
-from .. import providers
 from ..editing import RowLockedForEdit
-from ..models import AuditEntry, Connection
-from ..services import ConnectionInUse, connection_delete
-from .serializers import AuditEntrySerializer, ConnectionSerializer, ProviderSerializer
-
-# Names in URLs: anything up to the next slash, so an odd name is a clean 404 rather than an unrouted path
-# (except NUL, which PostgreSQL cannot compare: config.names).
-NAME_IN_URL = NameConverter.regex
+from ..models import Connection
+from ..services import ConnectionInUse, connection_delete, connection_test
+from .serializers import ConnectionSerializer, ProviderSerializer
 
 
 class ConnectionFilter(django_filters.FilterSet):
-    provider = django_filters.ChoiceFilter(choices=providers.provider_choices)
+    provider = django_filters.ChoiceFilter(choices=catalogue.provider_choices)
 
     class Meta:
         model = Connection
@@ -35,9 +28,7 @@ class ConnectionFilter(django_filters.FilterSet):
 class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
     """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
-    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related(
-        Prefetch("endpoints", queryset=Endpoint.objects.only("id", "name", "connection_id").order_by("name"))
-    )
+    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related("endpoints")
     serializer_class = ConnectionSerializer
     permission_classes = [ModelPermissions]
     lookup_field = "name"
@@ -73,13 +64,13 @@ class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
         detail=True,
         methods=["get"],
         serializer_class=AuditEntrySerializer,
-        permission_classes=[ModelPermissions, has_permission("connections.view_auditentry")],
+        permission_classes=[ModelPermissions, has_permission("audit.view_auditentry")],
         filter_backends=[],
     )
     def history(self, request, name=None):
         """The connection's audit entries, newest first."""
         connection = self.get_object()
-        page = self.paginate_queryset(connection.audit_entries.order_by("-at", "-id"))
+        page = self.paginate_queryset(connection.audit_entries())
         return self.get_paginated_response(AuditEntrySerializer(page, many=True).data)
 
 
@@ -106,31 +97,12 @@ class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
         return Response({"ok": result.ok, "status": result.status, "message": result.message})
 
 
-class AuditEntryFilter(django_filters.FilterSet):
-    connection = django_filters.CharFilter(field_name="connection_name")
-    action = django_filters.ChoiceFilter(choices=AuditEntry.Action.choices)
-
-    class Meta:
-        model = AuditEntry
-        fields = ["connection", "action"]
-
-
-class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """The audit log, newest first; `?connection=<name at the time>` and `?action=` narrow it."""
-
-    queryset = AuditEntry.objects.order_by("-at", "-id")
-    serializer_class = AuditEntrySerializer
-    permission_classes = [ModelPermissions]
-    filterset_class = AuditEntryFilter
-    ordering_fields = ["at"]
-
-
 class ProviderListView(generics.ListAPIView):
-    """The provider registry, unpaginated: what each provider and auth method needs."""
+    """The provider catalogue, unpaginated: what each provider and auth method needs."""
 
     serializer_class = ProviderSerializer
     pagination_class = None
     filter_backends = []
 
     def get_queryset(self):
-        return providers.PROVIDER_LIST
+        return catalogue.PROVIDER_LIST

@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
-from config.api import ModelCleanSerializer, NameRelatedField
 from connections.models import Connection
+from core.api import ModelCleanSerializer, NameRelatedField
 
 from ..models import Endpoint
+from ..services import endpoint_save
 
 
 class EndpointSerializer(ModelCleanSerializer):
@@ -18,7 +19,7 @@ class EndpointSerializer(ModelCleanSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
     def save_instance(self, endpoint: Endpoint) -> Endpoint:
-        endpoint = super().save_instance(endpoint)
+        endpoint = endpoint_save(endpoint=endpoint, actor=self.context["request"].user)
         # The response names the connection as it is now: a rename may have committed since the request named it.
         endpoint.connection.refresh_from_db(fields=["name", "provider"])
         return endpoint

@@ -1,16 +1,16 @@
 import django_filters
 from rest_framework import viewsets
 
-from config.api import ModelPermissions
-from connections import providers
-from connections.api.views import NAME_IN_URL
+from core.api import NAME_IN_URL, ModelPermissions
+from providers import catalogue
 
 from ..models import Endpoint
+from ..services import endpoint_delete
 from .serializers import EndpointSerializer
 
 
 class EndpointFilter(django_filters.FilterSet):
-    provider = django_filters.ChoiceFilter(field_name="connection__provider", choices=providers.provider_choices)
+    provider = django_filters.ChoiceFilter(field_name="connection__provider", choices=catalogue.provider_choices)
     connection = django_filters.CharFilter(field_name="connection__name")
 
     class Meta:
@@ -31,3 +31,6 @@ class EndpointViewSet(viewsets.ModelViewSet):
     filterset_class = EndpointFilter
     ordering_fields = ["name", "updated_at"]
     ordering = ["name"]
+
+    def perform_destroy(self, endpoint: Endpoint) -> None:
+        endpoint_delete(endpoint=endpoint, actor=self.request.user)

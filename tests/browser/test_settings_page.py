@@ -5,7 +5,8 @@ import re
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from connections.models import AuditEntry, Connection
+from audit.models import AuditEntry
+from connections.models import Connection
 from connections.secrets import mask_secret
 from endpoints.models import Endpoint
 from tests.browser.conftest import log_in
@@ -103,7 +104,7 @@ def test_the_user_guide_end_to_end(page: Page, live_server, admin_user, make_con
     expect(page.get_by_text("Connection “my-openai-key” deleted.")).to_be_visible()
     expect(row(page, "my-openai-key")).to_have_count(0)
     assert not Connection.objects.filter(name="my-openai-key").exists()
-    assert AuditEntry.objects.filter(connection_name="my-openai-key", action="deleted").exists()
+    assert AuditEntry.objects.filter(subject_name="my-openai-key", action="deleted").exists()
 
     # The audit log keeps the deleted connection's history.
     page.get_by_role("link", name="Audit log").click()

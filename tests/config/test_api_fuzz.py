@@ -31,10 +31,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from connections import providers
+from providers import catalogue
 from connections.models import Connection
 from endpoints.models import Endpoint
-from gateway import upstream
+from providers import upstream
 from tests.api_support import ALL_API_PERMISSIONS, assert_no_secret, grant
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import FakeOpenAI
@@ -183,7 +183,7 @@ SECRETS = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_s
 
 @st.composite
 def connection_bodies(draw) -> dict:
-    provider = draw(st.sampled_from(providers.PROVIDER_LIST))
+    provider = draw(st.sampled_from(catalogue.PROVIDER_LIST))
     method = draw(st.sampled_from(provider.auth_methods))
     return {
         "name": draw(NAMES),

@@ -1,4 +1,4 @@
-"""Login throttling (SPEC §8): 10 failures for a username from one address within 15 minutes → 429 for 15 minutes."""
+"""Login throttling: 10 failures for a username from one address within 15 minutes → 429 for 15 minutes."""
 
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""Headers on every response, HTTPS or not (SPEC §8): a CSP that allows no inline script, no framing, no sniffing."""
+"""Headers on every response, HTTPS or not: a CSP that allows no inline script, no framing, no sniffing."""
 
 import re
 from pathlib import Path

@@ -118,7 +118,7 @@ def test_keys_are_read_from_the_env_file_and_the_environment_wins(tmp_path):
 
 
 def production_environment(tmp_path: Path) -> dict[str, str]:
-    """SPEC §8's production case: DEBUG off, HTTPS on, a real host, fresh random keys."""
+    """The documented production case: DEBUG off, HTTPS on, a real host, fresh random keys."""
     return {"DEBUG": "False", "HTTPS": "true", "ALLOWED_HOSTS": "example.com",
             "SECRET_KEY": secrets.token_urlsafe(50), "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode()}
 

@@ -4,7 +4,8 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
-from connections.models import AuditEntry, Connection
+from audit.models import AuditEntry
+from connections.models import Connection
 from endpoints.models import Endpoint
 from tests.conftest import PLANTED_KEY
 
@@ -86,7 +87,7 @@ def test_the_admin_deletes_an_unused_connection_and_audits_it(admin_client_, mak
     connection = make_connection(name="unused")
     admin_client_.post(reverse("admin:connections_connection_delete", args=[connection.pk]), {"post": "yes"})
     assert not Connection.objects.exists()
-    assert AuditEntry.objects.filter(action="deleted", connection_name="unused", actor_name="root").exists()
+    assert AuditEntry.objects.filter(action="deleted", subject_name="unused", actor_name="root").exists()
 
 
 def test_the_changelist_shows_masks_and_counts_with_a_constant_number_of_queries(

@@ -4,8 +4,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from connections import providers
-from connections.models import AuditEntry, Connection
+from providers import catalogue
+from audit.models import AuditEntry
+from connections.models import Connection
 from tests.api_support import (  # noqa: F401 - fixtures
     ALL_API_PERMISSIONS, anonymous, api, assert_no_secret, bearer_client, make_user, operator,
 )
@@ -131,7 +132,7 @@ def test_it_answers_403_without_the_model_permission(make_user, make_connection,
 
 def test_history_and_audit_need_the_audit_permission(make_user, make_connection):
     make_connection()
-    others = [p for p in ALL_API_PERMISSIONS if p != "connections.view_auditentry"]
+    others = [p for p in ALL_API_PERMISSIONS if p != "audit.view_auditentry"]
     client = bearer_client(make_user("limited", *others))
 
     assert client.get(detail("openai-prod") + "history/").status_code == 403
@@ -412,7 +413,7 @@ def test_history_lists_the_connections_entries_newest_first(api, operator, make_
     assert response.status_code == 200
     results = response.json()["results"]
     assert [entry["action"] for entry in results] == ["key_rotated", "created"]
-    assert set(results[0]) == {"at", "actor", "action", "connection", "fields"}
+    assert set(results[0]) == {"at", "actor", "action", "connection", "endpoint", "fields"}
     assert results[0]["actor"] == "operator" and results[0]["connection"] == "openai-prod"
     assert results[0]["fields"] == ["secrets.api_key"]
     assert_no_secret(response)
@@ -438,7 +439,7 @@ def test_providers_lists_the_registry_unpaginated(api):
 
     assert response.status_code == 200
     data = response.json()
-    assert [p["id"] for p in data] == [p.id for p in providers.PROVIDER_LIST]
+    assert [p["id"] for p in data] == [p.id for p in catalogue.PROVIDER_LIST]
     openai = data[0]
     assert set(openai) == {"id", "label", "tasks", "auth_methods"}
     assert openai["tasks"] == ["chat", "embeddings"]

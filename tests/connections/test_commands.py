@@ -8,7 +8,8 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 
-from connections.models import AuditEntry, Connection
+from audit.models import AuditEntry
+from connections.models import Connection
 from tests.conftest import PLANTED_KEY
 
 from .conftest import KEY_A, KEY_B, KEY_C, run_on_terminal

@@ -8,11 +8,13 @@ from django.core.exceptions import ValidationError
 from django.db import connection as db_connection
 from django.db.models import ProtectedError
 
-from connections.models import AuditEntry, Connection
+from audit.models import AuditEntry
+from connections.models import Connection
 from connections.secrets import SecretsUnavailable, mask_secret
 from connections.services import ConnectionInUse, connection_delete, connection_save
+from providers.catalogue import PROVIDERS
 from tests.conftest import PLANTED_KEY
-from tests.connections.registry_cases import SERVICE_ACCOUNT
+from tests.providers.catalogue_cases import SERVICE_ACCOUNT
 
 KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()
@@ -115,7 +117,9 @@ def test_masks_show_three_and_four_characters_only_from_twenty(value, mask):
 
 
 def test_a_service_account_mask_shows_its_email_and_nothing_of_the_key():
-    mask = mask_secret(json.dumps(SERVICE_ACCOUNT))
+    key_file = PROVIDERS["vertex_ai"].auth_method("service_account").secret_field("service_account_json")
+
+    mask = mask_secret(json.dumps(SERVICE_ACCOUNT), key_file)
     assert mask == "service account gateway@my-project-123.iam.gserviceaccount.com"
     assert "PRIVATE" not in mask
 
@@ -246,14 +250,14 @@ def test_every_write_is_audited_with_the_user_and_field_names_only(make_connecti
     connection_save(connection=loaded, actor=None)
     connection_delete(connection=loaded, actor=admin_user)
 
-    entries = list(AuditEntry.objects.order_by("id").values_list("actor_name", "action", "connection_name", "fields"))
+    entries = list(AuditEntry.objects.order_by("id").values_list("actor_name", "action", "subject_name", "fields"))
     assert entries == [
         ("root", "created", "audited", ["name", "provider", "auth_method", "secrets.api_key"]),
         ("root", "key_rotated", "audited", ["secrets.api_key"]),
         ("system", "updated", "audited", ["description", "config.organization"]),
         ("root", "deleted", "audited", []),
     ]
-    assert AuditEntry.objects.filter(connection__isnull=True).count() == 4  # kept after the delete
+    assert AuditEntry.objects.filter(subject_type="connection", subject_name="audited").count() == 4  # kept after the delete
     dump = json.dumps(list(AuditEntry.objects.values()), default=str)
     assert PLANTED_KEY not in dump and "sk-second" not in dump and "org-1" not in dump
 

@@ -15,7 +15,8 @@ from django.db import connections
 from django.test import Client
 from rest_framework.test import APIClient
 
-from connections.models import AuditEntry, Connection
+from audit.models import AuditEntry
+from connections.models import Connection
 from endpoints.models import Endpoint
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]

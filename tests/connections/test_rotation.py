@@ -13,7 +13,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection as db_connection
 
 from connections import rotation
-from connections.models import AuditEntry, Connection
+from audit.models import AuditEntry
+from connections.models import Connection
 from connections.services import connection_rotate_key, connection_save
 from tests.conftest import PLANTED_KEY
 
@@ -69,7 +70,7 @@ class TestEndToEnd:
         call_command("rotate_encryption_key", "--batch-size", "2", "--user", "alice", stdout=StringIO())
 
         entry = AuditEntry.objects.get(action=AuditEntry.Action.ENCRYPTION_KEY_ROTATED)
-        assert (entry.actor_name, entry.connection, entry.fields) == ("alice", None, ["secrets"])
+        assert (entry.actor_name, entry.subject_id, entry.fields) == ("alice", None, ["secrets"])
         assert entry.get_action_display() == "Encryption key rotated"
 
     def test_timestamps_are_left_alone(self, under_key_a, use_keys):

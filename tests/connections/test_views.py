@@ -8,7 +8,8 @@ from django.template.loader import render_to_string
 from django.test import Client
 from django.urls import reverse
 
-from connections.models import AuditEntry, Connection
+from audit.models import AuditEntry
+from connections.models import Connection
 from connections.secrets import UNDECRYPTABLE_LABEL, mask_secret
 from endpoints.models import Endpoint
 from tests.conftest import PLANTED_KEY
@@ -78,7 +79,7 @@ def test_pages_send_signed_out_visitors_to_the_login_page(client, make_connectio
         assert response.headers["Location"] == f"/accounts/login/?next={url}"
 
 
-def test_login_page_has_the_spec_labels_and_signs_in(client, admin_user):
+def test_login_page_has_the_documented_labels_and_signs_in(client, admin_user):
     page = client.get("/accounts/login/").content.decode()
     assert '<label for="id_username">Username' in page
     assert '<label for="id_password">Password' in page
@@ -209,7 +210,7 @@ def test_an_edit_costs_the_same_few_queries_however_many_endpoints(admin_client,
 # --- Create -------------------------------------------------------------------------------------------
 
 
-def test_create_form_has_the_spec_fields(admin_client):
+def test_create_form_has_the_documented_fields(admin_client):
     page = admin_client.get(CREATE_URL).content.decode()
     assert '<label for="id_name">Name' in page
     assert '<label for="id_provider">Provider' in page
@@ -236,7 +237,7 @@ def test_create_saves_the_connection_with_its_creator_and_audits_it(admin_client
     assert connection.get_secrets() == {"api_key": PLANTED_KEY}
     assert connection.created_by == admin_user and connection.updated_by == admin_user
     entry = AuditEntry.objects.get()
-    assert (entry.action, entry.actor, entry.connection) == ("created", admin_user, connection)
+    assert (entry.action, entry.actor, entry.subject_id) == ("created", admin_user, connection.pk)
     page = response.content.decode()
     assert "Connection “my-openai-key” created." in page
     assert PLANTED_KEY not in page
@@ -498,7 +499,7 @@ PAGES = [
     ("get", delete_url("openai-prod"), "connections.delete_connection"),
     ("post", delete_url("openai-prod"), "connections.delete_connection"),
     ("get", history_url("openai-prod"), "connections.view_connection"),
-    ("get", "/settings/audit/", "connections.view_auditentry"),
+    ("get", "/settings/audit/", "audit.view_auditentry"),
     ("get", "/settings/connections/method-fields/?provider=openai",
      "connections.add_connection|connections.change_connection"),
 ]

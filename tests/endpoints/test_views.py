@@ -24,7 +24,7 @@ def openai(make_connection) -> Connection:
     return make_connection("openai-prod")
 
 
-def test_list_shows_the_spec_columns(admin_client, openai, make_endpoint):
+def test_list_shows_the_documented_columns(admin_client, openai, make_endpoint):
     make_endpoint("chat-main", openai)
     make_endpoint("embed-off", openai, model="text-embedding-3-small", task="embeddings", enabled=False)
 
@@ -61,7 +61,7 @@ def test_list_costs_the_same_queries_with_1000_endpoints(client, django_user_mod
     assert page.count('<th scope="row"') == 50 and "Page 1 of 20" in page
 
 
-def test_create_form_has_the_spec_fields_and_preselects_a_connection(admin_client, openai, make_connection):
+def test_create_form_has_the_documented_fields_and_preselects_a_connection(admin_client, openai, make_connection):
     make_connection("anthropic-dev", provider="anthropic")
     page = admin_client.get(CREATE_URL + "?connection=openai-prod").content.decode()
     for field in ("name", "connection", "model", "task", "enabled"):

@@ -8,7 +8,7 @@ gets "connection refused"), and SQLite pointed at a path that is a directory (sq
 import httpx
 import pytest
 
-from config.unavailable import MESSAGE
+from core.unavailable import MESSAGE
 from tests.fakes.server import closed_port
 
 from .servers import Served, served_environment

@@ -1,4 +1,4 @@
-"""A provider that answers garbage, or a stream that breaks or stalls mid-way: the SPEC §6 error with a clean
+"""A provider that answers garbage, or a stream that breaks or stalls mid-way: the documented gateway error with a clean
 message (no traceback, no key), and a stalled stream ends within the configured timeout."""
 
 import json
@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 
 from tests.conftest import PLANTED_KEY
 from tests.fakes.server import FakeServer, RecordedRequest, Reply
-from tests.gateway.conftest import fresh_upstream_clients  # noqa: F401 - autouse: no pooled sockets across tests
+from tests.provider_fixtures import fresh_upstream_clients  # noqa: F401 - autouse: no pooled sockets across tests
 from tokens.models import ApiToken
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}

@@ -1,5 +1,5 @@
 """One connection no configured key decrypts, next to one that works: every surface says so clearly about
-the broken one and keeps serving the good one (SPEC §2 "Undecryptable secrets", §6 503)."""
+the broken one and keeps serving the good one (the broken one's calls answer 503)."""
 
 from io import StringIO
 

@@ -9,4 +9,4 @@ def broken(request):
 
 gateway_patterns = ([path("v1/broken", broken)], "gateway")
 urlpatterns = [path("gateway/", include(gateway_patterns))]
-handler500 = "config.unavailable.server_error"  # as config/urls.py
+handler500 = "core.unavailable.server_error"  # as config/urls.py

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from connections.models import Connection
 from tests.conftest import PLANTED_KEY
 from tests.fakes.server import closed_port
-from tests.gateway.conftest import CHAT_BODY
+from tests.provider_fixtures import CHAT_BODY
 from tokens.models import ApiToken
 
 ROTATED_KEY = "sk-rotated-9876543210-ZYXWVUTSrqpo"
@@ -139,7 +139,7 @@ def test_a_huge_body_is_a_413(gateway, openai_chat):
      (401, 401, "upstream_credentials_rejected"), (403, 401, "upstream_credentials_rejected"),
      (500, 502, None), (503, 502, None)],
 )
-def test_provider_errors_map_to_the_spec_table_without_the_key(
+def test_provider_errors_map_to_the_gateways_error_table_without_the_key(
     gateway, openai_chat, fake_openai, caplog, upstream_status, status, code
 ):
     caplog.set_level(logging.DEBUG)

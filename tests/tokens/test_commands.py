@@ -5,7 +5,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from connections.models import AuditEntry
+from audit.models import AuditEntry
 from tokens.models import ApiToken, hash_token
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from connections.models import AuditEntry
+from audit.models import AuditEntry
 from tokens.models import ApiToken, hash_token
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connections.models import Connection
-from connections.providers import FIELD_LABELS, MAX_SECRET_BYTES
 from connections.services import connection_rotate_key
+from providers.catalogue import FIELD_LABELS, MAX_SECRET_BYTES
 
 # Enough to let the registry say "longer than 16 KiB" without reading an endless stream into memory.
 MAX_READ_CHARS = MAX_SECRET_BYTES + 1024

@@ -1,0 +1,203 @@
+"""Shared pieces for adapters whose provider does not speak OpenAI's format: build OpenAI-shaped answers,
+read a provider's server-sent events, and write OpenAI chunks. Each adapter keeps only its own mapping."""
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+
+import httpx
+
+from .. import errors
+
+DONE = b"data: [DONE]\n\n"
+logger = logging.getLogger("gateway")
+
+# OpenAI chat options that change the answer, with the values that ask for nothing (as if not sent). A
+# translation that does not carry one refuses a request asking for it, rather than answering as if it had
+# not been asked: two answers instead of one, no log probabilities, no JSON mode (LiteLLM refuses too).
+ANSWER_OPTIONS: dict[str, tuple] = {
+    "n": (1,),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "logit_bias": ({},),
+    "presence_penalty": (0,),
+    "frequency_penalty": (0,),
+    "seed": (),
+    "response_format": ({"type": "text"},),
+    "tools": ([],),
+    "tool_choice": ("auto", "none"),
+    "functions": ([],),
+    "function_call": ("auto", "none"),
+    "parallel_tool_calls": (True,),
+    "reasoning_effort": (),
+    "modalities": (["text"],),
+    "audio": (),
+    "prediction": (),
+    "web_search_options": (),
+}
+
+
+def same_value(value: object, neutral: object) -> bool:
+    """Equal, with a boolean never equal to a number (`n: true` is not `n: 1`, `presence_penalty: 0.0` is 0)."""
+    return isinstance(value, bool) == isinstance(neutral, bool) and value == neutral
+
+
+def refuse_options_not_carried(body: dict, *, carried: Iterable[str], provider: str) -> None:
+    """A 400 naming the first answer-changing option (ANSWER_OPTIONS) that the translation does not carry."""
+    carried = frozenset(carried)
+    for name, neutral in ANSWER_OPTIONS.items():
+        value = body.get(name)
+        if name in carried or value is None or any(same_value(value, each) for each in neutral):
+            continue
+        raise errors.GatewayError(
+            400, errors.INVALID_REQUEST, "unsupported_parameter",
+            f"'{name}' cannot be carried to {provider}: leave it out of the request (or at its default) "
+            "to call this endpoint.",
+        )
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def text_of(content: object) -> str:
+    """An OpenAI message `content` as plain text: a string, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+    return ""
+
+
+def split_system(messages: list) -> tuple[str, list[dict]]:
+    """System (and developer) messages joined into one instruction, and the conversation without them."""
+    system = [text_of(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") in ("system", "developer")]
+    rest = [m for m in messages if isinstance(m, dict) and m.get("role") not in ("system", "developer")]
+    return "\n\n".join(part for part in system if part), rest
+
+
+def usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict:
+    prompt, completion = int(prompt_tokens or 0), int(completion_tokens or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def chat_completion(*, model: str, content: str, finish_reason: str | None, usage_: dict | None,
+                    id_: str | None = None, tool_calls: list | None = None) -> dict:
+    """An OpenAI `chat.completion` with one choice."""
+    message: dict = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    document = {
+        "id": id_ or completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+    }
+    if usage_ is not None:
+        document["usage"] = usage_
+    return document
+
+
+def chunk(*, id_: str, model: str, created: int, delta: dict, finish_reason: str | None = None,
+          usage_: dict | None = None) -> bytes:
+    """One OpenAI `chat.completion.chunk` as a server-sent event."""
+    document = {
+        "id": id_,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+    if usage_ is not None:
+        document["usage"] = usage_
+    return sse(document)
+
+
+class ChunkWriter:
+    """One stream's OpenAI chunks: a stable id, model and creation time, and JSON events dispatched by kind.
+
+    Subclasses implement `translate(kind, document)` for their provider's event types.
+    """
+
+    def __init__(self, model: str = ""):
+        self.id = completion_id()
+        self.model = model
+        self.created = int(time.time())
+
+    def chunks(self, response: httpx.Response) -> Iterator[bytes]:
+        """Each JSON event (its `type`, else its SSE event name) translated; other lines are skipped."""
+        for event, data in read_events(response):
+            try:
+                document = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(document, dict):
+                yield from self.translate(document.get("type") or event, document)
+
+    def translate(self, kind: str, document: dict) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def chunk(self, delta: dict, finish_reason: str | None = None, usage_: dict | None = None) -> bytes:
+        return chunk(id_=self.id, model=self.model, created=self.created, delta=delta,
+                     finish_reason=finish_reason, usage_=usage_)
+
+
+def sse(document: dict) -> bytes:
+    return b"data: " + json.dumps(document, separators=(",", ":")).encode() + b"\n\n"
+
+
+def embeddings(*, model: str, vectors: list[list[float]], usage_: dict | None = None) -> dict:
+    """An OpenAI embeddings `list`, one item per input in order."""
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)],
+        "model": model,
+        "usage": usage_ or usage(0, 0),
+    }
+
+
+def embedding_inputs(value: object) -> list[str]:
+    """OpenAI's `input` (a string or a list of strings) as a list."""
+    return [value] if isinstance(value, str) else [item for item in value if isinstance(item, str)]
+
+
+def read_events(response: httpx.Response) -> Iterator[tuple[str, str]]:
+    """A provider's server-sent events as (event name, data) pairs, read as they arrive."""
+    event, data = "", []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+    if data:
+        yield event, "\n".join(data)
+
+
+def relay_translated(response: httpx.Response, chunks: Iterator[bytes], *, provider: str, name: str) -> Iterator[bytes]:
+    """An adapter's translated chunks as they are produced; a broken stream ends with an OpenAI error event;
+    then `data: [DONE]`. The provider's response is closed however the iteration ends."""
+    try:
+        yield from chunks
+    except httpx.TransportError as error:
+        failure = errors.from_transport_error(error, provider=provider)
+        logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
+        yield sse(failure.body())
+    finally:
+        response.close()
+    yield DONE
+
+
+def error_event(message: str, *, provider: str, secrets: Iterable[str] = ()) -> bytes:
+    """An OpenAI error event for an error the provider reported in the middle of a stream, redacted."""
+    text = errors.safe_message(message, secrets) or "no details given"
+    failure = errors.GatewayError(
+        502, errors.UPSTREAM, "upstream_error", f"{provider} reported an error during the stream: {text}"
+    )
+    return sse(failure.body())

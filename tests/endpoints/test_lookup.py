@@ -1,0 +1,71 @@
+"""The gateway's hand-written endpoint read gives what the ORM gives, in one query, and never a stale row."""
+
+import pytest
+from cryptography.fernet import Fernet
+
+from connections.models import Connection
+from connections.secrets import SecretsUnavailable
+from endpoints.models import Endpoint
+from tests.conftest import PLANTED_KEY
+
+pytestmark = pytest.mark.django_db
+
+
+def field_values(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+@pytest.fixture
+def endpoint(make_connection, make_endpoint, admin_user):
+    connection = make_connection(
+        "openai-prod", config={"organization": "org-123", "base_url": "https://proxy.example.com/v1"}, actor=admin_user
+    )
+    return make_endpoint("chat-prod", connection, model="gpt-4o", enabled=False)
+
+
+def test_the_endpoint_and_its_connection_are_what_the_orm_loads(endpoint, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        found = Endpoint.objects.for_call("chat-prod")
+
+    expected = Endpoint.objects.select_related("connection").get(name="chat-prod")
+    assert field_values(found) == field_values(expected)
+    assert field_values(found.connection) == field_values(expected.connection)
+    assert found.created_at.tzinfo is not None and found.connection.secrets_updated_at.tzinfo is not None
+    assert found.connection.config["organization"] == "org-123"
+    assert found.connection.get_secrets() == {"api_key": PLANTED_KEY}
+
+
+def test_the_loaded_connection_saves_like_one_the_orm_loaded(endpoint):
+    found = Endpoint.objects.for_call("chat-prod").connection
+    found.description = "edited"
+    assert found.changed_fields() == ["description"]  # nothing else looks changed: the snapshot was taken
+    found.save()
+
+    assert Connection.objects.get(pk=found.pk).get_secrets() == {"api_key": PLANTED_KEY}
+
+
+def test_an_unknown_name_is_none(endpoint, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        assert Endpoint.objects.for_call("chat-staging") is None
+
+
+def test_every_call_reads_the_current_row(endpoint):
+    assert Endpoint.objects.for_call("chat-prod").connection.get_secrets() == {"api_key": PLANTED_KEY}
+
+    connection = Connection.objects.get(name="openai-prod")
+    connection.update_secrets({"api_key": "sk-rotated-0123456789abcdef"})
+    connection.save()
+    Endpoint.objects.filter(name="chat-prod").update(enabled=True)
+
+    found = Endpoint.objects.for_call("chat-prod")
+    assert found.enabled is True
+    assert found.connection.get_secrets() == {"api_key": "sk-rotated-0123456789abcdef"}
+
+
+def test_secrets_no_configured_key_decrypts_load_as_the_placeholder(endpoint, use_keys):
+    use_keys(Fernet.generate_key().decode())
+
+    connection = Endpoint.objects.for_call("chat-prod").connection
+    assert not connection.secrets_decryptable
+    with pytest.raises(SecretsUnavailable):
+        connection.get_secrets()
