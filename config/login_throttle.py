@@ -1,10 +1,28 @@
-"""Login throttling on top of django-axes: what a throttled login gets (a 429 login page)."""
+"""Login throttling on top of django-axes: whose failures count, and what a throttled login gets (a 429
+login page)."""
 
+import ipaddress
 from datetime import timedelta
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """axes' AXES_CLIENT_IP_CALLABLE: the address a login try comes from.
+
+    The socket's peer; with BEHIND_PROXY, the right-most X-Forwarded-For entry, the one the proxy appended
+    (nginx's `$proxy_add_x_forwarded_for`). Every entry left of it came from the client, who may have written
+    any address there: none of them is ever used, whether it looks public, private or anything else.
+    """
+    if settings.BEHIND_PROXY:
+        appended = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
+        try:
+            return str(ipaddress.ip_address(appended))
+        except ValueError:
+            pass  # no header: a request that did not come through the proxy (a health check)
+    return request.META.get("REMOTE_ADDR")
 
 
 def lockout_message() -> str:

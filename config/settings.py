@@ -255,9 +255,9 @@ AXES_LOCKOUT_CALLABLE = "config.login_throttle.lockout_response"
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_VERBOSE = False  # no start-up banner on stderr of every management command
 # The client address: the socket's peer; behind a proxy, the address that proxy appended to X-Forwarded-For
-# (the right-most entry: anything left of it was sent by the client and can be forged).
-AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if BEHIND_PROXY else ("REMOTE_ADDR",)
-AXES_IPWARE_PROXY_ORDER = "right-most"
+# (the right-most entry: anything left of it was sent by the client and can be forged). Taken exactly, not
+# guessed: ipware would prefer a public address the client wrote over a private one the proxy added.
+AXES_CLIENT_IP_CALLABLE = "config.login_throttle.client_address"
 
 # Every handler gets the redaction filter: no credential (auth header, bearer or `llmc_` token) reaches a log.
 LOGGING = {

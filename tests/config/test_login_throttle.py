@@ -109,8 +109,8 @@ def test_without_a_proxy_x_forwarded_for_is_ignored(alice):
 
 @pytest.fixture
 def behind_proxy(settings):
-    """What BEHIND_PROXY=true configures (tests/config/test_settings.py checks that it does)."""
-    settings.AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    """BEHIND_PROXY=true (tests/config/test_settings.py checks that the variable sets it)."""
+    settings.BEHIND_PROXY = True
 
 
 def test_behind_a_proxy_the_address_the_proxy_saw_is_counted(alice, behind_proxy):
@@ -123,3 +123,13 @@ def test_behind_a_proxy_the_address_the_proxy_saw_is_counted(alice, behind_proxy
     forged = f"198.51.100.9, {ADDRESS}"
     assert log_in("alice", PASSWORD, proxy, HTTP_X_FORWARDED_FOR=forged).status_code == 429
     assert log_in("alice", PASSWORD, proxy, HTTP_X_FORWARDED_FOR=ADDRESS).status_code == 429
+
+
+@pytest.mark.parametrize("real", ["10.0.5.7", "127.0.0.2", "2001:db8::7"])
+def test_behind_a_proxy_a_forged_public_address_never_replaces_the_one_the_proxy_appended(alice, behind_proxy, real):
+    """A client on a private network (or anywhere) writing public addresses in front gets no fresh count."""
+    for number in range(10):
+        fail(1, address="10.0.0.2", HTTP_X_FORWARDED_FOR=f"8.8.{number}.8, {real}")
+
+    assert log_in("alice", PASSWORD, "10.0.0.2", HTTP_X_FORWARDED_FOR=f"9.9.9.9, {real}").status_code == 429
+    assert AccessAttempt.objects.get().ip_address == real

@@ -140,23 +140,25 @@ def test_check_deploy_does_warn_without_https(tmp_path):
 
 SHOW_API_AND_PROXY_SETTINGS = (
     "from django.conf import settings; from rest_framework.settings import api_settings;"
+    "from axes.helpers import get_client_ip_address; from django.test import RequestFactory;"
     "print([renderer.__name__ for renderer in api_settings.DEFAULT_RENDERER_CLASSES]);"
-    "print(list(settings.AXES_IPWARE_META_PRECEDENCE_ORDER))"
+    "print(get_client_ip_address(RequestFactory().get('/', REMOTE_ADDR='10.0.0.2',"
+    " HTTP_X_FORWARDED_FOR='8.8.8.8, 10.0.5.7')))"
 )
 
 
 @pytest.mark.parametrize(
-    ("debug", "behind_proxy", "renderers", "address_headers"),
+    ("debug", "behind_proxy", "renderers", "login_address"),
     [
-        ("false", "false", ["JSONRenderer"], ["REMOTE_ADDR"]),
-        ("true", "true", ["JSONRenderer", "BrowsableAPIRenderer"], ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]),
+        ("false", "false", ["JSONRenderer"], "10.0.0.2"),
+        ("true", "true", ["JSONRenderer", "BrowsableAPIRenderer"], "10.0.5.7"),
     ],
 )
 def test_the_browsable_api_only_with_debug_and_x_forwarded_for_only_behind_a_proxy(
-    tmp_path, debug, behind_proxy, renderers, address_headers
+    tmp_path, debug, behind_proxy, renderers, login_address
 ):
     result = manage("shell", "--no-imports", "-c", SHOW_API_AND_PROXY_SETTINGS, cwd=tmp_path, DEBUG=debug,
                     BEHIND_PROXY=behind_proxy, SECRET_KEY="s" * 50, FIELD_ENCRYPTION_KEY=GOOD_KEY)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [str(renderers), str(address_headers)]
+    assert result.stdout.splitlines() == [str(renderers), login_address]
