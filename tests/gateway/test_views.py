@@ -213,6 +213,15 @@ def test_healthz_reports_database_and_keys(client, make_connection, use_keys):
     assert response.status_code == 503 and response.json()["status"] == "unavailable"
 
 
+def test_with_https_on_healthz_still_answers_plain_http_while_everything_else_redirects(db, client, settings):
+    """A load balancer checks each instance on its own address, without TLS (HTTPS=true sets the redirect)."""
+    settings.SECURE_SSL_REDIRECT = True
+
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/settings/")
+    assert response.status_code == 301 and response["Location"] == "https://testserver/settings/"
+
+
 def test_the_permission_may_come_from_a_group_and_its_removal_applies_at_once(client, django_user_model, openai_chat):
     from django.contrib.auth.models import Group
 
