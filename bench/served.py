@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -27,10 +27,17 @@ class Served:
     token: str
     pid: int
     env: dict[str, str]
+    process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    def stop(self) -> None:
+        """Stop the server as its service manager would (SIGTERM: in-flight requests finish) and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
 
 
 def app_env(directory: str, port: int, database_url: str | None = None) -> dict[str, str]:
@@ -75,19 +82,27 @@ def wait_for(url: str, seconds: float = 30) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-@contextmanager
-def serving(env: dict[str, str], token: str) -> Iterator[Served]:
-    """gunicorn started as `make run` starts it (the venv's script, config/gunicorn.py); stopped on exit."""
+def server_command() -> list[str]:
+    """The command `make run` ends with (run in REPO; it listens on HOST:PORT from the environment)."""
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen([str(gunicorn), "--config", "config/gunicorn.py", "config.wsgi"], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return [str(gunicorn), "--config", "config/gunicorn.py", "config.wsgi"]
+
+
+@contextmanager
+def serving(env: dict[str, str], token: str, log: Path | None = None) -> Iterator[Served]:
+    """The server started as `make run` starts it (server_command()); stopped on exit. Its output goes to
+    `log` when given, else nowhere."""
+    output = open(log, "ab") if log is not None else subprocess.DEVNULL
+    server = subprocess.Popen(server_command(), cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{env['PORT']}"
         wait_for(f"{url}/healthz")
-        yield Served(url=url, token=token, pid=server.pid, env=env)
+        yield Served(url=url, token=token, pid=server.pid, env=env, process=server)
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if log is not None:
+            output.close()
 
 
 def server_pids(pid: int) -> list[int]:
