@@ -8,7 +8,8 @@ PYTHON ?= $(shell /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres lint-imports setup test-setup chromium postgresql bench bench-rotation load fuzz
+.PHONY: run test test-sqlite test-postgres lint-imports setup test-setup chromium postgresql nginx deploy-test \
+	bench bench-rotation load fuzz
 
 run: setup
 	$(PY) manage.py migrate --noinput
@@ -18,7 +19,7 @@ run: setup
 
 # Every test on SQLite, then the database-touching ones again on a throwaway PostgreSQL server
 # (tests/databases.py says which); both runs always happen, and either failing fails `make test`.
-test: test-setup postgresql
+test: test-setup postgresql nginx
 	@status=0; \
 	$(MAKE) --no-print-directory lint-imports || status=1; \
 	$(MAKE) --no-print-directory test-sqlite || status=1; \
@@ -29,7 +30,7 @@ test: test-setup postgresql
 lint-imports: test-setup
 	$(VENV)/bin/lint-imports
 
-test-sqlite: test-setup
+test-sqlite: test-setup postgresql nginx
 	$(PY) -m pytest
 
 test-postgres: test-setup postgresql
@@ -66,6 +67,16 @@ chromium:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
 		apt-get update -q && apt-get install -y -q postgresql; }
+
+# Debian's nginx, for tests/deploy/ (which runs its own on 127.0.0.1 ports; where systemd runs services, the
+# package also starts Debian's default site on port 80 until it is disabled).
+nginx:
+	@[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || { apt-get update -q && apt-get install -y -q nginx; }
+
+# The production deployment of deploy/ on 127.0.0.1 (also part of `make test`): nginx with TLS in front of two
+# app instances on a throwaway PostgreSQL, checked through the proxy; the systemd units verified.
+deploy-test: setup $(VENV)/.test-installed postgresql nginx
+	$(PY) -m pytest tests/deploy
 
 # Every surface at 200..2,000 connections on SQLite and a throwaway PostgreSQL side by side, the gateway overhead
 # and the key rotation; writes docs/benchmarks.md and docs/benchmarks.png (not tests; a few minutes).
