@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from config.envfile import create_env_file
+from tests.deploy.stack import documented_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = Fernet.generate_key().decode()
@@ -117,31 +118,22 @@ def test_keys_are_read_from_the_env_file_and_the_environment_wins(tmp_path):
     assert result.returncode == 1 and "not a valid Fernet key" in result.stderr
 
 
-DOCUMENTED_ENV_FILE = ROOT / "deploy" / "llm-connections.env.example"
-
-
-def documented_production_settings() -> dict[str, str]:
-    """The variables of deploy/llm-connections.env.example, the environment file docs/deployment.md installs."""
-    lines = [line for line in DOCUMENTED_ENV_FILE.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)
-
-
 def production_environment(tmp_path: Path) -> dict[str, str]:
     """The documented production case (DEBUG off, HTTPS on behind a proxy, a real host), with fresh
     random keys for the file's placeholders and a local database in place of its server (checks never connect)."""
-    return {**documented_production_settings(), "SECRET_KEY": secrets.token_urlsafe(50),
+    return {**documented_settings(), "SECRET_KEY": secrets.token_urlsafe(50),
             "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
 
 
 def test_the_documented_environment_file_is_the_production_case():
-    settings = documented_production_settings()
+    settings = documented_settings()
     assert {name: settings[name] for name in ("DEBUG", "HTTPS", "BEHIND_PROXY")} == {
         "DEBUG": "false", "HTTPS": "true", "BEHIND_PROXY": "true"}
     assert settings["DATABASE_URL"].startswith("postgres://")
 
 
 def test_the_documented_environment_file_does_not_start_until_its_keys_are_replaced(tmp_path):
-    placeholders = {**documented_production_settings(), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    placeholders = {**documented_settings(), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     result = manage("check", cwd=tmp_path, **placeholders)
     assert result.returncode == 1 and "SECRET_KEY is missing or shorter than 32 characters" in result.stderr
     result = manage("check", cwd=tmp_path, **{**placeholders, "SECRET_KEY": secrets.token_urlsafe(50)})

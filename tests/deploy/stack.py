@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "deploy" / "nginx.conf"
+DOCUMENTED_ENV_FILE = ROOT / "deploy" / "llm-connections.env.example"
 DEBIAN_MAIN_CONF = Path("/etc/nginx/nginx.conf")
 SERVER_NAME = "llm.example.com"  # deploy/nginx.conf's placeholder, kept: the test resolves it to 127.0.0.1
 
@@ -39,6 +40,12 @@ def nginx_binary() -> str:
     found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     assert found, "Debian's nginx is missing: `make nginx` (or apt-get install -y nginx) installs it"
     return found
+
+
+def documented_settings() -> dict[str, str]:
+    """The variables of deploy/llm-connections.env.example, the environment file docs/deployment.md installs."""
+    lines = [line for line in DOCUMENTED_ENV_FILE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
 
 
 # --- TLS ------------------------------------------------------------------------------------------------

@@ -7,12 +7,15 @@ out of the PostgreSQL rerun of `make test`: they run once, in the first half.
 """
 
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -23,13 +26,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.served import ADMIN_PASSWORD, Served, app_env, prepare, serving
+from bench.served import ADMIN_PASSWORD, Served, app_env, prepare, server_pids, serving
 from tests.conftest import FAKE_DNS
 from tests.fakes.openai import CONTENT, FakeOpenAI
 
 from .stack import (
     SERVER_NAME,
     NginxPaths,
+    documented_settings,
     error_output,
     free_port,
     logged,
@@ -98,11 +102,13 @@ def stack() -> Iterator[Stack]:
                                upstreams=[f"127.0.0.1:{port}" for port in ports],
                                certificates=directory / "tls", static_root=static_root)
             certificate = make_certificate(paths.certificates)
-            # What docs/deployment.md's environment file sets, with this machine's values.
-            production = {"HTTPS": "true", "BEHIND_PROXY": "true", "ALLOWED_HOSTS": f"{SERVER_NAME},127.0.0.1",
-                          "STATIC_ROOT": str(static_root), "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4",
-                          "GATEWAY_TIMEOUT": "30"}
-            envs = [{**app_env(str(directory), port, database_url), **production} for port in ports]
+            # The documented environment file, with this machine's keys, database, addresses and paths (and
+            # the instance's own address for health checks, as the file suggests), sized for a test.
+            documented = documented_settings()
+            assert documented["ALLOWED_HOSTS"] == SERVER_NAME
+            here = {"HOST": "127.0.0.1", "ALLOWED_HOSTS": f"{SERVER_NAME},127.0.0.1", "STATIC_ROOT": str(static_root),
+                    "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4"}
+            envs = [{**documented, **app_env(str(directory), port, database_url), **here} for port in ports]
             for number, env in enumerate(envs, start=1):  # each its own runtime directory, as the unit gives it
                 env["XDG_RUNTIME_DIR"] = str(directory / f"run-{number}")
                 Path(env["XDG_RUNTIME_DIR"]).mkdir(mode=0o700)
@@ -352,21 +358,23 @@ class Call:
     status: int | str = "pending"
 
 
-def test_with_one_instance_stopped_every_call_goes_through_the_other(stack):
-    """Calls keep coming while instance 2 stops; once it is gone, no call fails: nginx sends a request that
-    finds it down to instance 1 (a refused connection never reached the app, so even a POST is retried).
-    It stops an instance: the last test of the module."""
-    calls: list[Call] = []
-    enough = threading.Event()
-    stop = threading.Event()
-    wanted = [12]  # calls to have before `enough` is set; raised once the instance has stopped
+class Caller:
+    """Gateway calls and API reads through nginx, one after another in a thread, until stopped."""
 
-    def keep_calling() -> None:
-        with stack.api() as api:
-            while not stop.is_set():
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.calls: list[Call] = []
+        self.wanted = 0
+        self.enough = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.keep_calling, daemon=True)
+
+    def keep_calling(self) -> None:
+        with self.stack.api() as api:
+            while not self.stopping.is_set():
                 marker, user_agent = marked()
-                call = Call(len(calls), marker, "chat" if len(calls) % 2 else "list")
-                calls.append(call)
+                call = Call(len(self.calls), marker, "chat" if len(self.calls) % 2 else "list")
+                self.calls.append(call)
                 try:
                     if call.kind == "chat":
                         response = api.post("/gateway/v1/chat/completions", json=CHAT, headers=user_agent)
@@ -375,31 +383,70 @@ def test_with_one_instance_stopped_every_call_goes_through_the_other(stack):
                     call.status = response.status_code
                 except httpx.HTTPError as error:
                     call.status = repr(error)
-                if len(calls) >= wanted[0]:
-                    enough.set()
+                if len(self.calls) >= self.wanted:
+                    self.enough.set()
 
-    caller = threading.Thread(target=keep_calling, daemon=True)
-    caller.start()
-    try:
-        assert enough.wait(60), stack.diagnostics()
-        before = len(calls)
+    def wait_for(self, more: int) -> int:
+        """Wait until `more` calls have started after now; return how many had started before."""
+        started = len(self.calls)
+        self.enough.clear()
+        self.wanted = started + more
+        assert self.enough.wait(60), self.stack.diagnostics()
+        return started
+
+    @contextmanager
+    def running(self) -> Iterator["Caller"]:
+        self.thread.start()
+        try:
+            yield self
+        finally:
+            self.stopping.set()
+            self.thread.join(timeout=60)
+
+    def answered_by(self, calls: list[Call]) -> set[str]:
+        return {logged(self.stack.nginx.access_log, call.marker).answered_by for call in calls if call.status == 200}
+
+
+def workers(instance: Served) -> set[int]:
+    return set(server_pids(instance.pid)) - {instance.pid}
+
+
+def test_reloading_an_instance_for_a_new_release_fails_no_call(stack):
+    """`systemctl reload` (SIGHUP): gunicorn starts workers with the code on disk and lets the old ones finish,
+    keeping its socket open, while calls keep coming."""
+    instance = stack.instances[0]
+    with Caller(stack).running() as caller:
+        caller.wait_for(6)
+        for _ in range(2):
+            old = workers(instance)
+            os.kill(instance.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 30
+            while workers(instance) & old or not workers(instance):
+                assert time.monotonic() < deadline, stack.diagnostics()
+                time.sleep(0.05)
+            caller.wait_for(6)
+
+    failed = [call for call in caller.calls if call.status != 200]
+    assert not failed, f"{failed}\n{stack.diagnostics()}"
+    assert caller.answered_by(caller.calls) == set(stack.upstreams)
+
+
+def test_with_one_instance_stopped_every_call_goes_through_the_other(stack):
+    """Calls keep coming while instance 2 stops; once it is gone, no call fails: nginx sends a request that
+    finds it down to instance 1 (a refused connection never reached the app, so even a POST is retried).
+    It stops an instance: the last test of the module."""
+    with Caller(stack).running() as caller:
+        caller.wait_for(12)
         stack.instances[1].stop()
-        stopped_at = len(calls)  # every call from here on started after the instance was gone
-        enough.clear()
-        wanted[0] = stopped_at + 20
-        assert enough.wait(60), stack.diagnostics()
-    finally:
-        stop.set()
-        caller.join(timeout=60)
+        stopped_at = caller.wait_for(20)  # every call from here on started after the instance was gone
 
+    calls = caller.calls
     remaining, gone = stack.upstreams
-    answered = {logged(stack.nginx.access_log, call.marker).answered_by for call in calls[:before] if call.status == 200}
-    assert answered == {remaining, gone}
+    assert caller.answered_by(calls[:12]) == {remaining, gone}
     after = calls[stopped_at:]
-    assert len(after) >= 20
     failed = [call for call in after if call.status != 200]
     assert not failed, f"{failed}\n{stack.diagnostics()}"
-    assert {logged(stack.nginx.access_log, call.marker).answered_by for call in after} == {remaining}
+    assert caller.answered_by(after) == {remaining}
+    # Only a POST sent on a kept-alive connection just as the instance closed it may fail (nginx never resends it).
     failed_before = [call for call in calls[:stopped_at] if call.status != 200]
-    # Only a POST sent on a kept-alive connection just as the instance stopped may fail (never resent).
     assert all(call.kind == "chat" for call in failed_before), failed_before
