@@ -122,7 +122,8 @@ def production_environment(tmp_path: Path) -> dict[str, str]:
     """The documented production case (DEBUG off, HTTPS on behind a proxy, a real host), with fresh
     random keys for the file's placeholders and a local database in place of its server (checks never connect)."""
     return {**documented_settings(), "SECRET_KEY": secrets.token_urlsafe(50),
-            "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+            "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
 
 
 def test_the_documented_environment_file_is_the_production_case():
