@@ -3,6 +3,9 @@
 Each check in settings.HEALTH_CHECKS is a function answering `(name, "ok")` or `(name, what is wrong)`; the
 apps provide the checks of what they own (the connections app: that the configured keys read the stored
 secrets). The answer is 200 when every check says "ok", else 503 with each check's word, never a DSN.
+
+The server answers it in front of Django (config/asgi.py, `healthz_asgi`) on a database thread of its own,
+so a probe never waits behind gateway traffic or a busy page; the Django view answers the same.
 """
 
 from collections.abc import Callable
@@ -14,7 +17,11 @@ from django.http import HttpRequest, JsonResponse
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET
 
+from .asgi_http import Receive, Request, Scope, Send, json_answer, send_answer
+from .db_threads import DatabaseThreads
+
 Check = Callable[[], tuple[str, str]]
+HEALTH_THREAD = DatabaseThreads("health-db", 1)
 
 
 def database_answers() -> tuple[str, str]:
@@ -32,8 +39,23 @@ def configured_checks(paths: tuple[str, ...]) -> tuple[Check, ...]:
     return tuple(import_string(path) for path in paths)
 
 
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
+def health() -> tuple[int, dict]:
+    """Every check's word, and the status that sums them up."""
     checks = dict(check() for check in configured_checks(tuple(settings.HEALTH_CHECKS)))
     healthy = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
+    return (200 if healthy else 503), {"status": "ok" if healthy else "unavailable", **checks}
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    status, document = health()
+    return JsonResponse(document, status=status)
+
+
+async def healthz_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    request = Request.of(scope, receive)
+    if request.method not in ("GET", "HEAD"):
+        await send_answer(send, request, json_answer(405, {"detail": "Use GET."}, {"Allow": "GET"}))
+        return
+    status, document = await HEALTH_THREAD.run(health)
+    await send_answer(send, request, json_answer(status, document))

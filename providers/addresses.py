@@ -59,3 +59,14 @@ def is_private_host_name(host: str) -> bool:
         or host == "localhost"
         or host.endswith((".localhost", ".internal", ".local"))
     )
+
+
+def address_allowed(host: str, address: str, *, allow_loopback: bool) -> bool:
+    """At call time: public addresses, hosts or addresses the operator allowed, loopback for local servers."""
+    ip = parse_ip(address)
+    if ip is None:
+        return False
+    if is_public_ip(ip) or is_allowed_private_host(host) or is_allowed_private_host(str(ip)):
+        return True
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return allow_loopback and (ip.is_loopback or bool(mapped and mapped.is_loopback))

@@ -1,10 +1,22 @@
 """`Authorization: Bearer <token>` for the API (and the gateway): listed first so 401s say `WWW-Authenticate: Bearer`."""
 
+import re
+
 from rest_framework import authentication, exceptions
 
 from .models import ApiToken
 
 KEYWORD = "Bearer"
+
+
+BEARER = re.compile(r"bearer[ \t]+([^ \t]+)", re.IGNORECASE)
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (the scheme in any case, spaces or tabs before
+    the token), or None. The one parser of the API and the gateway."""
+    match = BEARER.fullmatch(header.strip(" \t"))
+    return match[1] if match else None
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

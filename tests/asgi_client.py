@@ -1,0 +1,149 @@
+"""A test client for the ASGI application the server runs (config/asgi.py), in the test's own thread.
+
+It speaks like Django's test client (`get`, `post`, `generic`, `HTTP_*` keyword headers, `defaults`) and drives
+the whole site: the gateway and /healthz in front of Django, then Django's ASGI handler for the rest. The
+database work of a request runs on the test's thread (core/db_threads.py `on_callers_thread`, and Django's own
+thread-sensitive calls), so it sees the rows the test made inside its transaction.
+"""
+
+import json
+from http.cookies import SimpleCookie
+
+from asgiref.sync import async_to_sync
+from django.http import HttpResponse
+
+from core.db_threads import on_callers_thread
+from providers import upstream
+
+
+class AsgiResponse:
+    """What a test reads of an answer; like Django's test response where the tests need it."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], chunks: list[bytes]):
+        self.status_code = status
+        self.header_list = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+        self.headers = {}
+        for name, value in self.header_list:
+            self.headers.setdefault(name.lower(), value)
+        self.chunks = chunks
+        self.content = b"".join(chunks)
+        self.cookies = SimpleCookie()
+        for name, value in self.header_list:
+            if name.lower() == "set-cookie":
+                self.cookies.load(value)
+        self.reason_phrase = HttpResponse(status=status).reason_phrase
+        self.charset = "utf-8"
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name.lower()]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def has_header(self, name: str) -> bool:
+        return name.lower() in self.headers
+
+    @property
+    def streaming(self) -> bool:
+        return self.headers.get("content-type", "").startswith("text/event-stream")
+
+    @property
+    def streaming_content(self) -> list[bytes]:
+        return [self.content]
+
+    def json(self):
+        return json.loads(self.content)
+
+    def __repr__(self) -> str:
+        return f"<AsgiResponse {self.status_code}>"
+
+
+class AsgiClient:
+    """Requests to the served site from the test thread; `defaults` are extra `HTTP_*` headers for every request."""
+
+    def __init__(self, app=None, **defaults):
+        if app is None:
+            from config.asgi import application as app
+        self.app = app
+        self.defaults = defaults
+        self.cookies = SimpleCookie()
+
+    def force_login(self, user) -> None:
+        """Sign `user` in, as Django's test client does, and keep the session cookie."""
+        from django.test import Client
+
+        django_client = Client()
+        django_client.force_login(user)
+        for name, morsel in django_client.cookies.items():
+            self.cookies[name] = morsel.value
+
+    def get(self, path: str, **extra) -> AsgiResponse:
+        return self.generic("GET", path, **extra)
+
+    def post(self, path: str, data=b"", content_type: str = "application/json", **extra) -> AsgiResponse:
+        if not isinstance(data, (bytes, str)):
+            data = json.dumps(data)
+        return self.generic("POST", path, data, content_type=content_type, **extra)
+
+    def generic(self, method: str, path: str, data=b"", content_type: str | None = None, **extra) -> AsgiResponse:
+        body = data.encode() if isinstance(data, str) else data
+        headers = [(b"host", b"testserver")]
+        if content_type:
+            headers.append((b"content-type", content_type.encode()))
+        if body:
+            headers.append((b"content-length", str(len(body)).encode()))
+        for key, value in {**self.defaults, **extra}.items():
+            if key.startswith("HTTP_"):
+                headers.append((key[5:].replace("_", "-").lower().encode("latin-1"), str(value).encode("latin-1")))
+        if self.cookies:
+            cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in self.cookies.items())
+            headers.append((b"cookie", cookie.encode()))
+        raw_path, _, query = path.partition("?")
+        from urllib.parse import unquote
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": unquote(raw_path), "raw_path": raw_path.encode(), "query_string": query.encode(),
+            "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        }
+        return self.run(scope, [body])
+
+    def run(self, scope: dict, body_parts: list[bytes]) -> AsgiResponse:
+        started: dict = {}
+        chunks: list[bytes] = []
+        incoming = [{"type": "http.request", "body": part, "more_body": i < len(body_parts) - 1}
+                    for i, part in enumerate(body_parts)]
+
+        async def receive():
+            if incoming:
+                return incoming.pop(0)
+            if started.get("done"):
+                return {"type": "http.disconnect"}
+            # The answer is still being sent: the client is still there.
+            import asyncio
+
+            while not started.get("done"):
+                await asyncio.sleep(0.01)
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                started.update(status=message["status"], headers=message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    started["done"] = True
+
+        async def drive():
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                started["done"] = True
+                await upstream.close_sessions()
+
+        with on_callers_thread():
+            async_to_sync(drive)()
+        response = AsgiResponse(started.get("status", 500), started.get("headers", []), chunks)
+        for name, morsel in response.cookies.items():
+            self.cookies[name] = morsel.value
+        return response
