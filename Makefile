@@ -15,7 +15,7 @@ run: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py create_default_admin
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	exec $(VENV)/bin/gunicorn --config config/gunicorn.py config.wsgi
+	exec $(VENV)/bin/gunicorn --config config/gunicorn.py
 
 # Every test on SQLite, then the database-touching ones again on a throwaway PostgreSQL server
 # (tests/databases.py says which); both runs always happen, and either failing fails `make test`.

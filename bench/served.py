@@ -1,7 +1,7 @@
 """The app served exactly as `make run` serves it, on a throwaway database, for the benches. Not a test.
 
 `served_app()` prepares the database as `make run` does (migrate, create_default_admin, collectstatic),
-issues an API token for the admin and starts `gunicorn --config config/gunicorn.py config.wsgi` on a free
+issues an API token for the admin and starts `gunicorn --config config/gunicorn.py` (ASGI workers) on a free
 loopback port with the keys in its environment (never the developer's `.env`); it always stops the server.
 """
 
@@ -85,7 +85,7 @@ def wait_for(url: str, seconds: float = 30) -> None:
 def server_command() -> list[str]:
     """The command `make run` ends with (run in REPO; it listens on HOST:PORT from the environment)."""
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    return [str(gunicorn), "--config", "config/gunicorn.py", "config.wsgi"]
+    return [str(gunicorn), "--config", "config/gunicorn.py"]
 
 
 @contextmanager

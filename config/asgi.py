@@ -35,7 +35,7 @@ class Site:
 
     def __init__(self, django_app):
         self.django = django_app
-        self.gateway = GatewayApp(fallback=django_app)
+        self.gateway = GatewayApp()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":

@@ -153,7 +153,8 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     options.setdefault("connect_timeout", 5)
     # Django's psycopg pool: the connections of a process do not grow with its requests or streams (a pooled
     # connection is given back at the end of each request, so CONN_MAX_AGE stays 0).
-    options.setdefault("pool", {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 10})
+    # A request waits at most `timeout` seconds for a free connection (or for the database to come back).
+    options.setdefault("pool", {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 3})
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 

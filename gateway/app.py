@@ -36,28 +36,27 @@ ROUTES: tuple[tuple[str, re.Pattern, View], ...] = (
 )
 
 
-def route(path: str) -> tuple[str, View, dict] | None:
-    """The route for a path under the prefix: (its method, view, arguments), or None."""
-    rest = path[len(PREFIX):]
-    for method, pattern, view in ROUTES:
-        match = pattern.fullmatch(rest)
-        if match:
-            return method, view, match.groupdict()
-    return None
-
-
 class GatewayApp:
-    """Serves the gateway's routes; anything else under the prefix goes to `fallback` (the site's 404)."""
+    """Serves the gateway's routes (`handles()` says which requests); the site serves the rest."""
 
-    def __init__(self, fallback: Callable[[Scope, Receive, Send], Awaitable[None]]):
-        self.fallback = fallback
+    def __init__(self, routes: tuple[tuple[str, re.Pattern, View], ...] = ROUTES):
+        self.routes = routes
         self.in_flight = 0
 
+    def route(self, path: str) -> tuple[str, View, dict] | None:
+        """The route for a path under the prefix: (its method, view, arguments), or None."""
+        rest = path[len(PREFIX):]
+        for method, pattern, view in self.routes:
+            match = pattern.fullmatch(rest)
+            if match:
+                return method, view, match.groupdict()
+        return None
+
     def handles(self, scope: Scope) -> bool:
-        return scope["type"] == "http" and scope["path"].startswith(PREFIX) and route(scope["path"]) is not None
+        return scope["type"] == "http" and scope["path"].startswith(PREFIX) and self.route(scope["path"]) is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method, view, arguments = route(scope["path"])
+        method, view, arguments = self.route(scope["path"])
         request = Request.of(scope, receive)
         if not host_allowed(request.host):
             logger.warning("Invalid HTTP_HOST header for a gateway call.")

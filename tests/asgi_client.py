@@ -10,8 +10,10 @@ import json
 from http.cookies import SimpleCookie
 
 from asgiref.sync import async_to_sync
+from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse
 
+from config.asgi import Site  # imported early: importing it sets Django up, and with it the logging, again
 from core.db_threads import on_callers_thread
 from providers import upstream
 
@@ -62,11 +64,17 @@ class AsgiClient:
     """Requests to the served site from the test thread; `defaults` are extra `HTTP_*` headers for every request."""
 
     def __init__(self, app=None, **defaults):
-        if app is None:
-            from config.asgi import application as app
-        self.app = app
+        self._app = app
         self.defaults = defaults
         self.cookies = SimpleCookie()
+
+    @property
+    def app(self):
+        if self._app is None:
+            # A fresh site per client, set up at its first request as Django's test client does: middleware
+            # reads the settings when it is set up, and a test may have changed them after making the client.
+            self._app = Site(ASGIHandler())  # (not get_asgi_application(): it would set logging up again)
+        return self._app
 
     def force_login(self, user) -> None:
         """Sign `user` in, as Django's test client does, and keep the session cookie."""

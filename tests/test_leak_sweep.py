@@ -146,7 +146,6 @@ def echo(settings):
     settings.AZURE_AUTHORITY_HOST = provider.url  # Entra ID's token requests go to the echo too
     yield provider
     provider.stop()
-    upstream.close_transports()
     TOKENS.clear()
 
 

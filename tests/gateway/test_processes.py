@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import FakeOpenAI
+from bench.served import server_command
 
 ROOT = Path(__file__).resolve().parents[2]
 ROTATED_KEY = "sk-rotated-in-process-a-0123456789"
@@ -57,7 +58,7 @@ def start_server(environment, tmp_path):
         port = free_port()
         log = open(tmp_path / f"server-{port}.log", "w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "config.wsgi"],
+            server_command(),
             cwd=ROOT, env={**environment, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
         )
         processes.append(process)
