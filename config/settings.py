@@ -92,6 +92,8 @@ MIDDLEWARE = [
     "gateway.middleware.GatewayMiddleware",
     # Above whitenoise, which answers static files itself: every response carries the CSP and X-Frame-Options.
     "csp.middleware.CSPMiddleware",
+    # Below the headers, above anything that reads a body: too large is the surface's 413 (core/body_limits.py).
+    "core.body_limits.BodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
