@@ -265,11 +265,17 @@ AXES_VERBOSE = False  # no start-up banner on stderr of every management command
 AXES_CLIENT_IP_CALLABLE = "config.login_throttle.client_address"
 
 # Every handler gets the redaction filter: no credential (auth header, bearer or `llmc_` token) reaches a log.
+# A request Django refuses (403, 400 for a suspicious or bad request) is one line, without its traceback.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "core.redaction.RedactSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
+    "filters": {
+        "refused_requests_on_one_line": {"()": "core.request_logs.RefusedRequestsOnOneLine"},
+        "redact_secrets": {"()": "core.redaction.RedactSecrets"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["refused_requests_on_one_line", "redact_secrets"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # httpx logs every request at INFO and httpcore its header exchanges at DEBUG: noise, and headers
     # are no place to send to logs. Their warnings still come through.
