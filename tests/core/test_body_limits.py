@@ -56,6 +56,8 @@ def test_the_api_answers_json_413(api, over, content_type, console):
     assert response.json() == {"detail": f"Request body too large: at most {api_limit()} bytes."}
     assert not Connection.objects.exists()
     assert "Traceback" not in console.getvalue()
+    logged = [line for line in console.getvalue().splitlines() if "Too Large" in line]
+    assert len(logged) == 1 and logged[0].endswith("Too Large: /api/v1/connections/")  # one line, as any 4xx
 
 
 def test_the_api_answers_json_413_to_a_signed_in_browser_too(admin_client, console):
