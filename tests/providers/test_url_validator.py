@@ -5,8 +5,10 @@ import ipaddress
 import itertools
 
 import httpx
+import hypothesis
 import pytest
 import yarl
+from hypothesis import strategies as st
 from django.core.exceptions import ValidationError
 
 from providers.addresses import is_allowed_private_host, is_loopback_host, is_private_host
@@ -53,3 +55,15 @@ def test_every_accepted_url_is_one_both_clients_call_alike(allow_local, settings
             as_compared(theirs.host), theirs.port), url
         host = theirs.host
         assert not is_private_host(host) or is_allowed_private_host(host) or (allow_local and is_loopback_host(host))
+
+
+URL_ALPHABET = "hHtTpPsS:/[]@%.-_0123456789abcdefxXn ①２。．\u00a0\u00ad\u200b\\<>?#é"
+
+
+@hypothesis.settings(max_examples=400, derandomize=True, deadline=None)
+@hypothesis.given(tail=st.text(alphabet=URL_ALPHABET, max_size=40), scheme=st.sampled_from(["http://", "https://", ""]))
+def test_any_text_is_refused_or_accepted_never_an_error(tail, scheme):
+    url = scheme + tail
+    for validate in (url_validator(), url_validator(allow_local=True)):
+        if accepted(validate, url):
+            httpx.URL(url), yarl.URL(url)  # noqa: B018 - both clients parse what was accepted
