@@ -99,6 +99,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Above whitenoise, which answers static files itself: every response carries the CSP and X-Frame-Options.
     "csp.middleware.CSPMiddleware",
+    # Below the headers, above anything that reads a body: too large is the surface's 413 (core/body_limits.py).
+    "core.body_limits.BodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -279,11 +281,17 @@ AXES_VERBOSE = False  # no start-up banner on stderr of every management command
 AXES_CLIENT_IP_CALLABLE = "config.login_throttle.client_address"
 
 # Every handler gets the redaction filter: no credential (auth header, bearer or `llmc_` token) reaches a log.
+# A request Django refuses (403, 400 for a suspicious or bad request) is one line, without its traceback.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "core.redaction.RedactSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
+    "filters": {
+        "refused_requests_on_one_line": {"()": "core.request_logs.RefusedRequestsOnOneLine"},
+        "redact_secrets": {"()": "core.redaction.RedactSecrets"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["refused_requests_on_one_line", "redact_secrets"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # aiohttp's client logs nothing useful below warnings. Django's own default handlers (a DEBUG console,
     # mail_admins with the request's headers) would print a record before it reaches ours unfiltered: its
