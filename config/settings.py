@@ -109,8 +109,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # Last, as axes asks: turns a throttled login into its 429 response.
-    "axes.middleware.AxesMiddleware",
+    # Last, as axes asks: turns a throttled login into its 429 response (config/login_throttle.py).
+    "config.login_throttle.LoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -23,5 +23,7 @@ class GatewayWorker(UvicornWorker):
         # queueing. Above the gateway's own limit (GATEWAY_MAX_IN_FLIGHT), which answers in OpenAI's shape.
         "limit_concurrency": int_env("SERVER_MAX_CONNECTIONS", 4096),
         "server_header": False,
+        # The application reads X-Forwarded-For and -Proto itself, and only with BEHIND_PROXY (settings.py).
+        "proxy_headers": False,
         "access_log": False,  # the application writes its own line (config/asgi.py)
     }

@@ -7,7 +7,9 @@ thread-sensitive calls), so it sees the rows the test made inside its transactio
 """
 
 import json
+import re
 from http.cookies import SimpleCookie
+from urllib.parse import unquote, urlencode
 
 from asgiref.sync import async_to_sync
 from django.core.handlers.asgi import ASGIHandler
@@ -16,6 +18,10 @@ from django.http import HttpResponse
 from config.asgi import Site  # imported early: importing it sets Django up, and with it the logging, again
 from core.db_threads import on_callers_thread
 from providers import upstream
+
+
+FORM = "application/x-www-form-urlencoded"
+CSRF_TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 class AsgiResponse:
@@ -56,6 +62,10 @@ class AsgiResponse:
     def json(self):
         return json.loads(self.content)
 
+    @property
+    def text(self) -> str:
+        return self.content.decode()
+
     def __repr__(self) -> str:
         return f"<AsgiResponse {self.status_code}>"
 
@@ -90,8 +100,15 @@ class AsgiClient:
 
     def post(self, path: str, data=b"", content_type: str = "application/json", **extra) -> AsgiResponse:
         if not isinstance(data, (bytes, str)):
-            data = json.dumps(data)
+            data = urlencode(data) if content_type == FORM else json.dumps(data)
         return self.generic("POST", path, data, content_type=content_type, **extra)
+
+    def submit(self, path: str, fields: dict, **extra) -> AsgiResponse:
+        """A form on `path` filled in and sent as a browser does: its page first (for the CSRF cookie and token)."""
+        page = self.get(path, **extra)
+        token = CSRF_TOKEN.search(page.content.decode())
+        return self.post(path, {**fields, "csrfmiddlewaretoken": token[1] if token else ""}, content_type=FORM,
+                         HTTP_REFERER=f"http://testserver{path}", **extra)
 
     def generic(self, method: str, path: str, data=b"", content_type: str | None = None, **extra) -> AsgiResponse:
         body = data.encode() if isinstance(data, str) else data
@@ -107,12 +124,12 @@ class AsgiClient:
             cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in self.cookies.items())
             headers.append((b"cookie", cookie.encode()))
         raw_path, _, query = path.partition("?")
-        from urllib.parse import unquote
-
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
             "path": unquote(raw_path), "raw_path": raw_path.encode(), "query_string": query.encode(),
-            "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+            "root_path": "", "headers": headers, "client": (extra.get("REMOTE_ADDR", self.defaults.get("REMOTE_ADDR",
+                                                                                                 "127.0.0.1")), 50000),
+            "server": ("testserver", 80),
         }
         return self.run(scope, [body])
 
