@@ -135,6 +135,7 @@ async def relay(request: Request, send: Send, events: EventStream) -> None:
     finally:
         for task in (streaming, gone):
             task.cancel()
+        await asyncio.gather(streaming, gone, return_exceptions=True)  # stopped before the stream is closed
         await events.aclose()
     if streaming.done() and not streaming.cancelled() and (error := streaming.exception()) is not None:
         if not isinstance(error, (TimeoutError, OSError, ClientGone)):

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.served import server_command
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import FakeOpenAI
-from bench.served import server_command
 
 ROOT = Path(__file__).resolve().parents[2]
 ROTATED_KEY = "sk-rotated-in-process-a-0123456789"
