@@ -8,11 +8,14 @@ thread-sensitive calls), so it sees the rows the test made inside its transactio
 
 import json
 import re
+from contextlib import contextmanager
 from http.cookies import SimpleCookie
 from urllib.parse import unquote, urlencode
 
 from asgiref.sync import async_to_sync
 from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.http import HttpResponse
 
 from config.asgi import Site  # imported early: importing it sets Django up, and with it the logging, again
@@ -68,6 +71,18 @@ class AsgiResponse:
 
     def __repr__(self) -> str:
         return f"<AsgiResponse {self.status_code}>"
+
+
+@contextmanager
+def database_kept_open():
+    """As Django's test client does: a request's end does not close the test's connection (its transaction)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 class AsgiClient:
@@ -166,7 +181,7 @@ class AsgiClient:
                 started["done"] = True
                 await upstream.close_sessions()
 
-        with on_callers_thread():
+        with on_callers_thread(), database_kept_open():
             async_to_sync(drive)()
         response = AsgiResponse(started.get("status", 500), started.get("headers", []), chunks)
         for name, morsel in response.cookies.items():
