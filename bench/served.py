@@ -28,6 +28,7 @@ class Served:
     pid: int
     env: dict[str, str]
     process: subprocess.Popen | None = field(default=None, repr=False)
+    log: Path | None = None  # where the server's output goes, when serving() was given a file
 
     @property
     def auth(self) -> dict[str, str]:
@@ -97,7 +98,7 @@ def serving(env: dict[str, str], token: str, log: Path | None = None) -> Iterato
     try:
         url = f"http://127.0.0.1:{env['PORT']}"
         wait_for(f"{url}/healthz")
-        yield Served(url=url, token=token, pid=server.pid, env=env, process=server)
+        yield Served(url=url, token=token, pid=server.pid, env=env, process=server, log=log)
     finally:
         server.terminate()
         server.wait(timeout=30)

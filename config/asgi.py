@@ -28,6 +28,10 @@ from gateway.views import DATABASE  # noqa: E402
 from providers import upstream  # noqa: E402
 
 access_log = logging.getLogger("access")
+# Django's handler receives a request's whole body before any middleware sees it: a body without a declared
+# length (chunked) that grows past the largest any page or API call takes is cut off there (the client is
+# treated as gone). A declared length over a surface's limit is answered 413 (core/body_limits.py).
+MAX_SITE_BODY = 4 * 1024 * 1024
 
 
 class Site:
@@ -52,7 +56,7 @@ class Site:
         elif scope["path"] == "/healthz":
             await healthz_asgi(scope, receive, send)
         else:
-            await self.django(scope, receive, send)
+            await self.django(scope, BoundedBody(receive, MAX_SITE_BODY), send)
         if settings.ACCESS_LOG:
             send.log()
 
@@ -68,6 +72,23 @@ class Site:
                 HEALTH_THREAD.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class BoundedBody:
+    """`receive` for Django, ending a request whose body passes `limit` bytes as if its client had gone."""
+
+    __slots__ = ("receive", "limit", "size")
+
+    def __init__(self, receive, limit: int):
+        self.receive, self.limit, self.size = receive, limit, 0
+
+    async def __call__(self):
+        message = await self.receive()
+        if message["type"] == "http.request":
+            self.size += len(message.get("body", b""))
+            if self.size > self.limit:
+                return {"type": "http.disconnect"}
+        return message
 
 
 class AccessLogged:

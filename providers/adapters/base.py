@@ -219,9 +219,16 @@ def redact_answer(account: Account, body: bytes) -> bytes:
     return body
 
 
-def event_stream_lines(lines: bytes) -> bool:
-    """Whether every line is one an event stream may hold: a field, a comment or a blank line."""
-    return all(SSE_LINE.match(line) for line in lines.split(b"\n")[:-1])
+def event_stream_prefix(lines: bytes) -> int:
+    """How many bytes of these whole lines are ones an event stream may hold (a field, a comment, a blank line)."""
+    if all(SSE_LINE.match(line) for line in lines.split(b"\n")[:-1]):
+        return len(lines)  # the usual case, checked in one pass
+    good = 0
+    for line in lines.split(b"\n")[:-1]:
+        if not SSE_LINE.match(line):
+            break
+        good += len(line) + 1
+    return good
 
 
 async def relay_events(response: UpstreamResponse, *, provider: str, name: str) -> AsyncIterator[bytes]:
@@ -235,14 +242,16 @@ async def relay_events(response: UpstreamResponse, *, provider: str, name: str) 
             if not cut:
                 continue
             lines, pending = pending[:cut], pending[cut:]
-            if not event_stream_lines(lines):
+            good = event_stream_prefix(lines)
+            if good:
+                tail = (tail + lines[:good])[-64:]
+                yield lines[:good]
+            if good < len(lines):
                 failure = errors.invalid_stream(provider)
                 logger.warning("Connection %s: the provider's stream is not an event stream.", name)
                 yield event_separator(tail) + sse_bytes(failure.body())
                 tail, pending = b"\n\n", b""
                 break
-            tail = (tail + lines)[-64:]
-            yield lines
     except TRANSPORT_ERRORS as error:
         failure = errors.from_transport_error(error, provider=provider)
         logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
@@ -250,10 +259,9 @@ async def relay_events(response: UpstreamResponse, *, provider: str, name: str) 
         tail, pending = b"\n\n", b""
     finally:
         response.close()
-    if pending:
-        if event_stream_lines(pending + b"\n"):
-            tail = (tail + pending)[-64:]
-            yield pending
+    if pending and event_stream_prefix(pending + b"\n") > len(pending):
+        tail = (tail + pending)[-64:]
+        yield pending
     if not ENDS_WITH_DONE.search(tail):
         yield event_separator(tail) + DONE_EVENT
 

@@ -180,3 +180,87 @@ def test_past_the_cap_on_calls_in_flight_a_call_is_refused_at_once_with_retry_af
     assert refused.status_code == 503 and refused.headers["Retry-After"].isdigit()
     assert refused.json()["error"]["code"] == "gateway_busy"
     assert after.status_code == 200  # the slots came back when the streams ended
+
+
+# --- The edges of HTTP ----------------------------------------------------------------------------------------
+
+
+def exchange(served, raw_requests: list[bytes]) -> list[bytes]:
+    """Send requests one after another on one kept-alive connection; each answer's head and body as received."""
+    answers = []
+    with socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=30) as connection:
+        stream = connection.makefile("rb")
+        for raw in raw_requests:
+            try:
+                connection.sendall(raw)
+            except OSError:
+                answers.append(b"")
+                continue
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                byte = stream.read(1)
+                if not byte:
+                    break
+                head += byte
+            length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                           if line.startswith(b"content-length:")), 0)
+            answers.append(head + stream.read(length))
+    return answers
+
+
+def request(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}",
+             *(f"{name}: {value}" for name, value in (headers or {}).items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@pytest.mark.parametrize("size", [10_000, 1_000_000])
+def test_the_next_request_on_a_connection_is_answered_after_an_early_refusal_of_a_big_body(served, size):
+    refused = request("POST", "/gateway/v1/chat/completions", b"{" + b" " * size + b"}",
+                      {"Authorization": "Bearer llmc_not-a-real-token", "Content-Type": "application/json"})
+    healthz = request("GET", "/healthz")
+
+    answers = exchange(served, [refused, healthz])
+
+    assert answers[0].startswith(b"HTTP/1.1 401")
+    # The unread body was drained (a small one) or the connection closed after the answer (a big one): never
+    # taken for the next request.
+    if b"connection: close" in answers[0].lower():
+        assert answers[1] == b""
+    else:
+        assert answers[1].startswith(b"HTTP/1.1 200") and b'"status":"ok"' in answers[1]
+
+
+def chunked_body(document: dict) -> bytes:
+    data = json.dumps(document).encode()
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (data[:20], data[20:])) + b"0\r\n\r\n"
+
+
+def test_chunked_request_bodies_are_read_by_the_gateway_and_the_api(served):
+    auth = {"Authorization": served.auth["Authorization"], "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked"}
+
+    def chunked(path: str, document: dict) -> bytes:
+        head = "\r\n".join([f"POST {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in auth.items())])
+        return head.encode() + b"\r\n\r\n" + chunked_body(document)
+
+    call, created = exchange(served, [
+        chunked("/gateway/v1/chat/completions", {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}),
+        chunked("/api/v1/endpoints/", {"name": "chunked", "connection": "fake", "model": "gpt-4o-mini"}),
+    ])
+
+    assert call.startswith(b"HTTP/1.1 200") and b"Hello from the fake" in call
+    assert created.startswith(b"HTTP/1.1 201") and b'"name":"chunked"' in created
+
+
+def test_a_path_cannot_write_a_line_of_its_own_into_the_access_log(served):
+    exchange(served, [request("GET", "/gateway/x%0A127.0.0.1%20%22GET%20/forged%22%20200%200%200ms%00/invocations")])
+
+    for _ in range(100):  # the line is written once the answer is sent
+        lines = served.log.read_text().splitlines()
+        if any("/forged" in line for line in lines):
+            break
+        threading.Event().wait(0.05)
+
+    assert not any(line.startswith('127.0.0.1 "GET /forged"') for line in lines)
+    assert any("\\x0a" in line and "\\x00" in line for line in lines)

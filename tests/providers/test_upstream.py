@@ -299,3 +299,46 @@ def test_keys_travel_in_headers_only(openai_chat, fake_openai, azure_chat):
     for request in fake_openai.requests:
         assert PLANTED_KEY not in request.target
         assert PLANTED_KEY not in request.body.decode()
+
+
+# --- Bounded answers ----------------------------------------------------------------------------------------
+
+
+def endless(chunk: bytes = b"x" * (1024 * 1024)):
+    """A body that never ends (a hostile or broken provider): 1 MiB after 1 MiB until the client lets go."""
+    while True:
+        yield chunk
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_endless_answer_is_read_only_up_to_the_limit_and_memory_stays_flat(status, make_connection,
+                                                                              make_endpoint, settings):
+    import resource
+
+    settings.GATEWAY_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+    with FakeServer(lambda request: Reply(status, {"Content-Type": "application/json"}, chunks=endless())) as server:
+        endpoint = make_endpoint("chat", make_connection(config={"base_url": f"{server.url}/v1"}))
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for _ in range(3):
+            with pytest.raises(GatewayError) as raised:
+                run(adapter_for("openai").invoke(endpoint.connection.account(), endpoint.target, CHAT_BODY))
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+
+    if status == 200:
+        assert (raised.value.status, raised.value.code) == (502, "upstream_response_too_large")
+        assert "GATEWAY_MAX_RESPONSE_BYTES" in raised.value.message
+    else:  # an error answer: only the start of it is read, for its message
+        assert (raised.value.status, raised.value.code) == (502, "upstream_error")
+        assert len(raised.value.message) <= 1100  # the provider's text trimmed to a message's length
+    assert grown_mb < 32  # three endless answers, and the process holds at most the limit of one
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading(make_connection, make_endpoint, settings):
+    settings.GATEWAY_MAX_RESPONSE_BYTES = 1024
+    body = b'{"object": "chat.completion", "padding": "' + b"x" * 4096 + b'"}'
+    with FakeServer(lambda request: Reply(200, {"Content-Type": "application/json"}, body)) as server:
+        endpoint = make_endpoint("chat", make_connection(config={"base_url": f"{server.url}/v1"}))
+        with pytest.raises(GatewayError) as raised:
+            run(adapter_for("openai").invoke(endpoint.connection.account(), endpoint.target, CHAT_BODY))
+
+    assert raised.value.code == "upstream_response_too_large"
