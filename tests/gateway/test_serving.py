@@ -264,3 +264,48 @@ def test_a_path_cannot_write_a_line_of_its_own_into_the_access_log(served):
 
     assert not any(line.startswith('127.0.0.1 "GET /forged"') for line in lines)
     assert any("\\x0a" in line and "\\x00" in line for line in lines)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_streams_in_flight_hold_no_database_connection_and_the_pool_bounds_them(fake, gate):
+    """100 streams through two worker processes with pools of 3: PostgreSQL sees at most the pools' 6."""
+    import os
+    import uuid
+
+    import psycopg
+    from django.db import connection
+
+    server_url = os.environ["TEST_DATABASE_URL"]
+    name = f"pool_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    database_url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="serving-pool-") as directory:
+            context, served = served_app(fake, directory, DATABASE_URL=database_url, WEB_CONCURRENCY="2",
+                                         DATABASE_POOL_SIZE="3")
+            try:
+                async def scenario():
+                    session, streams = await open_streams(served.url, served.auth, 100)
+                    try:
+                        with psycopg.connect(server_url, autocommit=True) as watcher:
+                            open_now = watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                                       [name]).fetchone()[0]
+                        gate.set()
+                        for response, received in streams:
+                            await read_to_the_end(response, received)
+                        return len(streams), open_now
+                    finally:
+                        await session.close()
+
+                in_flight, open_connections = asyncio.run(scenario())
+            finally:
+                context.__exit__(None, None, None)
+    finally:
+        connection.close()
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    assert in_flight == 100
+    assert open_connections <= 2 * 3
