@@ -399,8 +399,8 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         "sharing its host: the same code's latencies move by up to a quarter between runs, so compare "
         "figures within one report; the query counts do not depend on it and the server CPU ms per request much "
         "less than latency does.",
-        f"- server: gunicorn as `make run` starts it (config/gunicorn.py: 2 gthread workers with fast-track "
-        "keep-alive × 8 threads, access log on), one keep-alive client sending requests one after another.",
+        f"- server: gunicorn as `make run` starts it (config/gunicorn.py: 2 uvicorn workers, "
+        "access log on), one keep-alive client sending requests one after another.",
         "",
         "## Reproduce",
         "",

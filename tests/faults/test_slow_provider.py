@@ -1,4 +1,4 @@
-"""A provider that hangs, served by gunicorn as `make run` serves it (gthread workers): the calls to it end
+"""A provider that hangs, served by gunicorn as `make run` serves it (uvicorn workers): the calls to it end
 as 504 within GATEWAY_TIMEOUT plus a small margin, and meanwhile the server keeps answering everything else
 quickly (another endpoint on a healthy provider, the API, /healthz). A provider that is down is a quick 502."""
 
@@ -15,7 +15,7 @@ from tests.fakes.server import closed_port
 from .servers import Served, manage, served_environment
 
 TIMEOUT = 2.0  # GATEWAY_TIMEOUT of the served app
-SLOW_CALLS = 6  # in flight at once (make run: 2 workers x 8 threads)
+SLOW_CALLS = 6  # in flight at once
 QUICK = 1.0  # seconds: a generous bound for an answer that does not depend on the slow provider
 CHAT = {"messages": [{"role": "user", "content": "Hi"}]}
 
