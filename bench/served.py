@@ -3,6 +3,7 @@
 `served_app()` prepares the database as `make run` does (migrate, create_default_admin, collectstatic),
 issues an API token for the admin and starts `gunicorn --config config/gunicorn.py config.wsgi` on a free
 loopback port with the keys in its environment (never the developer's `.env`); it always stops the server.
+A bench may pass another server command (to compare servers) and a file for the server's output.
 """
 
 import os
@@ -75,12 +76,21 @@ def wait_for(url: str, seconds: float = 30) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
+def make_run_command() -> list[str]:
+    """The server `make run` ends with: the venv's gunicorn with config/gunicorn.py."""
+    return [str(Path(sys.executable).parent / "gunicorn"), "--config", "config/gunicorn.py", "config.wsgi"]
+
+
 @contextmanager
-def serving(env: dict[str, str], token: str) -> Iterator[Served]:
-    """gunicorn started as `make run` starts it (the venv's script, config/gunicorn.py); stopped on exit."""
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen([str(gunicorn), "--config", "config/gunicorn.py", "config.wsgi"], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def serving(env: dict[str, str], token: str, command: list[str] | None = None,
+            log: Path | None = None) -> Iterator[Served]:
+    """gunicorn started as `make run` starts it (or `command`, run in the repository with `env`); stopped on exit.
+
+    The server's output goes to `log` when given, else nowhere.
+    """
+    output = open(log, "ab") if log else subprocess.DEVNULL
+    server = subprocess.Popen(command or make_run_command(), cwd=REPO, env=env, stdout=output,
+                              stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{env['PORT']}"
         wait_for(f"{url}/healthz")
@@ -88,12 +98,25 @@ def serving(env: dict[str, str], token: str) -> Iterator[Served]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if log:
+            output.close()
 
 
 def server_pids(pid: int) -> list[int]:
-    """The gunicorn master and its workers."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid] + [int(child) for child in children]
+    """The server's whole process tree: the gunicorn master and its workers (and any process they started).
+
+    Children are read from every thread of each process: a server that starts its workers from a thread
+    other than its main one (granian) lists them only under that thread.
+    """
+    pids, index = [pid], 0
+    while index < len(pids):
+        for children in Path(f"/proc/{pids[index]}/task").glob("*/children"):
+            try:
+                pids += [int(child) for child in children.read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a thread or process that just ended
+        index += 1
+    return pids
 
 
 def rss_mb(pid: int) -> float:
