@@ -3,6 +3,7 @@
 `served_app()` prepares the database as `make run` does (migrate, create_default_admin, collectstatic),
 issues an API token for the admin and starts `gunicorn --config config/gunicorn.py` (ASGI workers) on a free
 loopback port with the keys in its environment (never the developer's `.env`); it always stops the server.
+A bench may pass another server command (to compare servers) and a file for the server's output.
 """
 
 import os
@@ -90,11 +91,13 @@ def server_command() -> list[str]:
 
 
 @contextmanager
-def serving(env: dict[str, str], token: str, log: Path | None = None) -> Iterator[Served]:
-    """The server started as `make run` starts it (server_command()); stopped on exit. Its output goes to
-    `log` when given, else nowhere."""
+def serving(env: dict[str, str], token: str, command: list[str] | None = None,
+            log: Path | None = None) -> Iterator[Served]:
+    """The server started as `make run` starts it (server_command(), or `command`, run in REPO with `env`);
+    stopped on exit. Its output goes to `log` when given, else nowhere."""
     output = open(log, "ab") if log is not None else subprocess.DEVNULL
-    server = subprocess.Popen(server_command(), cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command or server_command(), cwd=REPO, env=env, stdout=output,
+                              stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{env['PORT']}"
         wait_for(f"{url}/healthz")
@@ -107,9 +110,20 @@ def serving(env: dict[str, str], token: str, log: Path | None = None) -> Iterato
 
 
 def server_pids(pid: int) -> list[int]:
-    """The gunicorn master and its workers."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid] + [int(child) for child in children]
+    """The server's whole process tree: the gunicorn master and its workers (and any process they started).
+
+    Children are read from every thread of each process: a server that starts its workers from a thread
+    other than its main one (granian) lists them only under that thread.
+    """
+    pids, index = [pid], 0
+    while index < len(pids):
+        for children in Path(f"/proc/{pids[index]}/task").glob("*/children"):
+            try:
+                pids += [int(child) for child in children.read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a thread or process that just ended
+        index += 1
+    return pids
 
 
 def rss_mb(pid: int) -> float:
