@@ -13,6 +13,14 @@ from endpoints.models import Endpoint
 pytest_plugins = ["tests.databases", "tests.provider_fixtures"]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last. Playwright's sync API leaves its event loop marked running in the main thread
+    until the session ends, and every test after it that drives the site or a provider call from that thread
+    (asgiref's async_to_sync, asyncio.run) would be refused."""
+    browser = config.rootpath / "tests" / "browser"
+    items.sort(key=lambda item: item.path.is_relative_to(browser))  # stable: the order within each stays
+
+
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
