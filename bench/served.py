@@ -7,6 +7,7 @@ A bench may pass another server command (to compare servers) and a file for the 
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "bench-admin-password"
+CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 FIELD_ENCRYPTION_KEY = "Ju6CElcGyMt7kuiADmOZZnQFNSAKFe27lQ9O8mKb5F4="
 
 
@@ -138,3 +140,13 @@ def rss_mb(pid: int) -> float:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def logged_in_client(url: str) -> httpx.Client:
+    """A browser-like session: logged in through the real login page, CSRF cookie and token in hand."""
+    client = httpx.Client(base_url=url, timeout=30)
+    token = CSRF.search(client.get("/accounts/login/").text).group(1)
+    response = client.post("/accounts/login/", data={"csrfmiddlewaretoken": token, "username": "admin",
+                                                     "password": ADMIN_PASSWORD})
+    assert response.status_code == 302, f"login failed: {response.status_code}"
+    return client

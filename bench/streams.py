@@ -52,8 +52,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.*` (and not the `gateway` app's name)
 
 from bench.gateway import STUB_KEY, cpu_seconds, free_port  # noqa: E402
-from bench.served import app_env, load_average, prepare, server_pids, serving, wait_for  # noqa: E402
-from bench.surfaces import logged_in_client  # noqa: E402
+from bench.served import app_env, load_average, logged_in_client, prepare, server_pids, serving, wait_for  # noqa: E402
 
 ENDPOINT = "bench-stream"
 LIST_PAGE = "/settings/connections/"
@@ -585,6 +584,90 @@ def print_level(level: dict, options: argparse.Namespace) -> None:
     others = max(d["cpu_percent"]["others"], g["cpu_percent"]["others"])
     if others > NOISY_OTHERS:
         print(f"  note: other processes used up to {others:.0f}% of a core meanwhile: these figures are noisy")
+
+
+# --- Report (bench/surfaces.py --streams writes it into docs/benchmarks.md) ----------------------------------
+
+# What the gateway must do under make run's defaults, by concurrency: least share of the direct rate, most
+# first-chunk overhead p50 (ms), most /healthz p99 (ms), most list page p99 (ms), most server memory (MB).
+TARGETS = {256: (0.97, 10, 100, None, None), 1024: (0.8, 50, 250, 1000, 500)}
+
+
+def verdicts(results: dict) -> list[str]:
+    lines = []
+    for level in results["levels"]:
+        target = TARGETS.get(level["concurrency"])
+        if not target:
+            continue
+        least_ratio, most_overhead, most_healthz, most_page, most_memory = target
+        checks = [(f"failed {level['gateway']['failed']}", level["gateway"]["failed"] == 0, "0"),
+                  (f"{level['ratio']:.2f} of direct", level["ratio"] >= least_ratio, f"≥ {least_ratio}"),
+                  (f"first-chunk overhead p50 {level['first_chunk_overhead_ms']['p50']:+.1f} ms",
+                   level["first_chunk_overhead_ms"]["p50"] <= most_overhead, f"≤ {most_overhead} ms"),
+                  (f"/healthz p99 {ms(level['probes']['/healthz']['p99'])} ms",
+                   (level["probes"]["/healthz"]["p99"] or 0) <= most_healthz, f"≤ {most_healthz} ms")]
+        if most_page:
+            checks.append((f"list page p99 {ms(level['probes']['list page']['p99'])} ms",
+                           (level["probes"]["list page"]["p99"] or 0) <= most_page, f"≤ {most_page} ms"))
+        if most_memory:
+            checks.append((f"server memory {level['server']['peak_rss_mb']:.0f} MB",
+                           level["server"]["peak_rss_mb"] <= most_memory, f"≤ {most_memory} MB"))
+        text = "; ".join(f"{figure} (target {goal}): {'met' if ok else '**missed**'}" for figure, ok, goal in checks)
+        lines.append(f"- {level['concurrency']:,} concurrent streams: {text}")
+    return lines
+
+
+def table(runs: list[tuple[str, dict]]) -> str:
+    rows = ["| server | streams | direct /s | gateway /s | ratio | first chunk p50 / p99 ms (overhead p50) | failed "
+            "| /healthz p50 / p99 ms | list page p50 / p99 ms | server CPU ms / stream, / chunk | peak RSS MB "
+            "| DB connections at peak |",
+            "|---|---:|---:|---:|---:|---|---:|---|---|---|---:|---:|"]
+    for server, results in runs:
+        for level in results["levels"]:
+            d, g, probes, peak = level["direct"], level["gateway"], level["probes"], level["server"]
+            bound = "≥" if g["first_chunk_ms"]["lower_bound"] else ""
+            rows.append(
+                f"| {server} | {level['concurrency']:,} | {d['streams_per_second']:.1f} | {g['streams_per_second']:.1f} "
+                f"| {level['ratio']:.2f} | {bound}{ms(g['first_chunk_ms']['p50'])} / {bound}{ms(g['first_chunk_ms']['p99'])} "
+                f"({level['first_chunk_overhead_ms']['p50']:+.1f}) | {g['failed']} of {g['ended']} "
+                f"| {ms(probes['/healthz']['p50'])} / {ms(probes['/healthz']['p99'])} "
+                f"| {ms(probes['list page']['p50'])} / {ms(probes['list page']['p99'])} "
+                f"| {ms(g['server_ms_per_stream'])} / {g['server_ms_per_chunk'] or 0:.3f} | {peak['peak_rss_mb']:.0f} "
+                f"| {peak['peak_database_connections']} |")
+    return "\n".join(rows)
+
+
+def plot(runs: list[tuple[str, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (rate, first, healthz) = plt.subplots(1, 3, figsize=(13, 4.2), dpi=100)
+    for (server, results), marker in zip(runs, "os^"):
+        levels = results["levels"]
+        x = [level["concurrency"] for level in levels]
+        rate.plot(x, [level["ratio"] for level in levels], marker=marker, label=server)
+        first.plot(x, [max(level["first_chunk_overhead_ms"]["p50"], 0.1) for level in levels], marker=marker,
+                   label=server)
+        healthz.plot(x, [level["probes"]["/healthz"]["p99"] or 0 for level in levels], marker=marker, label=server)
+    rate.axhline(0.97, color="grey", linewidth=0.8, linestyle=":")
+    rate.axhline(0.8, color="grey", linewidth=0.8, linestyle=":")
+    for axes, title, ylabel in ((rate, "streams/s, share of direct", "gateway / direct"),
+                                (first, "first-chunk overhead over direct, p50", "ms (log)"),
+                                (healthz, "/healthz p99 during the load", "ms")):
+        axes.set_xscale("log", base=2)
+        axes.set_xlabel("concurrent streams")
+        axes.set_ylabel(ylabel)
+        axes.set_title(title, fontsize="medium")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize="x-small")
+    rate.set_ylim(0, 1.05)
+    first.set_yscale("log")
+    healthz.set_ylim(bottom=0)
+    figure.suptitle("Streams relayed by the gateway (50 chunks over 5 s each) against the same streams read directly")
+    figure.tight_layout()
+    figure.savefig(path)
 
 
 def create_endpoint(served, stub_url: str) -> None:
