@@ -15,7 +15,7 @@ run: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py create_default_admin
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	exec $(VENV)/bin/gunicorn --config config/gunicorn.py config.wsgi
+	exec $(VENV)/bin/gunicorn --config config/gunicorn.py
 
 # Every test on SQLite, then the database-touching ones again on a throwaway PostgreSQL server
 # (tests/databases.py says which); both runs always happen, and either failing fails `make test`.
@@ -78,10 +78,11 @@ nginx:
 deploy-test: setup $(VENV)/.test-installed postgresql nginx
 	$(PY) -m pytest tests/deploy
 
-# Every surface at 200..2,000 connections on SQLite and a throwaway PostgreSQL side by side, the gateway overhead
-# and the key rotation; writes docs/benchmarks.md and docs/benchmarks.png (not tests; a few minutes).
+# Every surface at 200..2,000 connections on SQLite and a throwaway PostgreSQL side by side, the gateway overhead,
+# 16 to 1,024 concurrent streams (and granian serving the same app, for the server comparison) and the key
+# rotation; writes docs/benchmarks.md and its plots (not tests; about 25 minutes).
 bench: setup postgresql $(VENV)/.bench-installed
-	scripts/with-postgres.sh sh -c '$(PY) bench/surfaces.py --database-url "$$TEST_DATABASE_URL" --report docs/benchmarks.md --rotation'
+	scripts/with-postgres.sh sh -c '$(PY) bench/surfaces.py --database-url "$$TEST_DATABASE_URL" --report docs/benchmarks.md --rotation --streams 16,64,256,1024 --compare-servers 256,1024'
 
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-bench.txt

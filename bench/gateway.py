@@ -1,7 +1,7 @@
 """Benchmark: the gateway's overhead over calling the provider directly. Not a test.
 
 Starts a stub upstream (an asyncio HTTP/1.1 server in its own process answering OpenAI chat completions,
-optionally after --delay ms) and the app served as `make run` serves it (gunicorn gthread, throwaway
+optionally after --delay ms) and the app served as `make run` serves it (gunicorn with uvicorn workers, throwaway
 SQLite), then sends chat calls directly to the stub and through `/gateway/v1/chat/completions`,
 interleaved in rounds, sequentially and with 16 concurrent clients (keep-alive). Prints p50/p99 of both,
 the overhead, throughput and the gateway's CPU milliseconds per request (from /proc).

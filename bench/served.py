@@ -1,11 +1,13 @@
 """The app served exactly as `make run` serves it, on a throwaway database, for the benches. Not a test.
 
 `served_app()` prepares the database as `make run` does (migrate, create_default_admin, collectstatic),
-issues an API token for the admin and starts `gunicorn --config config/gunicorn.py config.wsgi` on a free
+issues an API token for the admin and starts `gunicorn --config config/gunicorn.py` (ASGI workers) on a free
 loopback port with the keys in its environment (never the developer's `.env`); it always stops the server.
+A bench may pass another server command (to compare servers) and a file for the server's output.
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "bench-admin-password"
+CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 FIELD_ENCRYPTION_KEY = "Ju6CElcGyMt7kuiADmOZZnQFNSAKFe27lQ9O8mKb5F4="
 
 
@@ -28,6 +31,7 @@ class Served:
     pid: int
     env: dict[str, str]
     process: subprocess.Popen | None = field(default=None, repr=False)
+    log: Path | None = None  # where the server's output goes, when serving() was given a file
 
     @property
     def auth(self) -> dict[str, str]:
@@ -85,19 +89,21 @@ def wait_for(url: str, seconds: float = 30) -> None:
 def server_command() -> list[str]:
     """The command `make run` ends with (run in REPO; it listens on HOST:PORT from the environment)."""
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    return [str(gunicorn), "--config", "config/gunicorn.py", "config.wsgi"]
+    return [str(gunicorn), "--config", "config/gunicorn.py"]
 
 
 @contextmanager
-def serving(env: dict[str, str], token: str, log: Path | None = None) -> Iterator[Served]:
-    """The server started as `make run` starts it (server_command()); stopped on exit. Its output goes to
-    `log` when given, else nowhere."""
+def serving(env: dict[str, str], token: str, command: list[str] | None = None,
+            log: Path | None = None) -> Iterator[Served]:
+    """The server started as `make run` starts it (server_command(), or `command`, run in REPO with `env`);
+    stopped on exit. Its output goes to `log` when given, else nowhere."""
     output = open(log, "ab") if log is not None else subprocess.DEVNULL
-    server = subprocess.Popen(server_command(), cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command or server_command(), cwd=REPO, env=env, stdout=output,
+                              stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{env['PORT']}"
         wait_for(f"{url}/healthz")
-        yield Served(url=url, token=token, pid=server.pid, env=env, process=server)
+        yield Served(url=url, token=token, pid=server.pid, env=env, process=server, log=log)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -106,9 +112,20 @@ def serving(env: dict[str, str], token: str, log: Path | None = None) -> Iterato
 
 
 def server_pids(pid: int) -> list[int]:
-    """The gunicorn master and its workers."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid] + [int(child) for child in children]
+    """The server's whole process tree: the gunicorn master and its workers (and any process they started).
+
+    Children are read from every thread of each process: a server that starts its workers from a thread
+    other than its main one (granian) lists them only under that thread.
+    """
+    pids, index = [pid], 0
+    while index < len(pids):
+        for children in Path(f"/proc/{pids[index]}/task").glob("*/children"):
+            try:
+                pids += [int(child) for child in children.read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a thread or process that just ended
+        index += 1
+    return pids
 
 
 def rss_mb(pid: int) -> float:
@@ -123,3 +140,13 @@ def rss_mb(pid: int) -> float:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def logged_in_client(url: str) -> httpx.Client:
+    """A browser-like session: logged in through the real login page, CSRF cookie and token in hand."""
+    client = httpx.Client(base_url=url, timeout=30)
+    token = CSRF.search(client.get("/accounts/login/").text).group(1)
+    response = client.post("/accounts/login/", data={"csrfmiddlewaretoken": token, "username": "admin",
+                                                     "password": ADMIN_PASSWORD})
+    assert response.status_code == 302, f"login failed: {response.status_code}"
+    return client

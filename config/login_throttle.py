@@ -4,9 +4,17 @@ login page)."""
 import ipaddress
 from datetime import timedelta
 
+from axes.middleware import AxesMiddleware
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+
+
+class LoginThrottleMiddleware(AxesMiddleware):
+    """axes' middleware, run in its synchronous form under ASGI too: its asynchronous form hands the lockout
+    callable the credentials in place of the response (axes 8.3), so the try that reaches the limit was a 500."""
+
+    async_capable = False
 
 
 def client_address(request: HttpRequest) -> str | None:

@@ -57,6 +57,16 @@ ALLOWED_PRIVATE_HOSTS = [host.lower() for host in env.list("ALLOWED_PRIVATE_HOST
 GATEWAY_TIMEOUT = env.float("GATEWAY_TIMEOUT", default=60.0)
 # Seconds to open a connection to a provider (the read timeout above is for its answer, between chunks).
 GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=10.0)
+# Calls in flight per server process; past it a call is answered 503 with Retry-After at once, not queued.
+GATEWAY_MAX_IN_FLIGHT = env.int("GATEWAY_MAX_IN_FLIGHT", default=2048)
+# Provider connections per server process (open at once, across providers).
+GATEWAY_UPSTREAM_CONNECTIONS = env.int("GATEWAY_UPSTREAM_CONNECTIONS", default=GATEWAY_MAX_IN_FLIGHT + 64)
+# The largest provider answer read (non-streamed): beyond it, 502 upstream_response_too_large and nothing kept.
+GATEWAY_MAX_RESPONSE_BYTES = env.int("GATEWAY_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
+# Threads per server process for the gateway's database reads (each with its own connection while it works).
+GATEWAY_DATABASE_THREADS = env.int("GATEWAY_DATABASE_THREADS", default=4)
+# One line per request (method, path, status, size, time; never headers or query strings).
+ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
 # Microsoft Entra ID's sign-in address for Azure OpenAI with Entra ID (another for sovereign clouds, a fake in tests).
 AZURE_AUTHORITY_HOST = env.str("AZURE_AUTHORITY_HOST", default="https://login.microsoftonline.com").rstrip("/")
 
@@ -87,11 +97,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Below the headers, above everything browsers need: answers /gateway/ calls itself, adding the
-    # CSP header (gateway/middleware.py).
-    "gateway.middleware.GatewayMiddleware",
     # Above whitenoise, which answers static files itself: every response carries the CSP and X-Frame-Options.
     "csp.middleware.CSPMiddleware",
+    # Below the headers, above anything that reads a body: too large is the surface's 413 (core/body_limits.py).
+    "core.body_limits.BodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -100,12 +109,15 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # Last, as axes asks: turns a throttled login into its 429 response.
-    "axes.middleware.AxesMiddleware",
+    # Last, as axes asks: turns a throttled login into its 429 response (config/login_throttle.py).
+    "config.login_throttle.LoginThrottleMiddleware",
 ]
+# axes looks for its middleware by name; ours above is a subclass of it (the sync form).
+SILENCED_SYSTEM_CHECKS = ["axes.W002"]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -133,14 +145,22 @@ def sqlite_options() -> dict:
 
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Connections per server process in PostgreSQL's pool: requests borrow one and give it back when they end.
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=10)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {**sqlite_options(), **DATABASES["default"].get("OPTIONS", {})}
-# Keep connections across requests (each server thread has its own): opening one costs more than a query.
-DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # Keep a thread's connection across requests: opening one (and its pragmas) costs more than a query.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # An unreachable server answers 503 within seconds instead of holding a worker thread until the OS gives up.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    # An unreachable server answers 503 within seconds instead of holding a request until the OS gives up.
+    options.setdefault("connect_timeout", 5)
+    # Django's psycopg pool: the connections of a process do not grow with its requests or streams (a pooled
+    # connection is given back at the end of each request, so CONN_MAX_AGE stays 0).
+    # A request waits at most `timeout` seconds for a free connection (or for the database to come back).
+    options.setdefault("pool", {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 3})
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -263,19 +283,24 @@ AXES_VERBOSE = False  # no start-up banner on stderr of every management command
 AXES_CLIENT_IP_CALLABLE = "config.login_throttle.client_address"
 
 # Every handler gets the redaction filter: no credential (auth header, bearer or `llmc_` token) reaches a log.
+# A request Django refuses (403, 400 for a suspicious or bad request) is one line, without its traceback.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "core.redaction.RedactSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
+    "filters": {
+        "refused_requests_on_one_line": {"()": "core.request_logs.RefusedRequestsOnOneLine"},
+        "redact_secrets": {"()": "core.redaction.RedactSecrets"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["refused_requests_on_one_line", "redact_secrets"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # httpx logs every request at INFO and httpcore its header exchanges at DEBUG: noise, and headers
-    # are no place to send to logs. Their warnings still come through.
-    # Django's own default handlers (a DEBUG console, mail_admins with the request's headers) would print a
-    # record before it reaches ours unfiltered: its loggers hand everything to the root handler instead.
+    # aiohttp's client logs nothing useful below warnings. Django's own default handlers (a DEBUG console,
+    # mail_admins with the request's headers) would print a record before it reaches ours unfiltered: its
+    # loggers hand everything to the root handler instead.
     "loggers": {
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
+        "aiohttp": {"level": "WARNING"},
+        "access": {"level": "INFO"},
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
         # botocore logs SigV4 canonical requests (with the session token) at DEBUG.

@@ -22,7 +22,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("gateway/", include("gateway.urls")),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("config.api_urls")),
     path("settings/tokens/", include("tokens.urls")),

@@ -46,6 +46,13 @@ class ConnectionAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, change, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Staff who may only view: every field is shown read-only, so what is shown are masks and labels.
+            return [
+                (None, {"fields": ["name", "provider", "auth_method_label", "credentials", "configuration",
+                                   "description"]}),
+                ("Record", {"fields": [name for name in self.readonly_fields if name != "credentials"]}),
+            ]
         data = request.POST if request.method == "POST" else None
         provider, method = ConnectionForm.selection_for(data, obj or Connection())
         fieldsets = [
@@ -68,6 +75,11 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.display(description="Credentials")
     def credentials(self, obj: Connection) -> str:
         return obj.credentials_display
+
+    @admin.display(description="Configuration")
+    def configuration(self, obj: Connection) -> str:
+        labels = catalogue.FIELD_LABELS
+        return ", ".join(f"{labels.get(name, name)}: {value}" for name, value in obj.config.items()) or "-"
 
     @admin.display(description="Endpoints", ordering="endpoint_count")
     def endpoint_count(self, obj: Connection) -> int:

@@ -43,6 +43,8 @@ class ConnectionForm(forms.ModelForm):
             {name: self.data.get(self.add_prefix(name)) for name in ("provider", "auth_method")} if self.is_bound else None
         )
         self.provider, self.method = self.selection_for(submitted, self.instance)
+        if "provider" not in self.fields:
+            return  # built without inputs, to show a connection read-only (the admin, to staff who may only view)
         self.fields["provider"].choices = catalogue.provider_choices()
         self.fields["provider"].initial = self.provider.id
         self.fields["name"].widget.attrs.update({"autocomplete": "off", "spellcheck": "false"})

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from core.changes import RemembersLoadedState
-from core.last_used import touch_last_used
+from core.last_used import is_stale, touch_last_used
 from core.names import NAME_HELP, validate_name
 from core.redaction import remember_secrets
 from providers import catalogue
@@ -192,6 +192,10 @@ class Connection(RemembersLoadedState, models.Model):
     def audit_entries(self) -> models.QuerySet[AuditEntry]:
         """What was done to this connection, newest first."""
         return AuditEntry.objects.filter(subject_type=self.audit_subject_type, subject_id=self.pk).order_by("-at", "-id")
+
+    def last_used_is_stale(self) -> bool:
+        """Whether a use now is worth writing down (at most once a minute)."""
+        return is_stale(self.last_used_at, timezone.now())
 
     def touch_last_used(self, *, now: datetime | None = None) -> bool:
         """Record a gateway call (at most one write a minute); True if this wrote."""

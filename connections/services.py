@@ -8,7 +8,7 @@ from django.db.models import ProtectedError
 from audit.models import AuditEntry
 from audit.services import audit_record
 from providers.adapters.base import CredentialsCheck
-from providers.client import check_credentials
+from providers.client import check_credentials_sync
 
 from .models import Connection
 from .secrets import SecretsUnavailable
@@ -97,4 +97,4 @@ def connection_test(*, connection: Connection) -> CredentialsCheck:
         account = connection.account()
     except SecretsUnavailable as error:
         return CredentialsCheck(False, None, str(error))
-    return check_credentials(account)
+    return check_credentials_sync(account)

@@ -133,9 +133,12 @@ class ConnectionDeleteView(SettingsPageMixin, DeleteView):
 
 
 class ConnectionTestView(SettingsPageMixin, SingleObjectMixin, View):
-    """The list's Test button: call the provider with the stored credentials and say what it answered."""
+    """The list's Test button: call the provider with the stored credentials and say what it answered.
 
-    permission_required = "connections.view_connection"
+    It spends the stored key and tells whether it works, so it is for those who may change the connection.
+    """
+
+    permission_required = "connections.change_connection"
     model = Connection
     slug_field = slug_url_kwarg = "name"
     http_method_names = ["post"]

@@ -11,19 +11,19 @@ from rest_framework.parsers import JSONParser
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .body_limits import API_TOO_LARGE, MAX_BODY_BYTES
 from .names import NAME_PATTERN, NameConverter, could_name_something
 
 # Names in URLs: anything up to the next slash, so an odd name is a clean 404 rather than an unrouted path
 # (except NUL, which PostgreSQL cannot compare: core/names.py).
 NAME_IN_URL = NameConverter.regex
 
-# Larger bodies are refused before parsing: the biggest valid request (a few 16 KiB secrets) is far smaller.
-MAX_BODY_BYTES = 1024 * 1024
-
 
 class RequestTooLarge(exceptions.APIException):
+    """Larger bodies are refused before parsing (core/body_limits.py refuses a declared length even earlier)."""
+
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = f"Request body too large: at most {MAX_BODY_BYTES} bytes."
+    default_detail = API_TOO_LARGE
     default_code = "request_too_large"
 
 

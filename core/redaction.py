@@ -71,6 +71,13 @@ def values_pattern(values: tuple[str, ...], *, with_python_forms: bool = False) 
     return re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=256)
+def values_bytes_pattern(values: tuple[str, ...]) -> re.Pattern[bytes] | None:
+    """`values_pattern` for bytes on the wire (an answer relayed without decoding it)."""
+    pattern = values_pattern(values)
+    return re.compile(pattern.pattern.encode(), re.IGNORECASE) if pattern is not None else None
+
+
 def plain_values(values: Iterable[object]) -> tuple[str, ...]:
     """The strings among `values` (a secret given as a JSON object counts as its JSON text)."""
     texts = (json.dumps(value) if isinstance(value, dict) else value for value in values)

@@ -1,70 +1,56 @@
-"""The gateway's HTTP routes: OpenAI-shaped in, OpenAI-shaped out, every error as `{"error": {...}}`.
+"""The gateway's routes: OpenAI-shaped in, OpenAI-shaped out, every error as `{"error": {...}}`.
 
-Plain Django views rather than DRF: each call is one token lookup, one endpoint query and the upstream
-call, and nothing else on the hot path. Credentials are read from the connection on every call, so a
-rotated key is used by the next call in every server process.
+Each call is one token lookup and one endpoint read (on the database threads, core/db_threads.py, so a
+stream never holds a connection), then the provider call on the event loop. Credentials are read from the
+connection on every call, so a rotated key is used by the next call in every server process.
 """
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable
-from functools import wraps
+import re
 
-from django.core.exceptions import RequestDataTooBig
+from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from connections.models import Connection
 from connections.secrets import SecretsUnavailable
+from core.asgi_http import (
+    Answer, BodyTooLarge, ClientGone, Request, Send, json_answer, send_stream, wait_for_disconnect,
+)
+from core.db_threads import DatabaseThreads
 from core.names import could_name_something
 from endpoints.models import Endpoint
 from providers import client, errors
+from providers.adapters.base import EventStream
 from providers.errors import GatewayError
+from tokens.authentication import bearer_token
 from tokens.models import ApiToken, Caller
 
 logger = logging.getLogger("gateway")
 
 PERMISSION = "endpoints.view_endpoint"
 MAX_BODY_BYTES = 20 * 1024 * 1024  # room for images sent inline as base64
+# A lone UTF-16 surrogate escape (`"\ud800"`) parses as JSON but cannot be sent on as UTF-8.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
+
+DATABASE = DatabaseThreads("gateway-db", settings.GATEWAY_DATABASE_THREADS)
 
 
-def error_response(error: GatewayError) -> JsonResponse:
-    response = JsonResponse(error.body(), status=error.status)
-    for name, value in error.headers().items():
-        response[name] = value
+def error_answer(error: GatewayError) -> Answer:
+    headers = dict(error.headers())
     if error.status == 401:
-        response["WWW-Authenticate"] = "Bearer"
-    return response
+        headers["WWW-Authenticate"] = "Bearer"
+    return json_answer(error.status, error.body(), headers)
 
 
-def gateway_route(method: str) -> Callable:
-    """Check the method, authenticate the Bearer token, run the view; any GatewayError becomes its JSON answer."""
-
-    def decorate(view: Callable) -> Callable:
-        @csrf_exempt
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            try:
-                if request.method != method:
-                    raise GatewayError(405, errors.INVALID_REQUEST, "method_not_allowed", f"Use {method}.")
-                authenticate(request)
-                return view(request, *args, **kwargs)
-            except GatewayError as error:
-                response = error_response(error)
-                if error.status == 405:
-                    response["Allow"] = method
-                return response
-
-        return wrapper
-
-    return decorate
+# --- The steps of a call ---------------------------------------------------------------------------------
 
 
-def authenticate(request: HttpRequest) -> Caller:
+async def authenticate(request: Request) -> Caller:
     """The token's caller, who must be allowed to view endpoints; 401 or 403 otherwise."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    caller = ApiToken.caller(token.strip(), permission=PERMISSION) if scheme.lower() == "bearer" else None
+    token = bearer_token(request.header("authorization"))
+    caller = await DATABASE.run(ApiToken.caller, token, permission=PERMISSION) if token else None
     if caller is None:
         raise GatewayError(401, errors.AUTHENTICATION, "invalid_api_key",
                            "Send a valid API token as 'Authorization: Bearer <token>'.")
@@ -74,28 +60,29 @@ def authenticate(request: HttpRequest) -> Caller:
     return caller
 
 
-def read_json_body(request: HttpRequest) -> object:
+async def read_json_body(request: Request) -> object:
     try:
-        if int(request.headers.get("Content-Length") or 0) > MAX_BODY_BYTES:
-            raise RequestDataTooBig
-        raw = request.read(MAX_BODY_BYTES + 1)
-    except (RequestDataTooBig, ValueError):
+        raw = await request.body(MAX_BODY_BYTES)
+    except BodyTooLarge:
         raise GatewayError(413, errors.INVALID_REQUEST, "body_too_large",
                            f"The request body is larger than {MAX_BODY_BYTES} bytes.") from None
-    if len(raw) > MAX_BODY_BYTES:
-        raise GatewayError(413, errors.INVALID_REQUEST, "body_too_large",
-                           f"The request body is larger than {MAX_BODY_BYTES} bytes.")
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
+        body = json.loads(raw)
+        if SURROGATE_ESCAPE.search(raw):
+            json.dumps(body, ensure_ascii=False).encode()  # raises on a lone surrogate
+    except (ValueError, RecursionError, UnicodeError):
         raise GatewayError(400, errors.INVALID_REQUEST, "invalid_json", "The request body is not valid JSON.") from None
+    return body
 
 
-def find_endpoint(name: object) -> Endpoint:
+def endpoint_for_call(name: str) -> Endpoint | None:
+    return Endpoint.objects.for_call(name) if could_name_something(name) else None
+
+
+async def find_endpoint(name: object) -> Endpoint:
     if not isinstance(name, str) or not name:
-        raise GatewayError(400, errors.INVALID_REQUEST, "model_required",
-                           "Name the endpoint to call in 'model'.")
-    endpoint = Endpoint.objects.for_call(name) if could_name_something(name) else None
+        raise GatewayError(400, errors.INVALID_REQUEST, "model_required", "Name the endpoint to call in 'model'.")
+    endpoint = await DATABASE.run(endpoint_for_call, name)
     if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
                            f"There is no endpoint named '{name[:64]}'.")
@@ -112,48 +99,6 @@ def require_task(endpoint: Endpoint, task: str) -> None:
         )
 
 
-def call(endpoint: Endpoint, body: object) -> HttpResponse:
-    """Send the body to the endpoint's provider with its connection's current key; a stream is relayed as it arrives."""
-    connection = endpoint.connection
-    try:
-        account = connection.account()
-    except SecretsUnavailable as error:
-        # 503, not 500: the stored secrets need an operator (a re-entered key or the missing encryption key).
-        raise GatewayError(503, errors.UNAVAILABLE, "connection_secrets_unavailable", str(error)) from None
-    result = client.call(account, endpoint.target, body)
-    record_use(connection)
-    if isinstance(result, dict):
-        return JsonResponse(result)
-    response = StreamingHttpResponse(result, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # proxies such as nginx must not buffer the events
-    return response
-
-
-@gateway_route("POST")
-def invocations(request: HttpRequest, endpoint_name: str) -> HttpResponse:
-    """`POST /gateway/<endpoint>/invocations`: the endpoint's own task, OpenAI-style body."""
-    endpoint = find_endpoint(endpoint_name)
-    return call(endpoint, read_json_body(request))
-
-
-def openai_route(task: str) -> Callable:
-    """`POST /gateway/v1/<task route>` where `model` names the endpoint, as the OpenAI SDKs send it."""
-
-    @gateway_route("POST")
-    def view(request: HttpRequest) -> HttpResponse:
-        body = read_json_body(request)
-        endpoint = find_endpoint(body.get("model") if isinstance(body, dict) else None)
-        require_task(endpoint, task)
-        return call(endpoint, body)
-
-    return view
-
-
-chat_completions = openai_route("chat")
-embeddings = openai_route("embeddings")
-
-
 def record_use(connection: Connection) -> None:
     """Bookkeeping must not fail a call the provider already answered."""
     try:
@@ -162,17 +107,74 @@ def record_use(connection: Connection) -> None:
         logger.warning("Connection %s: could not record its last use (%s).", connection.name, type(error).__name__)
 
 
-@gateway_route("GET")
-def models(request: HttpRequest) -> HttpResponse:
+async def call(request: Request, send: Send, endpoint: Endpoint, body: object) -> Answer | None:
+    """Send the body to the endpoint's provider with its connection's current key; a stream is relayed as it
+    arrives (then nothing is returned: it was sent)."""
+    connection = endpoint.connection
+    try:
+        account = connection.account()
+    except SecretsUnavailable as error:
+        # 503, not 500: the stored secrets need an operator (a re-entered key or the missing encryption key).
+        raise GatewayError(503, errors.UNAVAILABLE, "connection_secrets_unavailable", str(error)) from None
+    answer = await client.call(account, endpoint.target, body)
+    if connection.last_used_is_stale():
+        asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
+    if isinstance(answer, EventStream):
+        await relay(request, send, answer)
+        return None
+    return Answer(200, answer)
+
+
+async def relay(request: Request, send: Send, events: EventStream) -> None:
+    """The stream to the client until it ends, the client goes away or stops reading; the provider's
+    request is closed at once either way."""
+    streaming = asyncio.ensure_future(send_stream(send, request, events, write_timeout=settings.GATEWAY_TIMEOUT))
+    gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
+    try:
+        await asyncio.wait({streaming, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (streaming, gone):
+            task.cancel()
+        await asyncio.gather(streaming, gone, return_exceptions=True)  # stopped before the stream is closed
+        await events.aclose()
+    if streaming.done() and not streaming.cancelled() and (error := streaming.exception()) is not None:
+        if not isinstance(error, (TimeoutError, OSError, ClientGone)):
+            raise error
+
+
+# --- The routes -------------------------------------------------------------------------------------------
+
+
+async def invocations(request: Request, send: Send, endpoint_name: str) -> Answer | None:
+    """`POST /gateway/<endpoint>/invocations`: the endpoint's own task, OpenAI-style body."""
+    endpoint = await find_endpoint(endpoint_name)
+    return await call(request, send, endpoint, await read_json_body(request))
+
+
+def openai_route(task: str):
+    """`POST /gateway/v1/<task route>` where `model` names the endpoint, as the OpenAI SDKs send it."""
+
+    async def view(request: Request, send: Send) -> Answer | None:
+        body = await read_json_body(request)
+        endpoint = await find_endpoint(body.get("model") if isinstance(body, dict) else None)
+        require_task(endpoint, task)
+        return await call(request, send, endpoint, body)
+
+    return view
+
+
+chat_completions = openai_route("chat")
+embeddings = openai_route("embeddings")
+
+
+def enabled_endpoints() -> list[dict]:
+    return [
+        {"id": e.name, "object": "model", "created": int(e.created_at.timestamp()), "owned_by": e.connection.provider}
+        for e in Endpoint.objects.filter(enabled=True).select_related("connection").defer("connection__secrets")
+        .order_by("name")
+    ]
+
+
+async def models(request: Request, send: Send) -> Answer:
     """`GET /gateway/v1/models`: the enabled endpoints, as OpenAI lists models."""
-    endpoints = Endpoint.objects.filter(enabled=True).select_related("connection").order_by("name")
-    return JsonResponse(
-        {
-            "object": "list",
-            "data": [
-                {"id": e.name, "object": "model", "created": int(e.created_at.timestamp()),
-                 "owned_by": e.connection.provider}
-                for e in endpoints
-            ],
-        }
-    )
+    return json_answer(200, {"object": "list", "data": await DATABASE.run(enabled_endpoints)})

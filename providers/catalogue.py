@@ -6,6 +6,8 @@ that calls it. Adding a provider is one entry here, one module in `providers/ada
 """
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -510,9 +512,45 @@ def clean_secret_value(
             "or leave it empty to keep the stored one."
         )
     if spec.document is not None:
-        document = spec.document.parse(value)
-        value = json.dumps(document, separators=(",", ":"))
+        document = spec.document.parse(value)  # a key file: parsed, its PEM's newlines are its own
+        return json.dumps(document, separators=(",", ":"))
+    refuse_what_a_header_cannot_carry(spec, value)
     return value
+
+
+# What a header value may hold, as every secret but a key file ends up in one (or is signed as if it were).
+HEADER_SAFE = re.compile(r"[\x20-\x7e]*")
+
+
+def refuse_what_a_header_cannot_carry(spec: SecretField, value: str) -> None:
+    """Printable ASCII only. Says which kind of character is wrong and where, never the value (nor the character,
+    which is part of it)."""
+    if HEADER_SAFE.fullmatch(value):
+        return
+    position, character = next((i, c) for i, c in enumerate(value, start=1) if not HEADER_SAFE.fullmatch(c))
+    raise ValidationError(
+        f"{spec.label} contains {describe_character(character)} (character {position}): credentials are sent "
+        "in HTTP headers, which take printable ASCII characters only. Paste it again without it.",
+        code="not_header_safe",
+    )
+
+
+def describe_character(character: str) -> str:
+    if character in "\r\n\x85\u2028\u2029":
+        return "a line break"
+    if character == "\t":
+        return "a tab"
+    if character == "\x00":
+        return "a NUL character"
+    if unicodedata.category(character) == "Cc":
+        return "a control character"
+    if character in "\u00a0\u2007\u202f":
+        return "a no-break space"
+    if character.isspace():
+        return "a non-ASCII space"
+    if unicodedata.category(character) == "Cf":
+        return "an invisible character"
+    return "a non-ASCII character"
 
 
 def clean_config(method: AuthMethod, config: object) -> dict[str, str]:

@@ -10,11 +10,14 @@ import math
 import re
 from collections.abc import Iterable
 
-import httpx
+import asyncio
+from collections.abc import Mapping
+
+import aiohttp
 
 from core.redaction import REDACTED, redact
 
-from .upstream import AddressRefused, retry_after_seconds
+from .upstream import AddressRefused, AnswerTooLarge, retry_after_seconds
 
 MAX_MESSAGE_LENGTH = 1000
 
@@ -46,8 +49,10 @@ class GatewayError(Exception):
         *,
         retry_after: str | None = None,
         upstream_status: int | None = None,
+        headers: dict[str, str] | None = None,
     ):
         self.status = status
+        self.extra_headers = headers or {}
         self.upstream_status = upstream_status
         self.type = type
         self.code = code
@@ -62,7 +67,10 @@ class GatewayError(Exception):
         return {"error": {"message": self.message, "type": self.type, "code": self.code}}
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": self.retry_after} if self.retry_after is not None else {}
+        headers = dict(self.extra_headers)
+        if self.retry_after is not None:
+            headers["Retry-After"] = self.retry_after
+        return headers
 
 
 def safe_message(text: str, secrets: Iterable[str]) -> str:
@@ -114,7 +122,7 @@ def google_reason(details: object) -> str:
 
 
 def from_upstream_response(
-    status: int, headers: httpx.Headers, body: bytes, *, secrets: Iterable[str], provider: str
+    status: int, headers: Mapping[str, str], body: bytes, *, secrets: Iterable[str], provider: str
 ) -> GatewayError:
     """The gateway's answer to a provider's error status (README.md, Gateway, lists the mapping)."""
     secrets = list(secrets)
@@ -141,7 +149,7 @@ def credentials_rejected(status: int, message: str, *, provider: str) -> Gateway
     )
 
 
-def map_status(status: int, headers: httpx.Headers, message: str, code: str, *, provider: str) -> GatewayError:
+def map_status(status: int, headers: Mapping[str, str], message: str, code: str, *, provider: str) -> GatewayError:
     if status in SAME_STATUS:
         code = code if CODE_SHAPE.fullmatch(code) and REDACTED not in code else SAME_STATUS[status]
         return GatewayError(status, INVALID_REQUEST, code, message or f"{provider} answered HTTP {status}.")
@@ -179,23 +187,44 @@ def map_status(status: int, headers: httpx.Headers, message: str, code: str, *, 
     )
 
 
-def from_transport_error(error: Exception, *, provider: str) -> GatewayError:
+def from_transport_error(error: BaseException, *, provider: str) -> GatewayError:
     """The gateway's answer when no usable HTTP answer came: 504 on timeouts, 502 when unreachable."""
-    if isinstance(error, httpx.PoolTimeout):
-        return GatewayError(
-            503, UNAVAILABLE, "gateway_busy", "Too many calls to this provider are in progress; try again shortly."
-        )
-    if isinstance(error, httpx.ConnectTimeout):
+    if isinstance(error, (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError)) and (
+        isinstance(getattr(error, "os_error", None), TimeoutError) or isinstance(error, aiohttp.ConnectionTimeoutError)
+    ):
         return GatewayError(504, TIMEOUT, "upstream_timeout", f"Timed out connecting to {provider}.")
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, asyncio.TimeoutError):
         return GatewayError(504, TIMEOUT, "upstream_timeout", f"{provider} did not answer in time.")
     if isinstance(error, AddressRefused):
         return GatewayError(502, UPSTREAM, "upstream_address_refused", str(error))
-    if isinstance(error, httpx.ConnectError):
+    if isinstance(error, AnswerTooLarge):
+        return GatewayError(
+            502, UPSTREAM, "upstream_response_too_large",
+            f"{provider}'s answer is larger than {error.limit} bytes (GATEWAY_MAX_RESPONSE_BYTES); it was not read.",
+        )
+    if isinstance(error, aiohttp.InvalidURL):
+        return GatewayError(
+            502, UPSTREAM, "upstream_invalid_url",
+            f"The address of {provider} cannot be called; check the connection's URL.",
+        )
+    if isinstance(error, aiohttp.ClientConnectorError):
         return GatewayError(502, UPSTREAM, "upstream_unreachable", f"Could not connect to {provider}.")
     return GatewayError(
         502, UPSTREAM, "upstream_error", f"The connection to {provider} failed ({type(error).__name__})."
     )
+
+
+def not_a_stream(provider: str, media_type: str) -> GatewayError:
+    """A stream was asked for and the provider answered something else (HTML, JSON, garbage)."""
+    kind = f"'{media_type}'" if media_type else "no content type"
+    return GatewayError(
+        502, UPSTREAM, "upstream_invalid_response", f"{provider} answered a stream request with {kind}, not an event stream."
+    )
+
+
+def invalid_stream(provider: str) -> GatewayError:
+    """An event stream that stopped being one part way."""
+    return GatewayError(502, UPSTREAM, "upstream_invalid_response", f"{provider} sent something that is not an event stream.")
 
 
 def invalid_response(provider: str) -> GatewayError:

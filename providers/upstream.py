@@ -1,47 +1,58 @@
-"""The one way the product talks to providers: pooled keep-alive HTTP with timeouts, an address guard and safe retries.
+"""The one way the product talks to providers: pooled keep-alive HTTP with timeouts, an address guard,
+bounded answers and safe retries, on asyncio (aiohttp).
 
-Each process keeps one pooled keep-alive httpx transport per address policy (strict, or loopback allowed
-for local servers such as Ollama), created lazily and shared by every thread. Calls go to the transport,
-not through httpx.Client: the client's cookie jar, redirects, auth flows and environment proxies are
-nothing a provider call wants (a shared cookie jar would even carry one connection's cookies into another's
-calls), and skipping them saves CPU on every call (bench/upstream_client.py measures it).
+Each event loop (one per server process) keeps one aiohttp session per address policy (strict, or loopback
+allowed for local servers such as Ollama), created on first use and shared by every call on that loop. The
+sessions follow no redirect, keep no cookie and read no proxy variable or .netrc: nothing stands between
+a call and the address that was checked.
 
-The address guard lives in the connection layer: the host is resolved once, every resolved address is
-checked (providers/addresses.py), and the socket is opened to the address that was checked, so a DNS answer that changes
-between check and connect (rebinding) cannot slip through. TLS still verifies the certificate against
-the host name.
+The address guard sits where connections are opened: a host name is resolved once, every address it
+resolves to is checked (providers/addresses.py), and the socket is opened to an address that was checked,
+so a DNS answer that changes between check and connect (rebinding) cannot slip through; a literal IP is
+checked before the request. TLS still verifies the certificate against the host name.
 
 Retries never repeat a request the provider may have executed: only failures to connect (nothing was
 sent) and 429/503 answers with a short Retry-After (the provider says it did not run it) are retried.
+
+Synchronous callers (the Test action in a page view, the tests) go through `run_sync()`, which uses the
+server's loop when there is one and otherwise a loop of its own whose sessions it closes afterwards.
 """
 
+import asyncio
 import email.utils
+import json
 import logging
-import os
 import socket
 import ssl
-import threading
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-import httpcore
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from asgiref.sync import async_to_sync
 from django.conf import settings
+from multidict import CIMultiDictProxy
+from yarl import URL
 
-from .addresses import is_allowed_private_host, is_public_ip, parse_ip
+from .addresses import address_allowed, parse_ip
 
 logger = logging.getLogger(__name__)
-_lock = threading.RLock()  # re-entered: building a transport takes the SSL context
 
 CONNECT_RETRIES = 2  # attempts after the first when the connection could not be opened
 CONNECT_BACKOFF = 0.05  # seconds before the first connect retry; doubles each time
 RETRY_AFTER_MAX = 2.0  # a 429/503 asking to wait longer than this is passed on, not waited for
 RETRY_AFTER_STATUSES = (429, 503)
 RETRY_AFTER_RETRIES = 2
-MAX_CONNECTIONS = 100  # per process and address policy; gunicorn runs far fewer threads per worker
-MAX_KEEPALIVE_CONNECTIONS = 32
-KEEPALIVE_EXPIRY = 30.0  # idle sockets closed by the server are detected (readable) before reuse
-DEFAULT_HEADERS = {"User-Agent": "llm-connections-gateway/1", "Accept-Encoding": "gzip, deflate"}
+KEEPALIVE_EXPIRY = 30.0  # idle provider connections are closed after this long
+DEFAULT_HEADERS = {"User-Agent": "llm-connections-gateway/1"}
+READ_CHUNK = 64 * 1024
+MAX_ERROR_BODY = 64 * 1024  # of an error answer: enough for its message
+
+T = TypeVar("T")
 
 
 class AddressRefused(Exception):
@@ -56,129 +67,236 @@ class AddressRefused(Exception):
         )
 
 
-def address_allowed(host: str, address: str, *, allow_loopback: bool) -> bool:
-    """At call time: public addresses, hosts or addresses the operator allowed, loopback for local servers."""
-    ip = parse_ip(address)
-    if ip is None:
-        return False
-    if is_public_ip(ip) or is_allowed_private_host(host) or is_allowed_private_host(str(ip)):
-        return True
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return allow_loopback and (ip.is_loopback or bool(mapped and mapped.is_loopback))
+class AnswerTooLarge(Exception):
+    """The provider's answer is larger than GATEWAY_MAX_RESPONSE_BYTES: it was not read further."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(f"The provider's answer is larger than {limit} bytes.")
 
 
-def resolve_allowed(host: str, port: int, *, allow_loopback: bool) -> list[str]:
-    """Every address `host` resolves to, once; AddressRefused if any of them is not allowed."""
-    literal = parse_ip(host)
-    if literal is not None:
-        addresses = [str(literal)]
-    else:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as error:
-            raise httpcore.ConnectError(f"Could not resolve the provider's host: {error}") from None
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    for address in addresses:
-        if not address_allowed(host, address, allow_loopback=allow_loopback):
-            raise AddressRefused(host, address)
-    return addresses
+# What a call can fail with before any usable answer: every one is mapped by errors.from_transport_error.
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, AddressRefused, AnswerTooLarge)
 
 
-class GuardedNetworkBackend(httpcore.NetworkBackend):
-    """httpcore's blocking backend, connecting only to resolved addresses that passed the guard."""
+# --- The address guard ----------------------------------------------------------------------------------
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with the system resolver, then refuses the host if any address it gives is not allowed."""
 
     def __init__(self, *, allow_loopback: bool):
         self.allow_loopback = allow_loopback
-        self._backend = httpcore.SyncBackend()
+        self._resolver = ThreadedResolver()
 
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable | None = None,
-    ) -> httpcore.NetworkStream:
-        addresses = resolve_allowed(host, port, allow_loopback=self.allow_loopback)
-        last_error: Exception | None = None
-        for address in addresses:
-            try:
-                return self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-                last_error = error
-        assert last_error is not None
-        raise last_error
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._resolver.resolve(host, port, family)
+        for result in results:
+            if not address_allowed(host, result["host"], allow_loopback=self.allow_loopback):
+                raise AddressRefused(host, result["host"])
+        return results
 
-    def connect_unix_socket(self, path: str, timeout=None, socket_options=None) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("Unix sockets are not used for providers.")
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+    async def close(self) -> None:
+        await self._resolver.close()
 
 
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx's transport with a connection pool built on the guarded backend."""
+def check_literal_address(url: URL, *, allow_loopback: bool) -> None:
+    """A URL naming an IP address is checked here: connections to literal addresses skip the resolver."""
+    host = url.raw_host or ""
+    if parse_ip(host) is not None and not address_allowed(host, host, allow_loopback=allow_loopback):
+        raise AddressRefused(host, host)
 
-    def __init__(self, *, allow_loopback: bool):
-        # httpx builds its pool privately; building it here is the one way to hand it a network backend
-        # (HTTPTransport keeps no other state, so its __init__ is not needed).
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=shared_ssl_context(),
-            max_connections=MAX_CONNECTIONS,
-            max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-            network_backend=GuardedNetworkBackend(allow_loopback=allow_loopback),
-        )
 
+# --- Sessions, one set per event loop -------------------------------------------------------------------
 
 _ssl_context: ssl.SSLContext | None = None
 
 
 def shared_ssl_context() -> ssl.SSLContext:
-    """Loading the CA bundle takes tens of milliseconds: once per process is enough (contexts are thread-safe)."""
+    """Loading the CA bundle takes tens of milliseconds: once per process is enough (contexts are shareable)."""
     global _ssl_context
     if _ssl_context is None:
-        with _lock:
-            if _ssl_context is None:
-                _ssl_context = httpx.create_ssl_context(trust_env=False)
+        _ssl_context = ssl.create_default_context()
     return _ssl_context
 
 
-_transports: dict[bool, GuardedTransport] = {}
+@dataclass
+class Sessions:
+    """A loop's provider sessions, one per address policy."""
+
+    by_policy: dict[bool, aiohttp.ClientSession] = field(default_factory=dict)
+
+    def get(self, allow_loopback: bool) -> aiohttp.ClientSession:
+        session = self.by_policy.get(allow_loopback)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=settings.GATEWAY_UPSTREAM_CONNECTIONS,
+                limit_per_host=0,
+                keepalive_timeout=KEEPALIVE_EXPIRY,
+                resolver=GuardedResolver(allow_loopback=allow_loopback),
+                ssl=shared_ssl_context(),
+                ttl_dns_cache=10,
+            )
+            session = self.by_policy[allow_loopback] = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers=DEFAULT_HEADERS,
+                trust_env=False,
+                raise_for_status=False,
+                auto_decompress=True,
+            )
+        return session
+
+    async def close(self) -> None:
+        sessions, self.by_policy = list(self.by_policy.values()), {}
+        for session in sessions:
+            await session.close()
 
 
-def get_transport(*, allow_loopback: bool = False) -> GuardedTransport:
-    """This process's pooled transport for the address policy, created on first use, shared by all threads."""
-    transport = _transports.get(allow_loopback)
-    if transport is None:
-        with _lock:
-            transport = _transports.get(allow_loopback)
-            if transport is None:
-                transport = _transports[allow_loopback] = GuardedTransport(allow_loopback=allow_loopback)
-    return transport
+_loops: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sessions]" = weakref.WeakKeyDictionary()
+_server_loops: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
 
 
-def forget_transports() -> None:
-    """After fork: the child opens its own sockets instead of sharing the parent's."""
-    _transports.clear()
+def serve_on_running_loop() -> None:
+    """Mark the running loop as a server's: its sessions live until the server closes them (lifespan)."""
+    _server_loops.add(asyncio.get_running_loop())
 
 
-def close_transports() -> None:
-    """Close every pooled connection (tests and shutdown)."""
-    with _lock:
-        for transport in _transports.values():
-            transport.close()
-        _transports.clear()
+def sessions() -> Sessions:
+    """The running loop's sessions, created on first use."""
+    loop = asyncio.get_running_loop()
+    found = _loops.get(loop)
+    if found is None:
+        found = _loops[loop] = Sessions()
+    return found
 
 
-os.register_at_fork(after_in_child=forget_transports)
+async def close_sessions() -> None:
+    """Close the running loop's provider connections (server shutdown, tests)."""
+    found = _loops.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.close()
 
 
-def timeouts() -> dict[str, float]:
-    """Read (between bytes of the answer, so long streams live) and connect timeouts, from settings."""
-    read = settings.GATEWAY_TIMEOUT
-    connect = settings.GATEWAY_CONNECT_TIMEOUT
-    return {"connect": connect, "read": read, "write": read, "pool": connect}
+def run_sync(function: Callable[..., Awaitable[T]], *args, **kwargs) -> T:
+    """Run a provider call from synchronous code: on the server's loop when a server runs one, else on a loop
+    of its own, whose sessions are closed before returning."""
+
+    async def call_and_tidy_up() -> T:
+        owned = asyncio.get_running_loop() not in _server_loops
+        try:
+            return await function(*args, **kwargs)
+        finally:
+            if owned:
+                await close_sessions()
+
+    return async_to_sync(call_and_tidy_up)()
+
+
+# --- Answers --------------------------------------------------------------------------------------------
+
+
+class UpstreamResponse:
+    """A provider's answer: status and headers at once; the body read whole and bounded, or streamed."""
+
+    def __init__(self, raw: aiohttp.ClientResponse, *, method: str, url: str):
+        self.raw = raw
+        self.status_code = raw.status
+        self.headers: CIMultiDictProxy[str] = raw.headers
+        self.method = method
+        self.url = url
+        self.content = b""
+
+    def __repr__(self) -> str:
+        return f"<UpstreamResponse {self.status_code}>"
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection was let go (closed, or back in the pool)."""
+        return self.raw.closed
+
+    @property
+    def media_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+    def json(self) -> object:
+        return json.loads(self.content)
+
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body, at most `limit` bytes (GATEWAY_MAX_RESPONSE_BYTES by default): AnswerTooLarge beyond."""
+        limit = settings.GATEWAY_MAX_RESPONSE_BYTES if limit is None else limit
+        declared = self.raw.content_length
+        if declared is not None and declared > limit:
+            self.close()
+            raise AnswerTooLarge(limit)
+        parts, size = [], 0
+        try:
+            while True:
+                part = await self.raw.content.read(READ_CHUNK)
+                if not part:
+                    break
+                size += len(part)
+                if size > limit:
+                    raise AnswerTooLarge(limit)
+                parts.append(part)
+        except BaseException:
+            self.close()
+            raise
+        self.content = b"".join(parts)
+        self.raw.release()
+        return self.content
+
+    async def read_at_most(self, limit: int) -> bytes:
+        """Up to `limit` bytes of the body, then the connection is let go (error answers)."""
+        parts, size = [], 0
+        try:
+            while size < limit:
+                part = await self.raw.content.read(min(READ_CHUNK, limit - size))
+                if not part:
+                    break
+                parts.append(part)
+                size += len(part)
+        finally:
+            self.close()
+        self.content = b"".join(parts)
+        return self.content
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive (however the network cut them)."""
+        async for data in self.raw.content.iter_any():
+            if data:
+                yield data
+
+    async def iter_lines(self) -> AsyncIterator[str]:
+        """The body's lines as they arrive, without their line ends (`\\n`, `\\r\\n` or `\\r`)."""
+        pending = b""
+        async for data in self.iter_bytes():
+            pending += data
+            lines = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                yield line.decode("utf-8", errors="replace")
+        if pending:
+            yield pending.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        """Let go of the connection; one whose body was not read to the end is closed, never reused."""
+        self.raw.close()
+
+
+# --- Sending --------------------------------------------------------------------------------------------
+
+
+def timeouts() -> aiohttp.ClientTimeout:
+    """Connect (waiting for a pooled connection included) and read (between bytes, so long streams live)."""
+    return aiohttp.ClientTimeout(
+        total=None, connect=settings.GATEWAY_CONNECT_TIMEOUT, sock_connect=settings.GATEWAY_CONNECT_TIMEOUT,
+        sock_read=settings.GATEWAY_TIMEOUT,
+    )
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -199,48 +317,43 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def read_or_close(response: httpx.Response) -> None:
-    """Read the whole answer (which returns the connection to the pool), or release it on failure."""
-    try:
-        response.read()
-    except BaseException:
-        response.close()
-        raise
-
-
-def send(
+async def send(
     method: str,
     url: str,
     *,
-    headers: dict[str, str],
-    json: object = None,
+    headers: Mapping[str, str],
+    json_body: object = None,
     content: bytes | None = None,
-    params: dict[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    data: Mapping[str, str] | None = None,
     stream: bool = False,
     allow_loopback: bool = False,
-    data: dict[str, str] | None = None,
-) -> httpx.Response:
-    """Send one provider request; the response's body is read unless `stream` (then the caller closes it).
+) -> UpstreamResponse:
+    """Send one provider request; the body is read (bounded) unless `stream` (then the caller closes it).
 
-    `data` is sent as a form (OAuth token requests), `json` as JSON.
-    Raises httpx.TransportError subclasses (connect, timeout, protocol) or AddressRefused; HTTP error
-    statuses come back as responses for errors.py to map. Redirects are never followed, no cookie is kept,
-    and proxy variables and .netrc are ignored (nothing between us and the checked address). `content`
-    sends exact body bytes instead of `json` (a signed body, a form).
+    `json_body` is sent as JSON, `data` as a form (OAuth token requests), `content` as exact bytes (a signed
+    body). Raises aiohttp.ClientError subclasses and asyncio.TimeoutError (connect, read, protocol),
+    AddressRefused or AnswerTooLarge; HTTP error statuses come back as responses for errors.py to map.
     """
-    transport = get_transport(allow_loopback=allow_loopback)
-    request = httpx.Request(
-        method, url, params=params, headers={**DEFAULT_HEADERS, **headers}, json=json, data=data, content=content,
-        extensions={"timeout": timeouts()},
-    )
+    try:
+        # As built: adapters quote every part themselves, and a signed request must go out byte for byte.
+        target = URL(url, encoded=True)
+        if params:
+            target = target.extend_query(params)
+    except (ValueError, TypeError):
+        raise aiohttp.InvalidURL("the connection's address") from None
+    check_literal_address(target, allow_loopback=allow_loopback)
+    session = sessions().get(allow_loopback)
     connect_retries = retry_after_retries = 0
     while True:
         try:
-            response = transport.handle_request(request)
-            response.request = request  # as httpx.Client does: adapters can see what was asked
-            if not stream:
-                read_or_close(response)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raw = await session.request(
+                method, target, headers=headers, json=json_body, data=content if content is not None else data,
+                allow_redirects=False, timeout=timeouts(), auto_decompress=not stream,
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+            if isinstance(error, aiohttp.ClientConnectorError) and isinstance(error.os_error, AddressRefused):
+                raise error.os_error from None
             # Nothing reached the provider, so trying again cannot run the request twice.
             if connect_retries >= CONNECT_RETRIES:
                 raise
@@ -248,19 +361,24 @@ def send(
             connect_retries += 1
             logger.warning(
                 "Could not connect to %s (%s); retrying in %.2fs (retry %d of %d).",
-                request.url.host, type(error).__name__, delay, connect_retries, CONNECT_RETRIES,
+                target.host, type(error).__name__, delay, connect_retries, CONNECT_RETRIES,
             )
-            time.sleep(delay)
+            await asyncio.sleep(delay)
             continue
+        response = UpstreamResponse(raw, method=method, url=str(target))
         if response.status_code in RETRY_AFTER_STATUSES and retry_after_retries < RETRY_AFTER_RETRIES:
-            delay = retry_after_seconds(response.headers.get("retry-after"))
+            delay = retry_after_seconds(response.headers.get("Retry-After"))
             if delay is not None and delay <= RETRY_AFTER_MAX:
                 response.close()
                 retry_after_retries += 1
                 logger.warning(
                     "%s answered %d with Retry-After %.2fs; retrying (retry %d of %d).",
-                    request.url.host, response.status_code, delay, retry_after_retries, RETRY_AFTER_RETRIES,
+                    target.host, response.status_code, delay, retry_after_retries, RETRY_AFTER_RETRIES,
                 )
-                time.sleep(delay)
+                await asyncio.sleep(delay)
                 continue
+        if not response.is_success:
+            await response.read_at_most(MAX_ERROR_BODY)  # enough for a message, bounded for memory and redaction
+        elif not stream:
+            await response.read()
         return response

@@ -13,6 +13,14 @@ from endpoints.models import Endpoint
 pytest_plugins = ["tests.databases", "tests.provider_fixtures"]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last. Playwright's sync API leaves its event loop marked running in the main thread
+    until the session ends, and every test after it that drives the site or a provider call from that thread
+    (asgiref's async_to_sync, asyncio.run) would be refused."""
+    browser = config.rootpath / "tests" / "browser"
+    items.sort(key=lambda item: item.path.is_relative_to(browser))  # stable: the order within each stays
+
+
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -114,3 +122,34 @@ def make_endpoint(db):
         return endpoint
 
     return make
+
+
+@pytest.fixture
+def asgi_live_server(transactional_db):
+    """The site served as the server serves it (config/asgi.py under uvicorn) in a thread of this process,
+    on a free 127.0.0.1 port: for clients that need a real socket (SDKs), against the test's database."""
+    import threading
+
+    import uvicorn
+    from django.core.handlers.asgi import ASGIHandler
+
+    from config.asgi import Site
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(Site(ASGIHandler()), host="127.0.0.1", port=port,
+                                           lifespan="on", log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="asgi-live-server", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the ASGI live server did not start")
+        threading.Event().wait(0.01)
+
+    class Live:
+        url = f"http://127.0.0.1:{port}"
+
+    yield Live()
+    server.should_exit = True
+    thread.join(10)

@@ -5,8 +5,9 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from endpoints.models import Endpoint
-from providers import upstream
 from providers.oauth import TOKENS
+from tests import provider_calls
+from tests.asgi_client import AsgiClient
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import FakeOpenAI
 from tokens.models import ApiToken
@@ -15,11 +16,19 @@ AZURE_API_VERSION = "2024-10-21"
 
 
 @pytest.fixture(autouse=True)
-def fresh_upstream_clients():
-    """Each test starts without pooled sockets or cached access tokens from the one before."""
-    yield
-    upstream.close_transports()
+def provider_loop():
+    """Each test calls providers on a loop of its own (tests/provider_calls.py) and starts without cached
+    access tokens from the one before."""
+    loop = provider_calls.start()
+    yield loop
+    provider_calls.stop(loop)
     TOKENS.clear()
+
+
+@pytest.fixture
+def site():
+    """The site as the server serves it (config/asgi.py: the gateway and /healthz in front of Django)."""
+    return AsgiClient()
 
 
 @pytest.fixture
@@ -32,10 +41,9 @@ def caller(django_user_model):
 
 
 @pytest.fixture
-def gateway(client, caller):
-    """The Django test client with the caller's token on every request."""
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {caller[1]}"
-    return client
+def gateway(caller):
+    """The site as the server serves it, with the caller's token on every request."""
+    return AsgiClient(HTTP_AUTHORIZATION=f"Bearer {caller[1]}")
 
 
 @pytest.fixture

@@ -146,7 +146,6 @@ def echo(settings):
     settings.AZURE_AUTHORITY_HOST = provider.url  # Entra ID's token requests go to the echo too
     yield provider
     provider.stop()
-    upstream.close_transports()
     TOKENS.clear()
 
 
@@ -331,7 +330,7 @@ def test_pages_admin_api_schema_commands_and_logs_carry_no_planted_secret(
 
 
 def test_gateway_errors_from_a_provider_echoing_the_credentials_carry_no_secret(planted_connections, admin_user,
-                                                                                 debug_logs, echo):
+                                                                                 debug_logs, echo, site):
     sweep = Sweep()
     client = Client()
     _, token = ApiToken.issue(user=admin_user)
@@ -342,11 +341,11 @@ def test_gateway_errors_from_a_provider_echoing_the_credentials_carry_no_secret(
         TOKENS.clear()
         for connection in planted_connections:
             for stream in (False, True):
-                response = client.post(f"/gateway/e-{connection.name}/invocations", {**chat, "stream": stream},
+                response = site.post(f"/gateway/e-{connection.name}/invocations", {**chat, "stream": stream},
                                        content_type="application/json", **auth)
                 assert response.status_code >= 400, connection.name
                 sweep.response(f"gateway {connection.name} (provider answered {status}, stream={stream})", response)
-            response = client.post("/gateway/v1/chat/completions", {**chat, "model": f"e-{connection.name}"},
+            response = site.post("/gateway/v1/chat/completions", {**chat, "model": f"e-{connection.name}"},
                                    content_type="application/json", **auth)
             sweep.response(f"gateway /v1/chat/completions {connection.name} ({status})", response)
     # The provider did receive (and so echoed) the credentials: the answers above had them to leak.

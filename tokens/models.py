@@ -23,6 +23,8 @@ TOKEN_PREFIX = "llmc_"
 # Characters of the token kept in clear to tell tokens apart: `llmc_` and 6 of its ~43 random characters.
 DISPLAY_PREFIX_LENGTH = len(TOKEN_PREFIX) + 6
 MAX_TOKEN_LENGTH = 200
+# How long a token may be made to last, in days: the one rule for the Tokens page and create_api_token.
+EXPIRES_DAYS_MIN, EXPIRES_DAYS_MAX = 1, 3650
 
 
 def hash_token(token: str) -> str:
@@ -89,6 +91,8 @@ class ApiToken(models.Model):
     @classmethod
     def issue(cls, *, user, expires_days: int | None = None) -> tuple["ApiToken", str]:
         """Create a token for `user`; returns the row and the plaintext, which is never stored."""
+        if expires_days is not None and not EXPIRES_DAYS_MIN <= expires_days <= EXPIRES_DAYS_MAX:
+            raise ValueError(f"expires_days must be from {EXPIRES_DAYS_MIN} to {EXPIRES_DAYS_MAX}")
         plaintext = generate_token()
         expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
         token = cls.objects.create(

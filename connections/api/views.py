@@ -88,11 +88,13 @@ class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
     @action(
         detail=True,
         methods=["post"],
-        permission_classes=[has_permission("connections.view_connection")],
+        permission_classes=[has_permission("connections.change_connection")],
         filter_backends=[],
     )
     def test(self, request, name=None):
-        """Call the provider's cheapest authenticated route (list models or equivalent) with the stored credentials."""
+        """Call the provider's cheapest authenticated route (list models or equivalent) with the stored credentials.
+
+        Needs `connections.change_connection`: it spends the stored key and tells whether it works."""
         result = connection_test(connection=self.get_object())
         return Response({"ok": result.ok, "status": result.status, "message": result.message})
 

@@ -9,9 +9,8 @@ Streams are translated event by event as they arrive.
 import json
 from collections.abc import Iterator
 
-import httpx
-
 from ..account import Account
+from ..upstream import UpstreamResponse
 from . import translate
 from .base import Adapter, EventStream, Target, UpstreamCall, accept_headers
 
@@ -26,14 +25,14 @@ CARRIED_OPTIONS = ("tools", "tool_choice")  # of translate.ANSWER_OPTIONS; the o
 class AnthropicAdapter(Adapter):
     """Anthropic with an API key (`x-api-key`), at its public address or a connection's base_url."""
 
-    def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
+    async def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
         stream = bool(body.get("stream"))
         headers = self.auth_headers(account.secrets)
         headers.update(accept_headers(stream))
         url = f"{account.base_url()}/v1/messages"
         return UpstreamCall("POST", url, headers, messages_request(target.model, body), stream=stream)
 
-    def build_check_call(self, account: Account) -> UpstreamCall:
+    async def build_check_call(self, account: Account) -> UpstreamCall:
         headers = {**self.auth_headers(account.secrets), "Accept": "application/json"}
         return UpstreamCall("GET", f"{account.base_url()}/v1/models", headers, params={"limit": "1"})
 
@@ -58,10 +57,10 @@ class AnthropicAdapter(Adapter):
             tool_calls=tool_calls,
         )
 
-    def relay_stream(self, account: Account, target: Target, response: httpx.Response) -> EventStream:
+    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
         chunks = StreamTranslation(account).chunks(response)
         return EventStream(
-            response, translate.relay_translated(response, chunks, provider=account.label, name=account.name)
+            response, translate.relay_translated(response, chunks, provider=account.label, name=account.name), account
         )
 
 

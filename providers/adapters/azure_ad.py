@@ -10,13 +10,13 @@ expire; rotating the client secret changes the cache key, so the next call signs
 import logging
 from urllib.parse import quote, urlencode
 
-import httpx
 from django.conf import settings
 
 from .. import errors, upstream
 from ..account import Account
 from ..errors import GatewayError
 from ..oauth import TOKENS
+from ..upstream import TRANSPORT_ERRORS, UpstreamResponse
 
 logger = logging.getLogger("gateway")
 
@@ -35,7 +35,7 @@ def cache_key(account: Account) -> tuple:
     return account.cache_key(token_url(account), account.config_value("client_id"))
 
 
-def access_token(account: Account, *, fresh: bool = False) -> str:
+async def access_token(account: Account, *, fresh: bool = False) -> str:
     """A valid access token for the connection's service principal, cached until shortly before it expires.
 
     `fresh` signs in even when a token is cached (the Test action checks the stored secret, which a cached
@@ -43,7 +43,7 @@ def access_token(account: Account, *, fresh: bool = False) -> str:
     """
     if fresh:
         forget_token(account)
-    return TOKENS.get(cache_key(account), lambda: fetch_token(account))
+    return await TOKENS.get(cache_key(account), lambda: fetch_token(account))
 
 
 def forget_token(account: Account) -> None:
@@ -51,7 +51,7 @@ def forget_token(account: Account) -> None:
     TOKENS.forget(cache_key(account))
 
 
-def fetch_token(account: Account) -> tuple[str, float]:
+async def fetch_token(account: Account) -> tuple[str, float]:
     """(access token, seconds it lives) from Entra ID; GatewayErrors that say why when there is none."""
     client_secret = account.secrets.get("client_secret", "")
     form = urlencode({
@@ -62,8 +62,8 @@ def fetch_token(account: Account) -> tuple[str, float]:
     }).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
     try:
-        response = upstream.send("POST", token_url(account), headers=headers, content=form)
-    except (httpx.TransportError, upstream.AddressRefused) as error:
+        response = await upstream.send("POST", token_url(account), headers=headers, content=form)
+    except TRANSPORT_ERRORS as error:
         failure = errors.from_transport_error(error, provider=ENTRA)
         logger.warning("Connection %s: no Entra ID token: %s (%s)", account.name, failure.code,
                        type(error).__name__)
@@ -76,7 +76,7 @@ def fetch_token(account: Account) -> tuple[str, float]:
     return read_token(response)
 
 
-def token_refused(response: httpx.Response, secrets: list[str]) -> GatewayError:
+def token_refused(response: UpstreamResponse, secrets: list[str]) -> GatewayError:
     """Entra ID's OAuth error (`error`, `error_description` with its AADSTS code) as the gateway's answer."""
     status = response.status_code
     try:
@@ -110,7 +110,7 @@ def token_refused(response: httpx.Response, secrets: list[str]) -> GatewayError:
     return failure
 
 
-def read_token(response: httpx.Response) -> tuple[str, float]:
+def read_token(response: UpstreamResponse) -> tuple[str, float]:
     try:
         document = response.json()
         token, expires_in = document["access_token"], float(document["expires_in"])

@@ -9,22 +9,26 @@ Everything else, including the error mapping and redaction, is shared here. Adap
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import httpx
+from core import redaction
 
 from .. import errors, upstream
 from ..account import Account
 from ..catalogue import TASKS
 from ..errors import GatewayError
+from ..upstream import TRANSPORT_ERRORS, UpstreamResponse
 
 logger = logging.getLogger("gateway")
 
-MAX_ERROR_BODY = 64 * 1024
 DONE_EVENT = b"data: [DONE]\n\n"
 ENDS_WITH_DONE = re.compile(rb"data:\s?\[DONE\]\s*$")
+# What each line of an event stream may start with (the SSE fields, a comment, or nothing).
+SSE_LINE = re.compile(rb"(?:data|event|id|retry)(?::|\r?$)|:|\r?$")
+STREAM_TYPES = ("text/event-stream",)
+REDACTED_BYTES = redaction.REDACTED.encode()
 
 
 @dataclass(frozen=True)
@@ -102,17 +106,23 @@ class Adapter:
 
     # --- The call --------------------------------------------------------------------------------------
 
-    def invoke(self, account: Account, target: Target, body: object) -> "dict | EventStream":
+    # The content types this adapter's provider answers a stream request with.
+    stream_types: tuple[str, ...] = STREAM_TYPES
+
+    async def invoke(self, account: Account, target: Target, body: object) -> "dict | EventStream":
         """Call the target model with the account's credentials.
 
-        Returns the OpenAI-shaped answer, or for `"stream": true` an iterator of SSE bytes that ends with
-        `data: [DONE]`. Raises GatewayError for everything else (README.md, Gateway, lists the answers).
+        Returns the OpenAI-shaped answer, or for `"stream": true` an async iterator of SSE bytes that ends
+        with `data: [DONE]`. Raises GatewayError for everything else (README.md, Gateway, lists the answers).
         """
         body = validate_body(target.task, body)
         self.supports(account)
-        call = self.build_call(account, target, body)
-        response = self.send(account, call)
+        call = await self.build_call(account, target, body)
+        response = await self.send(account, call)
         if call.stream:
+            if response.media_type not in self.stream_types:
+                response.close()
+                raise errors.not_a_stream(account.label, response.media_type)
             return self.relay_stream(account, target, response)
         try:
             document = response.json()
@@ -120,48 +130,42 @@ class Adapter:
             raise errors.invalid_response(account.label) from None
         return self.parse_response(target, document)
 
-    def test_credentials(self, account: Account) -> CredentialsCheck:
+    async def test_credentials(self, account: Account) -> CredentialsCheck:
         """Call the provider's cheapest authenticated route with the same credential code as traffic."""
         try:
             self.supports(account)
-            response = self.send(account, self.build_check_call(account))
+            response = await self.send(account, await self.build_check_call(account))
         except GatewayError as error:
             return CredentialsCheck(False, error.upstream_status, error.message)
         return CredentialsCheck(True, response.status_code, f"{account.label} accepted the credentials.")
 
-    def send(self, account: Account, call: UpstreamCall, *, redact_also: tuple[str, ...] = ()) -> httpx.Response:
-        """Send through the pooled transport; a 2xx response comes back, anything else as a GatewayError.
+    async def send(self, account: Account, call: UpstreamCall, *, redact_also: tuple[str, ...] = ()) -> UpstreamResponse:
+        """Send through the pooled session; a 2xx response comes back, anything else as a GatewayError.
 
         `redact_also`: secrets of this call beyond the account's own (an access token it obtained).
         """
         provider = account.label
         try:
-            response = upstream.send(
+            response = await upstream.send(
                 call.method,
                 call.url,
                 headers=call.headers,
-                json=call.json,
+                json_body=call.json,
                 params=call.params,
                 stream=call.stream,
                 allow_loopback=account.provider.local,
                 data=call.data,
                 content=call.content,
             )
-        except (httpx.TransportError, upstream.AddressRefused) as error:
+        except TRANSPORT_ERRORS as error:
             failure = errors.from_transport_error(error, provider=provider)
             logger.warning("Connection %s: %s (%s)", account.name, failure.code, type(error).__name__)
             raise failure from None
         if response.is_success:
             return response
-        try:
-            body = read_limited(response) if call.stream else response.content
-        except httpx.TransportError as error:
-            raise errors.from_transport_error(error, provider=provider) from None
-        finally:
-            response.close()
         failure = errors.from_upstream_response(
-            response.status_code, response.headers, body, secrets=[*account.values_to_redact(), *redact_also],
-            provider=provider,
+            response.status_code, response.headers, response.content,
+            secrets=[*account.values_to_redact(), *redact_also], provider=provider,
         )
         logger.warning(
             "Connection %s: provider answered %d, answering %d %s: %s",
@@ -169,56 +173,101 @@ class Adapter:
         )
         raise failure
 
-    def relay_stream(self, account: Account, target: Target, response: httpx.Response) -> "EventStream":
+    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> "EventStream":
         """Server-sent events passed through as they arrive, always ending with `data: [DONE]`."""
-        return EventStream(response, relay_events(response, provider=account.label, name=account.name))
-
-
-def read_limited(response: httpx.Response) -> bytes:
-    """At most MAX_ERROR_BODY bytes of a streamed error answer: enough for a message, bounded for memory."""
-    body = b""
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) >= MAX_ERROR_BODY:
-            break
-    return body[:MAX_ERROR_BODY]
+        return EventStream(response, relay_events(response, provider=account.label, name=account.name), account)
 
 
 class EventStream:
-    """An SSE byte iterator whose close() also releases the provider connection, even if never iterated."""
+    """An async iterator of SSE bytes whose aclose() also lets go of the provider connection, iterated or not.
 
-    def __init__(self, response: httpx.Response, events: Iterator[bytes]):
+    Every chunk it hands on is whole lines (events are only dispatched at a blank line, so holding back a
+    partial line delays nothing a client sees), which is what lets it replace any form of the account's
+    secrets that a provider echoes, however the network cut the bytes.
+    """
+
+    def __init__(self, response: UpstreamResponse, events: AsyncIterator[bytes], account: Account):
         self.response = response
         self.events = events
+        self.secrets = secrets_pattern(account)
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self.events
+    def __aiter__(self) -> "EventStream":
+        return self
 
-    def __next__(self) -> bytes:
-        return next(self.events)
+    async def __anext__(self) -> bytes:
+        chunk = await self.events.__anext__()
+        if self.secrets is not None and self.secrets.search(chunk):
+            chunk = self.secrets.sub(REDACTED_BYTES, chunk)
+        return chunk
 
-    def close(self) -> None:
-        self.events.close()
-        self.response.close()
+    async def aclose(self) -> None:
+        try:
+            await self.events.aclose()
+        finally:
+            self.response.close()
 
 
-def relay_events(response: httpx.Response, *, provider: str, name: str) -> Iterator[bytes]:
-    """The provider's chunks as they come; a broken stream ends with an OpenAI error event; then [DONE]."""
-    tail = b""
+def secrets_pattern(account: Account) -> "re.Pattern[bytes] | None":
+    return redaction.values_bytes_pattern(tuple(account.values_to_redact()))
+
+
+def redact_answer(account: Account, body: bytes) -> bytes:
+    """An answer's bytes with every form of the account's secrets replaced (one pass, only if one is there)."""
+    pattern = secrets_pattern(account)
+    if pattern is not None and pattern.search(body):
+        return pattern.sub(REDACTED_BYTES, body)
+    return body
+
+
+def event_stream_prefix(lines: bytes) -> int:
+    """How many bytes of these whole lines are ones an event stream may hold (a field, a comment, a blank line)."""
+    if all(SSE_LINE.match(line) for line in lines.split(b"\n")[:-1]):
+        return len(lines)  # the usual case, checked in one pass
+    good = 0
+    for line in lines.split(b"\n")[:-1]:
+        if not SSE_LINE.match(line):
+            break
+        good += len(line) + 1
+    return good
+
+
+async def relay_events(response: UpstreamResponse, *, provider: str, name: str) -> AsyncIterator[bytes]:
+    """The provider's events as they come, in whole lines, each checked to be an event stream's; anything
+    else, or a stream that breaks off, ends with an OpenAI error event; then [DONE]."""
+    tail = pending = b""
     try:
-        for chunk in response.iter_bytes():
-            if chunk:
-                tail = (tail + chunk)[-64:]
-                yield chunk
-    except httpx.TransportError as error:
+        async for chunk in response.iter_bytes():
+            pending += chunk
+            cut = pending.rfind(b"\n") + 1
+            if not cut:
+                continue
+            lines, pending = pending[:cut], pending[cut:]
+            good = event_stream_prefix(lines)
+            if good:
+                tail = (tail + lines[:good])[-64:]
+                yield lines[:good]
+            if good < len(lines):
+                failure = errors.invalid_stream(provider)
+                logger.warning("Connection %s: the provider's stream is not an event stream.", name)
+                yield event_separator(tail) + sse_bytes(failure.body())
+                tail, pending = b"\n\n", b""
+                break
+    except TRANSPORT_ERRORS as error:
         failure = errors.from_transport_error(error, provider=provider)
         logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
-        yield event_separator(tail) + b"data: " + json.dumps(failure.body()).encode() + b"\n\n"
-        tail = b"\n\n"
+        yield event_separator(tail + pending) + sse_bytes(failure.body())
+        tail, pending = b"\n\n", b""
     finally:
         response.close()
+    if pending and event_stream_prefix(pending + b"\n") > len(pending):
+        tail = (tail + pending)[-64:]
+        yield pending
     if not ENDS_WITH_DONE.search(tail):
         yield event_separator(tail) + DONE_EVENT
+
+
+def sse_bytes(document: dict) -> bytes:
+    return b"data: " + json.dumps(document).encode() + b"\n\n"
 
 
 def event_separator(tail: bytes) -> bytes:

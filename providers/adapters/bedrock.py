@@ -19,10 +19,9 @@ arrive, and go out as OpenAI chunks ending with `data: [DONE]`.
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -31,6 +30,7 @@ from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserEr
 from .. import errors
 from ..account import Account
 from ..errors import GatewayError
+from ..upstream import TRANSPORT_ERRORS, UpstreamResponse
 from . import translate
 from .base import Adapter, EventStream, Target, UpstreamCall, validate_body
 
@@ -66,26 +66,28 @@ def bad_request(message: str) -> GatewayError:
 class BedrockAdapter(Adapter):
     """Amazon Bedrock with access keys (SigV4) or a Bedrock API key."""
 
-    def invoke(self, account: Account, target: Target, body: object) -> dict | EventStream:
+    stream_types = (EVENT_STREAM,)
+
+    async def invoke(self, account: Account, target: Target, body: object) -> dict | EventStream:
         """Chat through the shared pipeline; embeddings may take one call per text."""
         if target.task == "embeddings":
-            return self.embed(account, target, validate_body(target.task, body))
-        return super().invoke(account, target, body)
+            return await self.embed(account, target, validate_body(target.task, body))
+        return await super().invoke(account, target, body)
 
-    def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
+    async def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
         stream = bool(body.get("stream"))
         url = f"{account.base_url()}/model/{quote(target.model, safe='')}/"
         url += "converse-stream" if stream else "converse"
         return signed_call(account, "POST", url, converse_request(body), stream=stream)
 
-    def build_check_call(self, account: Account) -> UpstreamCall:
+    async def build_check_call(self, account: Account) -> UpstreamCall:
         url = f"{control_base(account)}/foundation-models?byOutputModality=EMBEDDING"
         return signed_call(account, "GET", url, None)
 
-    def relay_stream(self, account: Account, target: Target, response: httpx.Response) -> EventStream:
+    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
         """Converse streams come in AWS's event-stream encoding: translated as they arrive."""
         stream = ConverseStream(target.model, provider=account.label, name=account.name)
-        return EventStream(response, stream.relay(response))
+        return EventStream(response, stream.relay(response), account)
 
     def parse_response(self, target: Target, document: object) -> dict:
         message = document.get("output", {}).get("message") if isinstance(document, dict) else None
@@ -101,7 +103,7 @@ class BedrockAdapter(Adapter):
             tool_calls=[tool_call(block["toolUse"]) for block in blocks if isinstance(block.get("toolUse"), dict)],
         )
 
-    def embed(self, account: Account, target: Target, body: dict) -> dict:
+    async def embed(self, account: Account, target: Target, body: dict) -> dict:
         """Titan takes one text per request, Cohere a batch; either way one OpenAI embeddings list."""
         self.supports(account)
         inputs = translate.embedding_inputs(body["input"])
@@ -116,13 +118,13 @@ class BedrockAdapter(Adapter):
                 payload: dict = {"inputText": text}
                 if isinstance(body.get("dimensions"), int) and "v1" not in model:
                     payload["dimensions"] = body["dimensions"]
-                document = self.call_json(account, url, payload)
+                document = await self.call_json(account, url, payload)
                 vectors.append(document.get("embedding"))
                 tokens += int(document.get("inputTextTokenCount") or 0)
         elif "cohere.embed" in model:
             for start in range(0, len(inputs), COHERE_BATCH):
                 payload = {"texts": inputs[start:start + COHERE_BATCH], "input_type": "search_document"}
-                embeddings = self.call_json(account, url, payload).get("embeddings")
+                embeddings = (await self.call_json(account, url, payload)).get("embeddings")
                 vectors.extend(embeddings.get("float", []) if isinstance(embeddings, dict) else embeddings or [])
         else:
             raise bad_request(
@@ -133,8 +135,8 @@ class BedrockAdapter(Adapter):
             raise errors.invalid_response("Amazon Bedrock")
         return translate.embeddings(model=model, vectors=vectors, usage_=translate.usage(tokens, 0))
 
-    def call_json(self, account: Account, url: str, payload: dict) -> dict:
-        response = self.send(account, signed_call(account, "POST", url, payload))
+    async def call_json(self, account: Account, url: str, payload: dict) -> dict:
+        response = await self.send(account, signed_call(account, "POST", url, payload))
         try:
             document = response.json()
         except ValueError:
@@ -306,13 +308,14 @@ class ConverseStream:
         self.finish_reason: str | None = None  # held until the usage (metadata event) that follows it
         self.tool_indexes: dict[int, int] = {}  # Converse content block index -> OpenAI tool call index
 
-    def relay(self, response: httpx.Response) -> Iterator[bytes]:
+    async def relay(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
         buffer = EventStreamBuffer()
         try:
-            for data in response.iter_bytes():
+            async for data in response.iter_bytes():
                 buffer.add_data(data)
                 for message in buffer:
-                    yield from self.translate(message)
+                    for chunk in self.translate(message):
+                        yield chunk
         except GatewayError as failure:  # an exception event from Bedrock
             logger.warning("Connection %s: the stream ended with %s", self.name, failure.code)
             yield translate.sse(failure.body())
@@ -321,7 +324,7 @@ class ConverseStream:
             yield translate.sse(GatewayError(
                 502, errors.UPSTREAM, "upstream_invalid_response", f"{self.provider} sent an unreadable event stream."
             ).body())
-        except httpx.TransportError as error:
+        except TRANSPORT_ERRORS as error:
             failure = errors.from_transport_error(error, provider=self.provider)
             logger.warning("Connection %s: the stream broke off: %s", self.name, failure.code)
             yield translate.sse(failure.body())
@@ -379,4 +382,4 @@ def stream_exception(kind: str, payload: bytes, provider: str) -> GatewayError:
     message = errors.safe_message(message, ())
     status = {"throttlingException": 429, "validationException": 400, "modelTimeoutException": 408}.get(kind, 500)
     name = kind[:1].upper() + kind[1:]
-    return errors.map_status(status, httpx.Headers(), message, name, provider=provider)
+    return errors.map_status(status, {}, message, name, provider=provider)

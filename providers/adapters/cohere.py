@@ -6,12 +6,10 @@ answer `embeddings.float`. Streams are translated event by event as they arrive.
 """
 
 import json
-import re
 from collections.abc import Iterator
 
-import httpx
-
 from ..account import Account
+from ..upstream import UpstreamResponse
 from . import translate
 from .base import Adapter, EventStream, Target, UpstreamCall, accept_headers
 
@@ -20,13 +18,12 @@ RENAMED = {"top_p": "p", "seed": "seed", "temperature": "temperature", "frequenc
            "presence_penalty": "presence_penalty"}
 TOOL_CHOICES = {"required": "REQUIRED", "none": "NONE"}
 EMBED_INPUT_TYPE = "search_document"
-MODEL_FIRST = re.compile(rb'\{"model":\s*("(?:[^"\\]|\\.)*")')
 
 
 class CohereAdapter(Adapter):
     """Cohere with an API key (Bearer), at its public address or a connection's base_url."""
 
-    def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
+    async def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
         stream = bool(body.get("stream"))
         headers = self.auth_headers(account.secrets)
         headers.update(accept_headers(stream))
@@ -36,7 +33,7 @@ class CohereAdapter(Adapter):
         return UpstreamCall("POST", f"{account.base_url()}/v2/chat", headers, chat_request(target.model, body),
                             stream=stream)
 
-    def build_check_call(self, account: Account) -> UpstreamCall:
+    async def build_check_call(self, account: Account) -> UpstreamCall:
         headers = {**self.auth_headers(account.secrets), "Accept": "application/json"}
         return UpstreamCall("GET", f"{account.base_url()}/v1/models", headers, params={"page_size": "1"})
 
@@ -60,17 +57,11 @@ class CohereAdapter(Adapter):
             tool_calls=message.get("tool_calls") or None,
         )
 
-    def relay_stream(self, account: Account, target: Target, response: httpx.Response) -> EventStream:
-        chunks = StreamTranslation(account, requested_model(response)).chunks(response)
+    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
+        chunks = StreamTranslation(account, target.model).chunks(response)
         return EventStream(
-            response, translate.relay_translated(response, chunks, provider=account.label, name=account.name)
+            response, translate.relay_translated(response, chunks, provider=account.label, name=account.name), account
         )
-
-
-def requested_model(response: httpx.Response) -> str:
-    """The model the stream was asked of (Cohere's events do not name it): the first key of our request body."""
-    match = MODEL_FIRST.match(response.request.content[:1024])
-    return json.loads(match[1]) if match else ""
 
 
 # --- Requests -------------------------------------------------------------------------------------------

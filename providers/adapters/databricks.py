@@ -11,12 +11,11 @@ import base64
 import logging
 from urllib.parse import quote
 
-import httpx
-
 from .. import errors
 from ..account import Account
 from ..errors import GatewayError
 from ..oauth import TOKENS
+from ..upstream import UpstreamResponse
 from .base import Adapter, Target, UpstreamCall, accept_headers
 
 logger = logging.getLogger("gateway")
@@ -29,23 +28,25 @@ DEFAULT_EXPIRES_IN = 3600.0
 class DatabricksAdapter(Adapter):
     """Databricks with a personal access token (`token`) or a service principal's OAuth secret (`oauth_m2m`)."""
 
-    def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
+    async def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
         stream = bool(body.get("stream"))
-        headers = {"Authorization": f"Bearer {self.access_token(account)}"}
+        headers = {"Authorization": f"Bearer {await self.access_token(account)}"}
         headers.update(accept_headers(stream))
         payload = {name: value for name, value in body.items() if name != "model"}  # the URL names the endpoint
         url = f"{workspace(account)}/serving-endpoints/{quote(target.model, safe='')}/invocations"
         return UpstreamCall("POST", url, headers, payload, stream=stream)
 
-    def build_check_call(self, account: Account) -> UpstreamCall:
-        headers = {"Authorization": f"Bearer {self.access_token(account)}", "Accept": "application/json"}
+    async def build_check_call(self, account: Account) -> UpstreamCall:
+        headers = {"Authorization": f"Bearer {await self.access_token(account)}", "Accept": "application/json"}
         return UpstreamCall("GET", f"{workspace(account)}/api/2.0/serving-endpoints", headers)
 
-    def send(self, account: Account, call: UpstreamCall, *, redact_also: tuple[str, ...] = ()) -> httpx.Response:
+    async def send(
+        self, account: Account, call: UpstreamCall, *, redact_also: tuple[str, ...] = ()
+    ) -> UpstreamResponse:
         """As for every provider; the access token is redacted too, and a refused OAuth token is dropped."""
         bearer = call.headers.get("Authorization", "").removeprefix("Bearer ")
         try:
-            return super().send(account, call, redact_also=(*redact_also, bearer) if bearer else redact_also)
+            return await super().send(account, call, redact_also=(*redact_also, bearer) if bearer else redact_also)
         except GatewayError as error:
             if account.method.id == "oauth_m2m" and bearer and error.upstream_status in (401, 403):
                 TOKENS.forget(token_key(account))  # revoked or from a deleted principal: fetch anew next time
@@ -53,12 +54,12 @@ class DatabricksAdapter(Adapter):
 
     # --- Credentials ----------------------------------------------------------------------------------
 
-    def access_token(self, account: Account) -> str:
+    async def access_token(self, account: Account) -> str:
         if account.method.id == "oauth_m2m":
-            return TOKENS.get(token_key(account), lambda: self.fetch_token(account))
+            return await TOKENS.get(token_key(account), lambda: self.fetch_token(account))
         return account.secrets["token"]
 
-    def fetch_token(self, account: Account) -> tuple[str, float]:
+    async def fetch_token(self, account: Account) -> tuple[str, float]:
         """A service principal's access token from the workspace's OIDC endpoint (client credentials grant)."""
         client = f"{account.config_value('client_id')}:{account.secrets['client_secret']}"
         call = UpstreamCall(
@@ -68,7 +69,7 @@ class DatabricksAdapter(Adapter):
             data={"grant_type": "client_credentials", "scope": TOKEN_SCOPE},
         )
         try:
-            response = super().send(account, call)
+            response = await super().send(account, call)
         except GatewayError as error:
             error.message = f"OAuth token request: {error.message}"
             raise

@@ -9,14 +9,13 @@ Gemini models under another address and credential.
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import quote
-
-import httpx
 
 from .. import errors
 from ..account import Account
 from ..errors import GatewayError
+from ..upstream import TRANSPORT_ERRORS, UpstreamResponse
 from . import translate
 from .base import Adapter, EventStream, Target, UpstreamCall, accept_headers
 
@@ -205,12 +204,14 @@ def embeddings_response(model: str, document: object) -> dict:
     return translate.embeddings(model=model, vectors=[item.get("values") or [] for item in items])
 
 
-def translate_stream(response: httpx.Response, *, model: str, provider: str, name: str) -> Iterator[bytes]:
+async def translate_stream(
+    response: UpstreamResponse, *, model: str, provider: str, name: str
+) -> AsyncIterator[bytes]:
     """Gemini's server-sent events as OpenAI chunks, each written as its event arrives, then [DONE]."""
     id_, created = translate.completion_id(), int(time.time())
     started, finish_reason, usage = False, None, None
     try:
-        for _, data in translate.read_events(response):
+        async for _, data in translate.read_events(response):
             try:
                 document = json.loads(data)
             except ValueError:
@@ -219,7 +220,7 @@ def translate_stream(response: httpx.Response, *, model: str, provider: str, nam
                 code = document["error"].get("code")
                 status = code if isinstance(code, int) and 400 <= code < 600 else 500
                 failure = errors.from_upstream_response(
-                    status, httpx.Headers(), data.encode(), secrets=(), provider=provider
+                    status, {}, data.encode(), secrets=(), provider=provider
                 )
                 logger.warning("Connection %s: the stream ended with a provider error.", name)
                 yield translate.sse(failure.body())
@@ -241,7 +242,7 @@ def translate_stream(response: httpx.Response, *, model: str, provider: str, nam
                 yield translate.chunk(id_=id_, model=model, created=created, delta={"role": "assistant", "content": ""})
             yield translate.chunk(id_=id_, model=model, created=created, delta={},
                                   finish_reason=finish_reason or "stop", usage_=usage)
-    except httpx.TransportError as error:
+    except TRANSPORT_ERRORS as error:
         failure = errors.from_transport_error(error, provider=provider)
         logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
         yield translate.sse(failure.body())
@@ -256,11 +257,11 @@ def translate_stream(response: httpx.Response, *, model: str, provider: str, nam
 class GeminiAdapter(Adapter):
     """Google Gemini with an API key (`x-goog-api-key`)."""
 
-    def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
+    async def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
         base = f"{account.base_url()}/{API_VERSION}/{model_path(target.model)}"
         return translated_call(base, target, body, {"x-goog-api-key": account.secrets["api_key"]})
 
-    def build_check_call(self, account: Account) -> UpstreamCall:
+    async def build_check_call(self, account: Account) -> UpstreamCall:
         headers = {"x-goog-api-key": account.secrets["api_key"], "Accept": "application/json"}
         return UpstreamCall("GET", f"{account.base_url()}/{API_VERSION}/models", headers, params={"pageSize": "1"})
 
@@ -269,9 +270,9 @@ class GeminiAdapter(Adapter):
             return embeddings_response(target.model, document)
         return chat_response(target.model, document)
 
-    def relay_stream(self, account: Account, target: Target, response: httpx.Response) -> EventStream:
+    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
         events = translate_stream(response, model="", provider=account.label, name=account.name)
-        return EventStream(response, events)
+        return EventStream(response, events, account)
 
 
 def translated_call(model_url: str, target: Target, body: dict, headers: dict[str, str]) -> UpstreamCall:

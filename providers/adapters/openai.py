@@ -6,12 +6,11 @@ differ. The request's `model` is always replaced by the endpoint's model (on Azu
 
 from urllib.parse import quote
 
-import httpx
-
 from ..account import Account
 from ..catalogue import TASKS
 from ..errors import GatewayError
 from . import azure_ad
+from ..upstream import UpstreamResponse
 from .base import Adapter, Target, UpstreamCall, accept_headers
 
 AZURE_METHODS = ("azure", "azure_ad")
@@ -20,10 +19,10 @@ AZURE_METHODS = ("azure", "azure_ad")
 class OpenAIAdapter(Adapter):
     """OpenAI (`api_key`, `azure`, `azure_ad`) and the OpenAI-compatible providers (`api_key` or `none`)."""
 
-    def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
+    async def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
         stream = bool(body.get("stream"))
         payload = {**body, "model": target.model}
-        headers = self.auth_headers(account)
+        headers = await self.auth_headers(account)
         headers.update(accept_headers(stream))
         path = TASKS[target.task].openai_path
         if account.method.id in AZURE_METHODS:
@@ -32,23 +31,25 @@ class OpenAIAdapter(Adapter):
             return UpstreamCall("POST", url, headers, payload, azure_params(account), stream)
         return UpstreamCall("POST", f"{api_base(account)}/{path}", headers, payload, stream=stream)
 
-    def build_check_call(self, account: Account) -> UpstreamCall:
-        headers = {**self.auth_headers(account, fresh=True), "Accept": "application/json"}
+    async def build_check_call(self, account: Account) -> UpstreamCall:
+        headers = {**await self.auth_headers(account, fresh=True), "Accept": "application/json"}
         if account.method.id in AZURE_METHODS:
             url = f"{azure_base(account)}/openai/models"
             return UpstreamCall("GET", url, headers, params=azure_params(account))
         return UpstreamCall("GET", f"{api_base(account)}/models", headers)
 
-    def send(self, account: Account, call: UpstreamCall, *, redact_also: tuple[str, ...] = ()) -> httpx.Response:
+    async def send(
+        self, account: Account, call: UpstreamCall, *, redact_also: tuple[str, ...] = ()
+    ) -> UpstreamResponse:
         """As for everyone, and a token Azure refused is not offered again."""
         try:
-            return super().send(account, call, redact_also=redact_also)
+            return await super().send(account, call, redact_also=redact_also)
         except GatewayError as error:
             if account.method.id == "azure_ad" and error.upstream_status == 401:
                 azure_ad.forget_token(account)  # revoked or expired early: sign in again next time
             raise
 
-    def auth_headers(self, account: Account, *, fresh: bool = False) -> dict[str, str]:
+    async def auth_headers(self, account: Account, *, fresh: bool = False) -> dict[str, str]:
         """The credential headers; `fresh` (the Test action) signs in again rather than use a cached token."""
         method = account.method.id
         if method == "none":
@@ -56,7 +57,7 @@ class OpenAIAdapter(Adapter):
         if method == "azure":
             return {"api-key": account.secrets["api_key"]}
         if method == "azure_ad":
-            return {"Authorization": f"Bearer {azure_ad.access_token(account, fresh=fresh)}"}
+            return {"Authorization": f"Bearer {await azure_ad.access_token(account, fresh=fresh)}"}
         headers = {"Authorization": f"Bearer {account.secrets['api_key']}"}
         organization = account.config_value("organization")
         if organization:

@@ -5,11 +5,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-
-import httpx
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 from .. import errors
+from ..upstream import TRANSPORT_ERRORS, UpstreamResponse
 
 DONE = b"data: [DONE]\n\n"
 logger = logging.getLogger("gateway")
@@ -127,15 +126,16 @@ class ChunkWriter:
         self.model = model
         self.created = int(time.time())
 
-    def chunks(self, response: httpx.Response) -> Iterator[bytes]:
+    async def chunks(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
         """Each JSON event (its `type`, else its SSE event name) translated; other lines are skipped."""
-        for event, data in read_events(response):
+        async for event, data in read_events(response):
             try:
                 document = json.loads(data)
             except ValueError:
                 continue
             if isinstance(document, dict):
-                yield from self.translate(document.get("type") or event, document)
+                for chunk in self.translate(document.get("type") or event, document):
+                    yield chunk
 
     def translate(self, kind: str, document: dict) -> Iterator[bytes]:
         raise NotImplementedError
@@ -164,10 +164,10 @@ def embedding_inputs(value: object) -> list[str]:
     return [value] if isinstance(value, str) else [item for item in value if isinstance(item, str)]
 
 
-def read_events(response: httpx.Response) -> Iterator[tuple[str, str]]:
+async def read_events(response: UpstreamResponse) -> AsyncIterator[tuple[str, str]]:
     """A provider's server-sent events as (event name, data) pairs, read as they arrive."""
     event, data = "", []
-    for line in response.iter_lines():
+    async for line in response.iter_lines():
         if not line:
             if data:
                 yield event, "\n".join(data)
@@ -180,12 +180,15 @@ def read_events(response: httpx.Response) -> Iterator[tuple[str, str]]:
         yield event, "\n".join(data)
 
 
-def relay_translated(response: httpx.Response, chunks: Iterator[bytes], *, provider: str, name: str) -> Iterator[bytes]:
+async def relay_translated(
+    response: UpstreamResponse, chunks: AsyncIterator[bytes], *, provider: str, name: str
+) -> AsyncIterator[bytes]:
     """An adapter's translated chunks as they are produced; a broken stream ends with an OpenAI error event;
     then `data: [DONE]`. The provider's response is closed however the iteration ends."""
     try:
-        yield from chunks
-    except httpx.TransportError as error:
+        async for chunk in chunks:
+            yield chunk
+    except TRANSPORT_ERRORS as error:
         failure = errors.from_transport_error(error, provider=provider)
         logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
         yield sse(failure.body())

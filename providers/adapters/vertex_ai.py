@@ -1,81 +1,47 @@
 """Google Vertex AI with a service account key: an OAuth access token per key, Gemini's format for chat.
 
-The key file's JSON is turned into an access token by google-auth (the JWT-bearer grant at the key's
-`token_uri`); the token call goes through the product's own guarded transport, so it obeys the same
-address rules as every provider call. Tokens are cached per process for each (account, key version) until
-shortly before they expire (providers/oauth.py): N calls obtain one token, and a rotated key obtains a new
-one at once. Chat uses the Gemini translation (providers/adapters/gemini.py); embeddings Vertex's `:predict`.
+The key file's JSON is turned into an access token with the JWT-bearer grant at the key's `token_uri`: the
+assertion is signed by google-auth's signer, and the token call goes through the product's own guarded
+client, so it obeys the same address rules as every provider call. Tokens are cached per process for each
+(account, key version) until shortly before they expire (providers/oauth.py): N calls obtain one token, and
+a rotated key obtains a new one at once. Chat uses the Gemini translation (providers/adapters/gemini.py);
+embeddings Vertex's `:predict`.
 """
 
+import asyncio
 import json
 import logging
-from datetime import UTC, datetime
-from urllib.parse import quote
+import time
+from urllib.parse import quote, urlencode
 
-import httpx
-from google.auth import exceptions as google_exceptions
-from google.auth import transport as google_transport
-from google.oauth2 import service_account
+from google.auth import crypt, jwt
 
 from .. import errors, upstream
 from ..account import Account
 from ..errors import GatewayError
 from ..oauth import TOKENS
+from ..upstream import TRANSPORT_ERRORS, UpstreamResponse
 from . import gemini, translate
 from .base import Adapter, EventStream, Target, UpstreamCall
 
 logger = logging.getLogger("gateway")
 
-SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+SCOPES = "https://www.googleapis.com/auth/cloud-platform"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 TOKEN_SERVICE = "Google's OAuth token service"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ASSERTION_LIFETIME = 3600  # seconds, as google-auth asks for
 DEFAULT_LIFETIME = 300.0  # when the token service does not say how long a token lives
-
-
-# --- google-auth over the gateway's transport ---------------------------------------------------------
-
-
-class TokenResponse(google_transport.Response):
-    """google-auth's view of an httpx answer."""
-
-    def __init__(self, response: httpx.Response):
-        self._response = response
-
-    @property
-    def status(self) -> int:
-        return self._response.status_code
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return dict(self._response.headers)
-
-    @property
-    def data(self) -> bytes:
-        return self._response.content
-
-
-class TokenRequest(google_transport.Request):
-    """google-auth's HTTP hook on the guarded pooled transport; remembers the last answer for error messages."""
-
-    def __init__(self):
-        self.response: httpx.Response | None = None
-        self.failure: GatewayError | None = None
-
-    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs) -> TokenResponse:
-        try:
-            self.response = upstream.send(method, url, headers=dict(headers or {}), content=body)
-        except (httpx.TransportError, upstream.AddressRefused) as error:
-            self.failure = errors.from_transport_error(error, provider=TOKEN_SERVICE)
-            raise google_exceptions.TransportError(self.failure.code) from None
-        return TokenResponse(self.response)
+TOKEN_ATTEMPTS = 3  # issuing a token changes nothing: a 5xx is worth trying again (google-auth tries 3 times)
+TOKEN_RETRY_DELAY = 0.1
 
 
 # --- Tokens -------------------------------------------------------------------------------------------
 
 
-def access_token(account: Account) -> str:
+async def access_token(account: Account) -> str:
     """The service account's access token, cached for this version of its key."""
-    return TOKENS.get(account.cache_key(), lambda: obtain_token(account, key_info(account)))
+    return await TOKENS.get(account.cache_key(), lambda: obtain_token(account, key_info(account)))
 
 
 def forget_token(account: Account) -> None:
@@ -103,49 +69,61 @@ def unusable_key(account: Account, why: str) -> GatewayError:
     )
 
 
-def obtain_token(account: Account, info: dict) -> tuple[str, float]:
-    """An access token for the key, from its token service (google-auth signs the JWT-bearer grant)."""
+def grant_assertion(account: Account, info: dict) -> bytes:
+    """The signed JWT that asks the token service for an access token (what google-auth's credentials send)."""
     try:
-        credentials = service_account.Credentials.from_service_account_info(
-            info, scopes=SCOPES, additional_claims={"aud": info["token_uri"]}
-        )
-    except (ValueError, google_exceptions.GoogleAuthError):
+        signer = crypt.RSASigner.from_service_account_info(info)
+    except (ValueError, TypeError, KeyError):
         raise unusable_key(account, "its private_key is not a valid PEM private key") from None
-    request = TokenRequest()
-    try:
-        credentials.refresh(request)
-    except google_exceptions.TransportError:
-        failure = request.failure or GatewayError(502, errors.UPSTREAM, "upstream_unreachable",
-                                                  f"Could not reach {TOKEN_SERVICE}.")
-        logger.warning("Connection %s: no access token: %s", account.name, failure.code)
-        raise failure from None
-    except google_exceptions.GoogleAuthError as error:
-        failure = token_refused(request.response, error, info)
+    now = int(time.time())
+    payload = {"iss": info["client_email"], "aud": info["token_uri"], "scope": SCOPES,
+               "iat": now, "exp": now + ASSERTION_LIFETIME}
+    return jwt.encode(signer, payload)
+
+
+async def obtain_token(account: Account, info: dict) -> tuple[str, float]:
+    """An access token for the key, from its token service (the JWT-bearer grant)."""
+    form = urlencode({"grant_type": JWT_BEARER, "assertion": grant_assertion(account, info).decode()}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+    for attempt in range(1, TOKEN_ATTEMPTS + 1):
+        try:
+            response = await upstream.send("POST", info["token_uri"], headers=headers, content=form)
+        except TRANSPORT_ERRORS as error:
+            failure = errors.from_transport_error(error, provider=TOKEN_SERVICE)
+            logger.warning("Connection %s: no access token: %s", account.name, failure.code)
+            raise failure from None
+        if response.status_code < 500 or attempt == TOKEN_ATTEMPTS:
+            break
+        await asyncio.sleep(TOKEN_RETRY_DELAY * attempt)
+    if not response.is_success:
+        failure = token_refused(response, info)
         logger.warning("Connection %s: no access token: %s (HTTP %s)",
                        account.name, failure.code, failure.upstream_status)
-        raise failure from None
-    except (ValueError, TypeError, KeyError):  # an answer google-auth could not read (e.g. a bad expires_in)
+        raise failure
+    try:
+        document = response.json()
+        token = document["access_token"]
+        lifetime = float(document.get("expires_in") or DEFAULT_LIFETIME)
+    except (ValueError, TypeError, KeyError, AttributeError):
         raise GatewayError(502, errors.UPSTREAM, "upstream_invalid_response",
                            f"{TOKEN_SERVICE} sent an answer that could not be read.") from None
-    lifetime = DEFAULT_LIFETIME
-    if credentials.expiry is not None:  # naive UTC, as google-auth keeps it
-        lifetime = (credentials.expiry - datetime.now(UTC).replace(tzinfo=None)).total_seconds()
-    return credentials.token, lifetime
+    if not isinstance(token, str) or not token:
+        raise GatewayError(502, errors.UPSTREAM, "upstream_invalid_response",
+                           f"{TOKEN_SERVICE} answered without an access token.")
+    return token, lifetime
 
 
-def token_refused(response: httpx.Response | None, error: Exception, info: dict) -> GatewayError:
+def token_refused(response: UpstreamResponse, info: dict) -> GatewayError:
     """The token call's failures as the gateway answers them: a refused key is a 401 upstream_credentials_rejected;
     429 and 5xx as for any provider answer."""
     secrets = [value for value in info.values() if isinstance(value, str)]
-    message = errors.safe_message(str(error.args[0]) if error.args else "", secrets)
-    if response is None or response.is_success:
-        failure = GatewayError(502, errors.UPSTREAM, "upstream_invalid_response",
-                               f"{TOKEN_SERVICE} answered without an access token.")
-    elif response.status_code in (400, 401, 403):
+    message, _ = errors.provider_error_parts(response.content)
+    message = errors.safe_message(message, secrets)
+    if response.status_code in (400, 401, 403):
         failure = errors.credentials_rejected(response.status_code, message, provider=TOKEN_SERVICE)
     else:
         failure = errors.map_status(response.status_code, response.headers, message, "", provider=TOKEN_SERVICE)
-    failure.upstream_status = response.status_code if response is not None else None
+    failure.upstream_status = response.status_code
     return failure
 
 
@@ -155,25 +133,27 @@ def token_refused(response: httpx.Response | None, error: Exception, info: dict)
 class VertexAIAdapter(Adapter):
     """Gemini models on Vertex AI, called with an access token of the connection's service account."""
 
-    def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
-        headers = self.auth_headers(account)
+    async def build_call(self, account: Account, target: Target, body: dict) -> UpstreamCall:
+        headers = await self.auth_headers(account)
         model_url = f"{project_base(account)}/publishers/google/models/{quote(target.model, safe='')}"
         if target.task == "embeddings":
             return UpstreamCall("POST", f"{model_url}:predict", {**headers, "Accept": "application/json"},
                                 predict_request(body))
         return gemini.translated_call(model_url, target, body, headers)
 
-    def build_check_call(self, account: Account) -> UpstreamCall:
-        headers = {**self.auth_headers(account), "Accept": "application/json"}
+    async def build_check_call(self, account: Account) -> UpstreamCall:
+        headers = {**await self.auth_headers(account), "Accept": "application/json"}
         return UpstreamCall("GET", f"{project_base(account)}/endpoints", headers, params={"pageSize": "1"})
 
-    def auth_headers(self, account: Account) -> dict[str, str]:
-        return {"Authorization": f"Bearer {access_token(account)}"}
+    async def auth_headers(self, account: Account) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await access_token(account)}"}
 
-    def send(self, account: Account, call: UpstreamCall, *, redact_also: tuple[str, ...] = ()) -> httpx.Response:
+    async def send(
+        self, account: Account, call: UpstreamCall, *, redact_also: tuple[str, ...] = ()
+    ) -> UpstreamResponse:
         bearer = call.headers.get("Authorization", "").removeprefix("Bearer ")
         try:
-            return super().send(account, call, redact_also=(*redact_also, bearer))
+            return await super().send(account, call, redact_also=(*redact_also, bearer))
         except GatewayError as error:
             if error.upstream_status == 401:
                 forget_token(account)  # revoked early: the next call obtains a fresh token
@@ -184,9 +164,9 @@ class VertexAIAdapter(Adapter):
             return predict_response(target.model, document)
         return gemini.chat_response(target.model, document)
 
-    def relay_stream(self, account: Account, target: Target, response: httpx.Response) -> EventStream:
+    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
         events = gemini.translate_stream(response, model="", provider=account.label, name=account.name)
-        return EventStream(response, events)
+        return EventStream(response, events, account)
 
 
 def project_base(account: Account) -> str:

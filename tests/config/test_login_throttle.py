@@ -133,3 +133,14 @@ def test_behind_a_proxy_a_forged_public_address_never_replaces_the_one_the_proxy
 
     assert log_in("alice", PASSWORD, "10.0.0.2", HTTP_X_FORWARDED_FOR=f"9.9.9.9, {real}").status_code == 429
     assert AccessAttempt.objects.get().ip_address == real
+
+
+def test_served_as_the_server_serves_it_the_try_that_reaches_the_limit_is_answered_then_429(alice):
+    from tests.asgi_client import AsgiClient
+
+    answers = [AsgiClient(REMOTE_ADDR=ADDRESS).submit("/accounts/login/", {"username": "alice",
+                                                                           "password": "wrong-password"})
+               for _ in range(11)]
+
+    assert [answer.status_code for answer in answers] == [200] * 10 + [429]
+    assert all(WRONG_PASSWORD in answer.text for answer in answers[:10]) and LOCKED_OUT in answers[10].text

@@ -121,3 +121,45 @@ def test_the_endpoint_admin_lists_without_n_plus_one(admin_client_, make_connect
     with django_assert_max_num_queries(8):
         response = admin_client_.get(reverse("admin:endpoints_endpoint_changelist"))
     assert response.status_code == 200
+
+
+# --- Staff who may only view --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def viewer_client(client, django_user_model):
+    """A staff member holding connections.view_connection and nothing else."""
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw-viewer-123456", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(content_type__app_label="connections",
+                                                       codename="view_connection"))
+    client.force_login(viewer)
+    return client
+
+
+def test_view_only_staff_see_a_connection_with_its_mask_and_config_and_no_inputs(viewer_client, make_connection):
+    connection = make_connection(name="planted", config={"base_url": "https://llm.example.com/v1"},
+                                 description="Team A")
+    url = reverse("admin:connections_connection_change", args=[connection.pk])
+
+    response = viewer_client.get(url)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    for shown in ("planted", "OpenAI", "API key", "sk-...WXYZ", "https://llm.example.com/v1", "Team A"):
+        assert shown in page, shown
+    assert PLANTED_KEY not in page
+    assert 'name="secrets.api_key"' not in page and 'name="name"' not in page and "Save" not in page
+
+
+def test_view_only_staff_change_nothing(viewer_client, make_connection):
+    connection = make_connection(name="planted")
+    url = reverse("admin:connections_connection_change", args=[connection.pk])
+
+    response = viewer_client.post(url, add_form(name="renamed", **{"secrets.api_key": "sk-other-0123456789abcdef"}))
+
+    assert response.status_code == 403
+    connection.refresh_from_db()
+    assert connection.name == "planted" and connection.get_secrets() == {"api_key": PLANTED_KEY}
+    assert viewer_client.get(reverse("admin:connections_connection_changelist")).status_code == 200

@@ -30,15 +30,40 @@ def test_a_revoked_key_tests_not_ok_without_showing_it(api, openai_chat, fake_op
     assert PLANTED_KEY not in response.content.decode()
 
 
-def test_testing_needs_the_view_permission_and_a_known_connection(django_user_model, openai_chat):
+def test_testing_needs_the_change_permission_and_a_known_connection(django_user_model, openai_chat, fake_openai):
+    """Test spends the stored key and tells whether it works: it is for those who may change the connection."""
     client = APIClient()
     user = django_user_model.objects.create_user("plain")
-    client.force_authenticate(user)
-    assert client.post("/api/v1/connections/openai-prod/test/").status_code == 403
     user.user_permissions.add(Permission.objects.get(codename="view_connection"))
+    client.force_authenticate(user)
+    assert client.get("/api/v1/connections/openai-prod/").status_code == 200
+    refused = client.post("/api/v1/connections/openai-prod/test/")
+    assert refused.status_code == 403
+    assert "permission" in refused.json()["detail"]
+    assert fake_openai.requests == []  # the key was not spent
+    user.user_permissions.add(Permission.objects.get(codename="change_connection"))
     client.force_authenticate(django_user_model.objects.get(pk=user.pk))
     assert client.post("/api/v1/connections/missing/test/").status_code == 404
+    assert client.post("/api/v1/connections/openai-prod/test/").json()["ok"] is True
     assert APIClient().post("/api/v1/connections/openai-prod/test/").status_code == 401
+
+
+def test_the_test_button_is_shown_and_works_only_with_the_change_permission(client, django_user_model, openai_chat,
+                                                                           fake_openai):
+    from tests.web import login_with_perms
+
+    login_with_perms(client, django_user_model, "connections.view_connection", "endpoints.view_endpoint")
+    page = client.get("/settings/connections/").content.decode()
+    assert "openai-prod" in page and 'action="/settings/connections/openai-prod/test/"' not in page
+    assert client.post("/settings/connections/openai-prod/test/").status_code == 403
+    assert fake_openai.requests == []
+
+    login_with_perms(client, django_user_model, "connections.view_connection", "connections.change_connection",
+                     username="editor")
+    page = client.get("/settings/connections/").content.decode()
+    assert 'action="/settings/connections/openai-prod/test/"' in page
+    response = client.post("/settings/connections/openai-prod/test/", follow=True)
+    assert "OpenAI accepted the credentials." in response.content.decode()
 
 
 def test_the_list_has_a_test_button_that_reports_as_a_message(client, admin_user, openai_chat, fake_openai):

@@ -107,7 +107,7 @@ def stack() -> Iterator[Stack]:
             documented = documented_settings()
             assert documented["ALLOWED_HOSTS"] == SERVER_NAME
             here = {"HOST": "127.0.0.1", "ALLOWED_HOSTS": f"{SERVER_NAME},127.0.0.1", "STATIC_ROOT": str(static_root),
-                    "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4"}
+                    "WEB_CONCURRENCY": "1"}
             envs = [{**documented, **app_env(str(directory), port, database_url), **here} for port in ports]
             for number, env in enumerate(envs, start=1):  # each its own runtime directory, as the unit gives it
                 env["XDG_RUNTIME_DIR"] = str(directory / f"run-{number}")

@@ -89,6 +89,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # a gateway opening hundreds of streams at once is not a SYN flood
     fake: "FakeServer"
 
     def handle_error(self, request, client_address) -> None:

@@ -1,4 +1,4 @@
-"""The app served by gunicorn in a child process, as `make run` serves it (config/gunicorn.py, gthread)."""
+"""The app served in a child process exactly as `make run` serves it (bench/served.py server_command())."""
 
 import os
 import socket
@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from bench.served import server_command
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELD_KEY = "Ju6CElcGyMt7kuiADmOZZnQFNSAKFe27lQ9O8mKb5F4="
@@ -43,7 +45,7 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 class Served:
-    """One gunicorn master with its workers; `url` answers once any request gets an HTTP answer."""
+    """One server (gunicorn and its workers); `url` answers once any request gets an HTTP answer."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         self.port = free_port()
@@ -51,23 +53,24 @@ class Served:
         self.log_path = log_path
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "config.wsgi"],
+            server_command(),
             cwd=ROOT, env={**env, "PORT": str(self.port)}, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                httpx.get(f"{self.url}/healthz", timeout=2)
+                httpx.get(f"{self.url}/healthz", timeout=10)  # up once it answers: a 503 too
                 return
             except httpx.TransportError:
                 if self.process.poll() is not None:
                     break
                 time.sleep(0.1)
         self.stop()
-        raise AssertionError(f"gunicorn did not start:\n{self.log()}")
+        raise AssertionError(f"the server did not start:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def stop(self) -> None:

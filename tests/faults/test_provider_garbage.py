@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 
 from tests.conftest import PLANTED_KEY
 from tests.fakes.server import FakeServer, RecordedRequest, Reply
-from tests.provider_fixtures import fresh_upstream_clients  # noqa: F401 - autouse: no pooled sockets across tests
+from tests.asgi_client import AsgiClient
 from tokens.models import ApiToken
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
@@ -37,13 +37,12 @@ def provider():
 
 
 @pytest.fixture
-def gateway(client, django_user_model, make_connection, make_endpoint, provider):
+def gateway(django_user_model, make_connection, make_endpoint, provider):
     connection = make_connection("flaky", config={"base_url": f"{provider.server.url}/v1"})
     make_endpoint("chat", connection)
     user = django_user_model.objects.create_user("svc")
     user.user_permissions.add(Permission.objects.get(codename="view_endpoint"))
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {ApiToken.issue(user=user)[1]}"
-    return client
+    return AsgiClient(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(user=user)[1]}")
 
 
 def post(client, body: dict):

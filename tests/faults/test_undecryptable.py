@@ -102,14 +102,14 @@ def test_the_api_lists_and_shows_it_as_such(api, two_connections):
 
 
 @pytest.mark.parametrize("route", ["openai", "invocations", "stream"])
-def test_the_gateway_answers_503_for_its_endpoints_and_200_for_the_others(client, token, two_connections, fake,
+def test_the_gateway_answers_503_for_its_endpoints_and_200_for_the_others(site, token, two_connections, fake,
                                                                           route):
     def call(endpoint: str):
         if route == "invocations":
             path, body = f"/gateway/{endpoint}/invocations", CHAT
         else:
             path, body = "/gateway/v1/chat/completions", {**CHAT, "model": endpoint, "stream": route == "stream"}
-        return client.post(path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+        return site.post(path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
 
     refused, served = call("broken-chat"), call("good-chat")
 
@@ -121,8 +121,8 @@ def test_the_gateway_answers_503_for_its_endpoints_and_200_for_the_others(client
     assert fake.presented_keys() == [GOOD_KEY]  # nothing was sent for the broken one, ciphertext least of all
 
 
-def test_the_models_list_still_lists_every_endpoint(client, token, two_connections):
-    response = client.get("/gateway/v1/models", HTTP_AUTHORIZATION=f"Bearer {token}")
+def test_the_models_list_still_lists_every_endpoint(token, two_connections, site):
+    response = site.get("/gateway/v1/models", HTTP_AUTHORIZATION=f"Bearer {token}")
 
     assert response.status_code == 200
     assert [model["id"] for model in response.json()["data"]] == ["broken-chat", "good-chat"]

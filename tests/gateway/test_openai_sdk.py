@@ -13,11 +13,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def sdk(live_server, django_user_model):
+def sdk(asgi_live_server, django_user_model):
     user = django_user_model.objects.create_user("sdk-user")
     user.user_permissions.add(Permission.objects.get(codename="view_endpoint"))
     _, token = ApiToken.issue(user=user)
-    client = openai.OpenAI(base_url=f"{live_server.url}/gateway/v1", api_key=token, max_retries=0, timeout=10)
+    client = openai.OpenAI(base_url=f"{asgi_live_server.url}/gateway/v1", api_key=token, max_retries=0, timeout=10)
     yield client
     client.close()
 
@@ -44,13 +44,13 @@ def test_the_sdk_gets_embeddings_and_the_models_list(sdk, endpoints):
     assert sorted(model.id for model in sdk.models.list()) == ["chat", "embed"]
 
 
-def test_the_sdk_raises_its_own_typed_errors(sdk, endpoints, fake_openai, live_server):
+def test_the_sdk_raises_its_own_typed_errors(sdk, endpoints, fake_openai, asgi_live_server):
     with pytest.raises(openai.RateLimitError):
         fake_openai.fail(429, "Slow down", headers={"Retry-After": "30"}, times=3)
         sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}])
     with pytest.raises(openai.NotFoundError):
         sdk.chat.completions.create(model="missing", messages=[{"role": "user", "content": "Hi"}])
-    stranger = openai.OpenAI(base_url=f"{live_server.url}/gateway/v1", api_key="llmc_wrong", max_retries=0)
+    stranger = openai.OpenAI(base_url=f"{asgi_live_server.url}/gateway/v1", api_key="llmc_wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as caught:
         stranger.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}])
     assert caught.value.body["code"] == "invalid_api_key"

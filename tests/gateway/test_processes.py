@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.served import server_command
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import FakeOpenAI
 
@@ -57,7 +58,7 @@ def start_server(environment, tmp_path):
         port = free_port()
         log = open(tmp_path / f"server-{port}.log", "w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "config.wsgi"],
+            server_command(),
             cwd=ROOT, env={**environment, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
         )
         processes.append(process)

@@ -277,3 +277,84 @@ def test_a_call_carries_the_sites_headers_and_leaves_a_browser_session_alone(gat
     assert "script-src 'self'" in response["Content-Security-Policy"]
     assert response["X-Frame-Options"] == "DENY" and response["X-Content-Type-Options"] == "nosniff"
     assert gateway.cookies["sessionid"].value == session_cookie
+
+
+# --- Hostile or careless providers and callers -------------------------------------------------------------
+
+
+@pytest.fixture
+def echoing(make_connection, make_endpoint):
+    """A provider that answers successfully, repeating the credentials it was sent in its answer."""
+    from tests.fakes.server import FakeServer, Reply
+
+    def handle(request):
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if request.json().get("stream"):
+            event = {"choices": [{"index": 0, "delta": {"content": f"your key is {key}"}}]}
+            return Reply(200, {"Content-Type": "text/event-stream"},
+                         chunks=[b"data: " + json.dumps(event).encode() + b"\n\n", b"data: [DONE]\n\n"])
+        return Reply.json({"object": "chat.completion", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": f"your key is {key}"}, "finish_reason": "stop"}]})
+
+    with FakeServer(handle) as server:
+        make_endpoint("chat", make_connection("echo", config={"base_url": f"{server.url}/v1"}))
+        yield server
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_key_the_provider_echoes_in_a_successful_answer_never_reaches_the_caller(gateway, echoing, stream):
+    response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "stream": stream})
+
+    assert response.status_code == 200
+    assert PLANTED_KEY not in response.content.decode() and "your key is [redacted]" in response.content.decode()
+
+
+def test_a_lone_surrogate_in_the_body_is_a_400(gateway, openai_chat, fake_openai):
+    body = b'{"model": "chat", "messages": [{"role": "user", "content": "\\ud800"}]}'
+
+    response = post(gateway, "/gateway/v1/chat/completions", body)
+
+    assert response.status_code == 400 and error_of(response)["code"] == "invalid_json"
+    assert fake_openai.requests == []
+
+
+@pytest.fixture
+def answering(make_connection, make_endpoint):
+    """A provider whose answer to a stream request the test sets: (content type, body chunks)."""
+    from tests.fakes.server import FakeServer, Reply
+
+    answer = {"reply": ("text/event-stream", [b"data: {}\n\n"])}
+
+    def handle(request):
+        content_type, chunks = answer["reply"]
+        return Reply(200, {"Content-Type": content_type}, chunks=chunks)
+
+    with FakeServer(handle) as server:
+        make_endpoint("chat", make_connection("odd", config={"base_url": f"{server.url}/v1"}))
+        yield answer
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("application/json", b'{"id": "chatcmpl-1", "object": "chat.completion"}'),
+    ("text/html", b"<html><body>502 Bad Gateway</body></html>"),
+    ("", b"\x00\x01garbage"),
+])
+def test_a_stream_answered_with_something_else_is_a_502_before_the_first_byte(gateway, answering, content_type,
+                                                                              body):
+    answering["reply"] = (content_type, [body])
+
+    response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "stream": True})
+
+    assert response.status_code == 502 and error_of(response)["code"] == "upstream_invalid_response"
+
+
+def test_an_event_stream_that_turns_into_garbage_ends_with_an_error_event(gateway, answering):
+    first = b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
+    answering["reply"] = ("text/event-stream", [first, b"<html>oops</html>\n\n", b"data: more\n\n"])
+
+    response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "stream": True})
+
+    events = [line[6:] for line in response.content.decode().splitlines() if line.startswith("data: ")]
+    assert response.status_code == 200 and response.content.startswith(first)
+    assert json.loads(events[1])["error"]["code"] == "upstream_invalid_response" and events[-1] == "[DONE]"
+    assert "oops" not in response.content.decode() and "more" not in response.content.decode()

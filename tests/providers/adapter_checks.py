@@ -13,6 +13,7 @@ from endpoints.models import Endpoint
 from providers.adapters import adapter_for
 from providers.errors import GatewayError
 from tests.conftest import PLANTED_KEY
+from tests.provider_calls import run
 
 LOGGERS = ("httpx", "httpcore", "gateway", "providers", "django")
 
@@ -20,7 +21,7 @@ LOGGERS = ("httpx", "httpcore", "gateway", "providers", "django")
 def invoke(endpoint: Endpoint, body: dict):
     """Call the endpoint's adapter as the routes do (the endpoint and connection fresh from the database)."""
     endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)
-    return adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body)
+    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
 
 
 def invoke_error(endpoint: Endpoint, body: dict) -> GatewayError:

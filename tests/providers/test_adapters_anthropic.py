@@ -197,9 +197,9 @@ def test_closing_an_unread_stream_releases_the_provider_connection(claude, fake_
     assert stream.response.is_closed
 
 
-def test_a_stream_through_the_gateway_route(client, admin_user, claude, fake_anthropic):
+def test_a_stream_through_the_gateway_route(client, admin_user, claude, fake_anthropic, site):
     _, token = ApiToken.issue(user=admin_user)
-    response = client.post("/gateway/v1/chat/completions", json.dumps({**CHAT_BODY, "model": "claude-chat",
+    response = site.post("/gateway/v1/chat/completions", json.dumps({**CHAT_BODY, "model": "claude-chat",
                                                                        "stream": True}),
                            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
 

@@ -18,6 +18,8 @@ from tests.conftest import PLANTED_KEY
 from tests.fakes.azure_token import SCOPE, FakeEntraID
 from tests.fakes.server import Reply, closed_port
 from tests.provider_fixtures import AZURE_API_VERSION, CHAT_BODY
+from tests.provider_calls import run
+from tests.provider_calls import gather, run
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +53,7 @@ def ad_chat(make_endpoint, ad_connection) -> Endpoint:
 
 def invoke(endpoint: Endpoint, body: dict):
     endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)  # as a route loads it
-    return adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body)
+    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
 
 
 def form_of(request) -> dict[str, str]:
@@ -114,21 +116,11 @@ def test_many_calls_share_one_token(ad_chat, entra, fake_openai):
     assert {request.headers["authorization"] for request in fake_openai.requests} == {f"Bearer {entra.issued[0]}"}
 
 
-def test_threads_asking_at_once_wait_for_one_token_fetch(ad_connection, entra):
-    entra.delay = 0.3  # long enough for every thread to ask while the first fetch is in flight
+def test_calls_asking_at_once_wait_for_one_token_fetch(ad_connection, entra):
+    entra.delay = 0.3  # long enough for every call to ask while the first fetch is in flight
     account = Connection.objects.get(pk=ad_connection.pk).account()
-    tokens: list[str] = []
-    start = threading.Barrier(8)
 
-    def ask() -> None:
-        start.wait()
-        tokens.append(azure_ad.access_token(account))
-
-    threads = [threading.Thread(target=ask) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    tokens = run(gather(*(azure_ad.access_token(account) for _ in range(8))))
 
     assert entra.tokens_issued == 1 and len(entra.requests) == 1
     assert tokens == [entra.issued[0]] * 8
@@ -295,7 +287,7 @@ def test_the_test_button_on_the_page(client, admin_user, ad_connection, entra):
 # --- Secrets stay secret --------------------------------------------------------------------------------
 
 
-def test_neither_the_secret_nor_the_token_reaches_responses_or_logs(client, ad_chat, entra, caplog, django_user_model):
+def test_neither_the_secret_nor_the_token_reaches_responses_or_logs(client, ad_chat, entra, caplog, django_user_model, site):
     from django.contrib.auth.models import Permission
 
     from tokens.models import ApiToken
@@ -307,7 +299,7 @@ def test_neither_the_secret_nor_the_token_reaches_responses_or_logs(client, ad_c
     headers = {"HTTP_AUTHORIZATION": f"Bearer {api_token}"}
 
     def chat():
-        return client.post("/gateway/v1/chat/completions", json.dumps({**CHAT_BODY, "model": "ad-chat"}),
+        return site.post("/gateway/v1/chat/completions", json.dumps({**CHAT_BODY, "model": "ad-chat"}),
                            content_type="application/json", **headers)
 
     ok = chat()

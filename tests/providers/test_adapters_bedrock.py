@@ -19,6 +19,7 @@ from tests.conftest import PLANTED_KEY
 from tests.fakes.bedrock import ACCESS_KEY_ID, REGION, FakeBedrock
 from tests.providers.adapter_checks import assert_uncarried_options_refused
 from tokens.models import ApiToken
+from tests.provider_calls import run
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +52,7 @@ def claude(make_endpoint, bedrock_connection) -> Endpoint:
 
 def invoke(endpoint: Endpoint, body: dict):
     endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)  # as a route loads it
-    return adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body)
+    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
 
 
 def stream_documents(received: bytes) -> list[dict]:
@@ -413,7 +414,7 @@ def test_the_control_plane_address_follows_the_runtime_address(base_url, expecte
 def test_the_default_runtime_address_has_the_region(make_connection, make_endpoint):
     connection = make_connection("b", provider="bedrock", secrets={"api_key": BEDROCK_API_KEY},
                                  config={"region": "ap-south-1"})
-    call = BedrockAdapter().build_call(connection.account(), make_endpoint("c", connection, model=CLAUDE).target, CHAT)
+    call = run(BedrockAdapter().build_call(connection.account(), make_endpoint("c", connection, model=CLAUDE).target, CHAT))
 
     assert call.url == "https://bedrock-runtime.ap-south-1.amazonaws.com/model/" \
                        "anthropic.claude-3-haiku-20240307-v1%3A0/converse"
@@ -423,7 +424,7 @@ def test_the_default_runtime_address_has_the_region(make_connection, make_endpoi
 
 
 def test_no_secret_reaches_responses_or_logs(client, make_connection, make_endpoint, fake_bedrock, caplog,
-                                             django_user_model):
+                                             django_user_model, site):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="botocore")  # even with botocore's own debug logging on
     fake_bedrock.session_token = SESSION_TOKEN
@@ -439,7 +440,7 @@ def test_no_secret_reaches_responses_or_logs(client, make_connection, make_endpo
     _, api_token = ApiToken.issue(user=user)
 
     def chat(stream: bool = False):
-        response = client.post("/gateway/v1/chat/completions",
+        response = site.post("/gateway/v1/chat/completions",
                                json.dumps({**CHAT, "model": "claude", "stream": stream}),
                                content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api_token}")
         return b"".join(response.streaming_content) if stream else response.content

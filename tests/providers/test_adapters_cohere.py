@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from providers.adapters.cohere import chat_request, requested_model
+from providers.adapters.cohere import chat_request
 from tests.conftest import PLANTED_KEY
 from tests.fakes.cohere import FakeCohere
 from tests.providers.adapter_checks import (
@@ -160,9 +160,9 @@ def test_a_streamed_tool_call_arrives_as_tool_call_deltas(command, fake_cohere):
     assert events[-2]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-def test_a_stream_through_the_gateway_route(client, admin_user, command, fake_cohere):
+def test_a_stream_through_the_gateway_route(client, admin_user, command, fake_cohere, site):
     _, token = ApiToken.issue(user=admin_user)
-    response = client.post("/gateway/v1/chat/completions",
+    response = site.post("/gateway/v1/chat/completions",
                            json.dumps({**CHAT_BODY, "model": "command", "stream": True}),
                            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
 
@@ -206,12 +206,6 @@ def test_the_test_action_lists_one_model(cohere, fake_cohere, admin_user, client
     request = fake_cohere.requests[0]
     assert (request.method, request.target) == ("GET", "/v1/models?page_size=1")
     assert request.headers["authorization"] == f"Bearer {PLANTED_KEY}"
-
-
-@pytest.mark.parametrize("model", ["command-a-03-2025", 'odd "quoted" \\ name', "modèle"])
-def test_the_streams_model_is_read_back_from_the_request_sent(model):
-    response = httpx.Response(200, request=httpx.Request("POST", "https://x", json=chat_request(model, CHAT_BODY)))
-    assert requested_model(response) == model
 
 
 def test_options_cohere_cannot_honour_are_refused_before_any_call(command, fake_cohere):

@@ -22,6 +22,7 @@ from tests.providers.adapter_checks import (
     assert_task_refused_at_creation, assert_test_action, contents_of, invoke, invoke_error,
 )
 from tests.provider_fixtures import CHAT_BODY
+from tests.provider_calls import gather, run
 
 pytestmark = pytest.mark.django_db
 
@@ -163,13 +164,8 @@ def test_concurrent_first_calls_obtain_one_token(workspace_oauth, fake_databrick
     fake_databricks.token_delay = 0.2  # the first request is still out when the others need a token
     adapter = adapter_for("databricks")
     account = workspace_oauth.account()
-    tokens: list[str] = []
-    threads = [threading.Thread(target=lambda: tokens.append(adapter.access_token(account)))
-               for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+
+    tokens = run(gather(*(adapter.access_token(account) for _ in range(8))))
 
     assert len(fake_databricks.token_requests()) == 1
     assert tokens == fake_databricks.issued * 8

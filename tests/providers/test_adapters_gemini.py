@@ -16,6 +16,7 @@ from providers.errors import GatewayError
 from tests.conftest import PLANTED_KEY
 from tests.providers.adapter_checks import assert_uncarried_options_refused
 from tests.gateway.test_views import error_of, post
+from tests.provider_calls import run
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ ROTATED_KEY = "AIzaSyRotated-0123456789-abcdefghijKLM"
 
 def invoke(endpoint: Endpoint, body: dict):
     endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)
-    return adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body)
+    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
 
 
 def data_events(stream: bytes) -> list[str]:
@@ -303,7 +304,7 @@ def test_the_key_is_never_in_any_url_requested(gateway, gemini_chat, gemini_embe
     post(gateway, "/gateway/v1/chat/completions", chat)
     post(gateway, "/gateway/v1/chat/completions", {**chat, "stream": True})
     post(gateway, "/gateway/v1/embeddings", {"model": "gemini-embed", "input": "x"})
-    adapter_for("gemini").test_credentials(gemini_chat.connection.account())
+    run(adapter_for("gemini").test_credentials(gemini_chat.connection.account()))
 
     assert len(fake_gemini.requests) == 4
     for request in fake_gemini.requests:

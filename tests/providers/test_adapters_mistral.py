@@ -11,6 +11,7 @@ from tests.providers.adapter_checks import (
     assert_test_action, contents_of, invoke, invoke_error,
 )
 from tests.provider_fixtures import CHAT_BODY
+from tests.provider_calls import run
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,7 @@ def test_the_registry_names_the_openai_adapter_and_the_public_address(make_conne
 
     assert isinstance(adapter_for("mistral"), OpenAIAdapter)
     endpoint = Endpoint(name="m", connection=connection, model="mistral-small-latest", task="chat")
-    call = adapter_for("mistral").build_call(connection.account(), endpoint.target, CHAT_BODY)
+    call = run(adapter_for("mistral").build_call(connection.account(), endpoint.target, CHAT_BODY))
     assert call.url == "https://api.mistral.ai/v1/chat/completions"
 
 

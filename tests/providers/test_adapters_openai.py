@@ -14,6 +14,7 @@ from providers.errors import GatewayError
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import FakeOpenAI
 from tests.provider_fixtures import AZURE_API_VERSION, CHAT_BODY
+from tests.provider_calls import run
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +23,7 @@ ROTATED_KEY = "sk-rotated-NEW-9876543210-zyxwvuTSRQ"
 
 def invoke(endpoint: Endpoint, body: dict):
     endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)  # as a route loads it
-    return adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body)
+    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
 
 
 def sse_contents(stream: bytes) -> str:
@@ -244,7 +245,7 @@ def test_every_registry_provider_has_an_adapter_and_an_unknown_one_is_a_clear_50
 
 
 def test_credentials_check_lists_models_with_the_key(openai_chat, fake_openai):
-    check = adapter_for("openai").test_credentials(openai_chat.connection.account())
+    check = run(adapter_for("openai").test_credentials(openai_chat.connection.account()))
 
     assert check == (True, 200, "OpenAI accepted the credentials.")
     [request] = fake_openai.requests
@@ -253,7 +254,7 @@ def test_credentials_check_lists_models_with_the_key(openai_chat, fake_openai):
 
 
 def test_azure_credentials_check_lists_models_with_api_version(azure_connection, fake_openai):
-    ok, status, _ = adapter_for("openai").test_credentials(azure_connection.account())
+    ok, status, _ = run(adapter_for("openai").test_credentials(azure_connection.account()))
 
     assert (ok, status) == (True, 200)
     assert fake_openai.requests[0].target == f"/openai/models?api-version={AZURE_API_VERSION}"
@@ -262,7 +263,7 @@ def test_azure_credentials_check_lists_models_with_api_version(azure_connection,
 def test_credentials_check_reports_a_rejected_key_without_showing_it(openai_chat, fake_openai):
     fake_openai.keys = {"sk-some-other-key-000000000000000"}
 
-    ok, status, message = adapter_for("openai").test_credentials(openai_chat.connection.account())
+    ok, status, message = run(adapter_for("openai").test_credentials(openai_chat.connection.account()))
 
     assert (ok, status) == (False, 401)
     assert message.startswith("OpenAI rejected the connection's credentials (HTTP 401): Incorrect API key provided")

@@ -20,6 +20,8 @@ from tests.conftest import PLANTED_KEY
 from tests.fakes.google_token import make_service_account
 from tests.fakes.server import closed_port
 from tests.gateway.test_views import error_of, post
+from tests.provider_calls import run
+from tests.provider_calls import gather, run
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +31,7 @@ MODEL_PATH = "/v1/projects/my-project-123/locations/europe-west4/publishers/goog
 
 def invoke(endpoint: Endpoint, body: dict):
     endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)
-    return adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body)
+    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
 
 
 def key_fragments(info: dict) -> list[str]:
@@ -128,18 +130,8 @@ def test_many_calls_obtain_one_token(vertex_chat, fake_vertex, fake_google_token
 
 def test_concurrent_first_calls_obtain_one_token(vertex_connection, service_account, fake_google_token):
     account = vertex_connection.account()
-    results: list[str] = []
-    start = threading.Barrier(8)
 
-    def fetch() -> None:
-        start.wait()
-        results.append(access_token(account))
-
-    threads = [threading.Thread(target=fetch) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run(gather(*(access_token(account) for _ in range(8))))
 
     assert len(results) == 8 and len(set(results)) == 1
     assert fake_google_token.issued_count == 1
@@ -207,11 +199,11 @@ def test_an_unreachable_token_service_is_a_502(make_connection, make_endpoint, f
 
     assert (raised.value.status, raised.value.code) == (502, "upstream_unreachable")
     assert raised.value.message == "Could not connect to Google's OAuth token service."
-    check = adapter_for("vertex_ai").test_credentials(connection.account())
+    check = run(adapter_for("vertex_ai").test_credentials(connection.account()))
     assert check == (False, None, "Could not connect to Google's OAuth token service.")
 
 
-def test_a_token_service_failing_with_5xx_is_a_502_after_google_auths_retries(vertex_chat, fake_google_token):
+def test_a_token_service_failing_with_5xx_is_a_502_after_two_retries(vertex_chat, fake_google_token):
     fake_google_token.fail(500, {"error": "internal_failure"}, times=3)
 
     with pytest.raises(GatewayError) as raised:

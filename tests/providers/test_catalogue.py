@@ -105,6 +105,11 @@ def azure_errors(**config_changes) -> dict:
         ("https://169.254.169.254", "private"),
         ("https://[::1]:8443", "private"),
         ("https://[::ffff:10.0.0.1]", "private"),
+        ("https://[64:ff9b::a9fe:a9fe]", "private"),  # NAT64 of the metadata address
+        ("https://[64:ff9b::169.254.169.254]", "private"),
+        ("https://[::7f00:2]", "private"),  # IPv4-compatible loopback
+        ("https://[2002:a9fe:a9fe::1]", "private"),  # 6to4
+        ("https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]", "private"),  # Teredo, client 10.0.0.1
         ("https://2130706433", "private"),
         ("https://0x7f.0.0.1", "private"),
         ("https://localhost:8080", "private"),

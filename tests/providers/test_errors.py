@@ -13,6 +13,7 @@ from providers.errors import GatewayError, from_upstream_response, provider_erro
 from tests.conftest import PLANTED_KEY
 from tests.fakes.server import closed_port
 from tests.provider_fixtures import CHAT_BODY
+from tests.provider_calls import run
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db
 def call_error(endpoint: Endpoint, body: dict = CHAT_BODY) -> GatewayError:
     endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)
     with pytest.raises(GatewayError) as raised:
-        adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body)
+        run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
     return raised.value
 
 

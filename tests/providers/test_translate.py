@@ -1,10 +1,21 @@
 import json
+import threading
 
-import httpx
 import pytest
 
+from providers import upstream
 from providers.adapters import translate
 from providers.errors import GatewayError
+from tests.fakes.server import FakeServer, Reply
+from tests.provider_calls import run
+
+
+def streamed(server: FakeServer) -> upstream.UpstreamResponse:
+    return run(upstream.send("GET", f"{server.url}/stream", headers={}, stream=True, allow_loopback=True))
+
+
+async def collect(iterator) -> list:
+    return [item async for item in iterator]
 
 
 def test_system_messages_are_split_from_the_conversation():
@@ -23,9 +34,11 @@ def test_a_chunk_is_an_openai_server_sent_event():
 
 
 def test_events_are_read_with_their_names_and_multiline_data():
-    body = b"event: message_start\ndata: {\"a\": 1}\n\n: comment\ndata: line1\ndata: line2\n\n"
-    response = httpx.Response(200, content=body)
-    assert list(translate.read_events(response)) == [("message_start", '{"a": 1}'), ("", "line1\nline2")]
+    body = [b"event: message_start\ndata: {\"a\": 1}\n", b"\n: comment\ndata: li", b"ne1\r\ndata: line2\n\n"]
+    with FakeServer(lambda request: Reply(chunks=body)) as server:
+        events = run(collect(translate.read_events(streamed(server))))
+
+    assert events == [("message_start", '{"a": 1}'), ("", "line1\nline2")]
 
 
 def test_embeddings_keep_the_input_order():
@@ -34,23 +47,34 @@ def test_embeddings_keep_the_input_order():
     assert translate.embedding_inputs("x") == ["x"] and translate.embedding_inputs(["a", "b"]) == ["a", "b"]
 
 
-class BreaksOff(httpx.SyncByteStream):
-    """A provider body that sends one event and then loses the connection."""
+def test_translated_chunks_end_with_done_and_a_broken_stream_with_an_error_event_first(settings):
+    async def chunks(*items):
+        for item in items:
+            yield item
 
-    def __iter__(self):
+    with FakeServer(lambda request: Reply(chunks=[b"data: 1\n\n"])) as server:
+        whole = streamed(server)
+        assert b"".join(run(collect(translate.relay_translated(whole, chunks(b"a", b"b"), provider="P", name="c")))) == (
+            b"ab" + translate.DONE)
+        assert whole.is_closed
+
+    settings.GATEWAY_TIMEOUT = 0.2
+    stall = threading.Event()
+
+    def one_event_then_a_stall():
         yield b"data: 1\n\n"
-        raise httpx.ReadTimeout("stalled")
+        stall.wait(5)
 
+    with FakeServer(lambda request: Reply(chunks=one_event_then_a_stall())) as server:
+        broken = streamed(server)
 
-def test_translated_chunks_end_with_done_and_a_broken_stream_with_an_error_event_first():
-    whole = httpx.Response(200, content=b"data: 1\n\n")
-    assert b"".join(translate.relay_translated(whole, iter([b"a", b"b"]), provider="P", name="c")) == (
-        b"ab" + translate.DONE)
-    assert whole.is_closed
+        async def translated():
+            async for _, data in translate.read_events(broken):
+                yield translate.sse({"n": int(data)})
 
-    broken = httpx.Response(200, stream=BreaksOff())
-    chunks = (translate.sse({"n": int(data)}) for _, data in translate.read_events(broken))
-    received = list(translate.relay_translated(broken, chunks, provider="P", name="c"))
+        received = run(collect(translate.relay_translated(broken, translated(), provider="P", name="c")))
+        stall.set()
+
     assert received[0] == translate.sse({"n": 1}) and received[-1] == translate.DONE
     assert json.loads(received[1][6:])["error"]["code"] == "upstream_timeout"
     assert broken.is_closed

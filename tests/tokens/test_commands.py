@@ -44,3 +44,27 @@ def test_it_refuses_bad_arguments(user, args):
     with pytest.raises(CommandError):
         call_command("create_api_token", *args, stdout=StringIO(), stderr=StringIO())
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "3651", "99999999", "1e3", "7.5", ""])
+def test_expiry_has_the_pages_bounds_and_says_them(user, days):
+    with pytest.raises(CommandError) as refused:
+        call_command("create_api_token", "alice", "--expires-days", days, stdout=StringIO(), stderr=StringIO())
+
+    assert "--expires-days: a whole number of days from 1 to 3650" in str(refused.value)
+    assert not ApiToken.objects.exists()
+
+
+def test_the_longest_expiry_the_page_allows_is_allowed(user):
+    call_command("create_api_token", "alice", "--expires-days", "3650", stdout=StringIO())
+
+    assert ApiToken.objects.get().expires_at - timezone.now() > timedelta(days=3649)
+
+
+def test_the_command_and_the_page_share_one_rule():
+    from tokens.forms import TokenCreateForm
+    from tokens.models import EXPIRES_DAYS_MAX, EXPIRES_DAYS_MIN
+
+    assert (EXPIRES_DAYS_MIN, EXPIRES_DAYS_MAX) == (1, 3650)
+    assert not TokenCreateForm({"expires_days": "3651"}).is_valid()
+    assert TokenCreateForm({"expires_days": "3650"}).is_valid()

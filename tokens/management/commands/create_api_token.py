@@ -1,14 +1,23 @@
+import argparse
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from tokens.models import EXPIRES_DAYS_MAX, EXPIRES_DAYS_MIN
 from tokens.services import token_create
 
+EXPIRES_DAYS_RULE = f"a whole number of days from {EXPIRES_DAYS_MIN} to {EXPIRES_DAYS_MAX}"
 
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
+
+def expires_days(value: str) -> int:
+    """The Tokens page's rule (tokens/models.py), said in argparse's one-line error."""
+    try:
+        days = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(EXPIRES_DAYS_RULE) from None
+    if not EXPIRES_DAYS_MIN <= days <= EXPIRES_DAYS_MAX:
+        raise argparse.ArgumentTypeError(EXPIRES_DAYS_RULE)
+    return days
 
 
 class Command(BaseCommand):
@@ -16,8 +25,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--expires-days", type=positive_int, default=None, metavar="N",
-                            help="Expire the token after N days (a whole number, at least 1).")
+        parser.add_argument("--expires-days", type=expires_days, default=None, metavar="N",
+                            help=f"Expire the token after N days ({EXPIRES_DAYS_RULE}).")
 
     def handle(self, *args, username: str, expires_days: int | None, **options):
         user_model = get_user_model()

@@ -1,16 +1,27 @@
-"""gateway/middleware.py: gateway calls bypass the browser middleware, yet every answer has the site's headers."""
+"""gateway/app.py: the gateway's routes served in front of Django, with the site's headers on every answer."""
+
+import re
 
 import pytest
 
+from config.asgi import Site, django_application
+from gateway.app import ROUTES, GatewayApp
+from tests.asgi_client import AsgiClient
 from tokens.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.urls("tests.gateway.broken_urls")
-def test_a_bug_in_a_gateway_view_is_a_json_500_with_the_sites_headers(client, caplog):
-    client.raise_request_exception = False
-    response = client.get("/gateway/v1/broken")
+async def broken(request, send):
+    raise ValueError("a bug")
+
+
+def test_a_bug_in_a_gateway_view_is_a_json_500_with_the_sites_headers(admin_user, caplog):
+    site = Site(django_application)
+    site.gateway = GatewayApp(routes=(*ROUTES, ("GET", re.compile(r"v1/broken"), broken)))
+    _, token = ApiToken.issue(user=admin_user)
+
+    response = AsgiClient(site).get("/gateway/v1/broken", HTTP_AUTHORIZATION=f"Bearer {token}")
 
     assert response.status_code == 500
     assert response.json() == {"error": {"message": "Server error.", "type": "server_error", "code": "internal_error"}}
@@ -32,4 +43,11 @@ def test_a_json_answer_has_its_length_and_a_stream_is_sent_as_it_comes(client, a
 
     assert answer.status_code == 200 and answer["Content-Length"] == str(len(answer.content))
     assert stream.status_code == 200 and stream.streaming and not stream.has_header("Content-Length")
-    assert b"".join(stream.streaming_content).endswith(b"data: [DONE]\n\n")
+    assert stream.content.endswith(b"data: [DONE]\n\n")
+
+
+def test_an_unknown_path_under_the_prefix_is_the_sites_404(client):
+    response = client.get("/gateway/no-such-route")
+
+    assert response.status_code == 404
+    assert "script-src 'self'" in response["Content-Security-Policy"]
