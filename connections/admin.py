@@ -50,7 +50,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             # Staff who may only view: every field is shown read-only, so what is shown are masks and labels.
             return [
                 (None, {"fields": ["name", "provider", "auth_method_label", "credentials", "configuration",
-                                   "description"]}),
+                                   "description", "key_max_age_days"]}),
                 ("Record", {"fields": [name for name in self.readonly_fields if name != "credentials"]}),
             ]
         data = request.POST if request.method == "POST" else None
@@ -58,7 +58,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         fieldsets = [
             (None, {"fields": ["name", "provider", "auth_method", "selection"]}),
             (f"{provider.label} · {method.label}", {"fields": ConnectionForm.method_field_names(method)}),
-            (None, {"fields": ["description"]}),
+            (None, {"fields": ["description", "key_max_age_days"]}),
         ]
         if obj is not None:
             fieldsets.append(("Record", {"fields": self.readonly_fields}))

@@ -48,6 +48,7 @@ def test_it_lists_connections_with_masks_endpoints_and_users(api, operator, make
         "created_at": item["created_at"], "updated_at": item["updated_at"],
         "secrets_updated_at": item["secrets_updated_at"], "last_used_at": None,
         "created_by": "operator", "updated_by": "operator",
+        "key_max_age_days": None, "key_age_days": 0, "key_due_at": item["key_due_at"], "rotation_status": "ok",
     }
     assert_no_secret(response)
 
