@@ -57,6 +57,9 @@ async def authenticate(request: Request) -> Caller:
     if not caller.may_call:
         raise GatewayError(403, "permission_error", "permission_denied",
                            f"This token's user lacks the {PERMISSION} permission.")
+    if not caller.may_use_gateway:
+        raise GatewayError(403, "permission_error", "token_scope",
+                           "This token is limited to reading the API; it cannot call the gateway.")
     return caller
 
 
@@ -75,17 +78,24 @@ async def read_json_body(request: Request) -> object:
     return body
 
 
-def endpoint_for_call(name: str) -> Endpoint | None:
-    return Endpoint.objects.for_call(name) if could_name_something(name) else None
+def endpoint_for_call(name: str, caller: Caller) -> tuple[Endpoint | None, bool]:
+    """The endpoint (or None) and whether the caller's token may call it, in one trip to a database thread."""
+    endpoint = Endpoint.objects.for_call(name) if could_name_something(name) else None
+    if endpoint is None or not caller.endpoint_limited:
+        return endpoint, True
+    return endpoint, ApiToken.may_call_endpoint(caller.token_id, endpoint.pk)
 
 
-async def find_endpoint(name: object) -> Endpoint:
+async def find_endpoint(name: object, caller: Caller) -> Endpoint:
     if not isinstance(name, str) or not name:
         raise GatewayError(400, errors.INVALID_REQUEST, "model_required", "Name the endpoint to call in 'model'.")
-    endpoint = await DATABASE.run(endpoint_for_call, name)
+    endpoint, allowed = await DATABASE.run(endpoint_for_call, name, caller)
     if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
                            f"There is no endpoint named '{name[:64]}'.")
+    if not allowed:
+        raise GatewayError(403, "permission_error", "endpoint_not_allowed",
+                           f"This token may not call endpoint '{endpoint.name}'.")
     if not endpoint.enabled:
         raise GatewayError(403, errors.INVALID_REQUEST, "endpoint_disabled", f"Endpoint '{endpoint.name}' is disabled.")
     return endpoint
@@ -145,18 +155,18 @@ async def relay(request: Request, send: Send, events: EventStream) -> None:
 # --- The routes -------------------------------------------------------------------------------------------
 
 
-async def invocations(request: Request, send: Send, endpoint_name: str) -> Answer | None:
+async def invocations(request: Request, send: Send, caller: Caller, endpoint_name: str) -> Answer | None:
     """`POST /gateway/<endpoint>/invocations`: the endpoint's own task, OpenAI-style body."""
-    endpoint = await find_endpoint(endpoint_name)
+    endpoint = await find_endpoint(endpoint_name, caller)
     return await call(request, send, endpoint, await read_json_body(request))
 
 
 def openai_route(task: str):
     """`POST /gateway/v1/<task route>` where `model` names the endpoint, as the OpenAI SDKs send it."""
 
-    async def view(request: Request, send: Send) -> Answer | None:
+    async def view(request: Request, send: Send, caller: Caller) -> Answer | None:
         body = await read_json_body(request)
-        endpoint = await find_endpoint(body.get("model") if isinstance(body, dict) else None)
+        endpoint = await find_endpoint(body.get("model") if isinstance(body, dict) else None, caller)
         require_task(endpoint, task)
         return await call(request, send, endpoint, body)
 
@@ -167,14 +177,17 @@ chat_completions = openai_route("chat")
 embeddings = openai_route("embeddings")
 
 
-def enabled_endpoints() -> list[dict]:
+def enabled_endpoints(caller: Caller) -> list[dict]:
+    endpoints = Endpoint.objects.filter(enabled=True)
+    if caller.endpoint_limited:
+        endpoints = endpoints.filter(pk__in=ApiToken.endpoints.through.objects.filter(apitoken_id=caller.token_id)
+                                     .values("endpoint_id"))
     return [
         {"id": e.name, "object": "model", "created": int(e.created_at.timestamp()), "owned_by": e.connection.provider}
-        for e in Endpoint.objects.filter(enabled=True).select_related("connection").defer("connection__secrets")
-        .order_by("name")
+        for e in endpoints.select_related("connection").defer("connection__secrets").order_by("name")
     ]
 
 
-async def models(request: Request, send: Send) -> Answer:
-    """`GET /gateway/v1/models`: the enabled endpoints, as OpenAI lists models."""
-    return json_answer(200, {"object": "list", "data": await DATABASE.run(enabled_endpoints)})
+async def models(request: Request, send: Send, caller: Caller) -> Answer:
+    """`GET /gateway/v1/models`: the enabled endpoints the token may call, as OpenAI lists models."""
+    return json_answer(200, {"object": "list", "data": await DATABASE.run(enabled_endpoints, caller)})

@@ -1,6 +1,6 @@
 from django import forms
 
-from .models import EXPIRES_DAYS_MAX, EXPIRES_DAYS_MIN
+from .models import EXPIRES_DAYS_MAX, EXPIRES_DAYS_MIN, ApiToken, Scope
 
 
 class TokenCreateForm(forms.Form):
@@ -11,3 +11,17 @@ class TokenCreateForm(forms.Form):
         max_value=EXPIRES_DAYS_MAX,
         help_text="Leave empty for a token that does not expire.",
     )
+    scope = forms.ChoiceField(
+        label="May be used for", choices=Scope.choices, initial=Scope.FULL, required=False,
+        help_text="Read-only API: reads through the API, no gateway calls. Gateway only: no API use at all.",
+    )
+    endpoints = forms.ModelMultipleChoiceField(
+        label="Limit to endpoints",
+        # The endpoints app is named through the relation, not imported: tokens sit beside it, not above it.
+        queryset=ApiToken._meta.get_field("endpoints").related_model.objects.order_by("name").only("id", "name"),
+        required=False,
+        help_text="The gateway refuses the token for any other endpoint. None selected: any endpoint.",
+    )
+
+    def clean_scope(self) -> str:
+        return self.cleaned_data["scope"] or Scope.FULL  # a form posted without it (a script) gets a full token

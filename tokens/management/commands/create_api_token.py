@@ -3,7 +3,7 @@ import argparse
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from tokens.models import EXPIRES_DAYS_MAX, EXPIRES_DAYS_MIN
+from tokens.models import EXPIRES_DAYS_MAX, EXPIRES_DAYS_MIN, ApiToken, Scope
 from tokens.services import token_create
 
 EXPIRES_DAYS_RULE = f"a whole number of days from {EXPIRES_DAYS_MIN} to {EXPIRES_DAYS_MAX}"
@@ -27,8 +27,13 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--expires-days", type=expires_days, default=None, metavar="N",
                             help=f"Expire the token after N days ({EXPIRES_DAYS_RULE}).")
+        parser.add_argument("--scope", choices=Scope.values, default=Scope.FULL,
+                            help="full: API and gateway (default); read_only: API reads only; gateway: gateway only.")
+        parser.add_argument("--endpoint", action="append", default=[], metavar="NAME", dest="endpoints",
+                            help="Limit the token to this endpoint on the gateway (repeat for several).")
 
-    def handle(self, *args, username: str, expires_days: int | None, **options):
+    def handle(self, *args, username: str, expires_days: int | None, scope: str = Scope.FULL,
+               endpoints: list[str] = (), **options):
         user_model = get_user_model()
         try:
             user = user_model.objects.get(**{user_model.USERNAME_FIELD: username})
@@ -36,5 +41,10 @@ class Command(BaseCommand):
             raise CommandError(f"No user named '{username}'.") from None
         if not user.is_active:
             raise CommandError(f"User '{username}' is inactive: a token for them would not work.")
-        _, plaintext = token_create(user=user, actor=None, expires_days=expires_days)
+        endpoint_model = ApiToken._meta.get_field("endpoints").related_model
+        found = list(endpoint_model.objects.filter(name__in=endpoints))
+        missing = sorted(set(endpoints) - {endpoint.name for endpoint in found})
+        if missing:
+            raise CommandError(f"No endpoint named {', '.join(repr(name) for name in missing)}.")
+        _, plaintext = token_create(user=user, actor=None, expires_days=expires_days, scope=scope, endpoints=found)
         self.stdout.write(plaintext)
