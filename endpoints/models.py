@@ -6,6 +6,7 @@ from django.db import connections, models
 
 from connections.models import Connection
 from core.changes import RemembersLoadedState
+from core.limits import CallLimits
 from core.names import NAME_HELP, validate_name
 from core.rows import RowReader
 from providers import catalogue
@@ -33,7 +34,7 @@ class EndpointManager(models.Manager):
         return endpoint
 
 
-class Endpoint(RemembersLoadedState, models.Model):
+class Endpoint(RemembersLoadedState, CallLimits):
     """A gateway route to one model of a provider, calling it with its connection's current credentials."""
 
     name = models.CharField(max_length=64, unique=True, validators=[validate_name], help_text=NAME_HELP)
@@ -53,7 +54,7 @@ class Endpoint(RemembersLoadedState, models.Model):
     objects = EndpointManager()
 
     audit_subject_type = "endpoint"
-    tracked_fields = ("name", "connection", "model", "task", "enabled")
+    tracked_fields = ("name", "connection", "model", "task", "enabled", *CallLimits.limit_fields)
 
     class Meta:
         ordering = ["name"]

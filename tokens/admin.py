@@ -12,7 +12,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_filter = ["scope", "revoked_at", "expires_at"]
     list_select_related = ["user"]
     search_fields = ["prefix", "user__username"]
-    fields = ["prefix", "user", "scope", "endpoints", "status", "created_at", "last_used_at", "expires_at",
+    fields = ["prefix", "user", "scope", "endpoints", "requests_per_minute", "token_budget", "budget_period", "status", "created_at", "last_used_at", "expires_at",
               "revoked_at"]
     readonly_fields = fields
     actions = ["revoke"]

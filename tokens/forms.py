@@ -1,5 +1,7 @@
 from django import forms
 
+from core.limits import BudgetPeriod
+
 from .models import EXPIRES_DAYS_MAX, EXPIRES_DAYS_MIN, ApiToken, Scope
 
 
@@ -22,6 +24,12 @@ class TokenCreateForm(forms.Form):
         required=False,
         help_text="The gateway refuses the token for any other endpoint. None selected: any endpoint.",
     )
+    requests_per_minute = ApiToken._meta.get_field("requests_per_minute").formfield(label="Requests per minute")
+    token_budget = ApiToken._meta.get_field("token_budget").formfield(label="Token budget")
+    budget_period = ApiToken._meta.get_field("budget_period").formfield(label="Budget period", required=False)
 
     def clean_scope(self) -> str:
         return self.cleaned_data["scope"] or Scope.FULL  # a form posted without it (a script) gets a full token
+
+    def clean_budget_period(self) -> str:
+        return self.cleaned_data["budget_period"] or BudgetPeriod.MONTH

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from core.last_used import LAST_USED_RESOLUTION, touch_last_used
+from core.limits import CallLimits
 from core.rows import CompiledQuery
 
 TOKEN_PREFIX = "llmc_"
@@ -70,13 +71,16 @@ class Caller:
     may_call: bool
     scope: str = Scope.FULL
     endpoint_limited: bool = False  # only the token's listed endpoints may be called
+    requests_per_minute: int | None = None
+    token_budget: int | None = None
+    budget_period: str = "month"
 
     @property
     def may_use_gateway(self) -> bool:
         return self.scope != Scope.READ_ONLY
 
 
-class ApiToken(models.Model):
+class ApiToken(CallLimits):
     """A bearer credential for the API and gateway, acting as its owner; revocable and optionally expiring."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
@@ -173,13 +177,14 @@ class ApiToken(models.Model):
         )
         if row is None:
             return None
-        token_id, user_id, stale, may_call, scope, endpoint_limited = row
+        token_id, user_id, stale, may_call, scope, endpoint_limited, rpm, budget, period = row
         if stale:
             ApiToken(pk=token_id, last_used_at=None).touch()
         if not permissions_only_from_model_backend(tuple(settings.AUTHENTICATION_BACKENDS)):
             may_call = ApiToken.objects.select_related("user").get(pk=token_id).user.has_perm(permission)
         return Caller(token_id=token_id, user_id=user_id, may_call=bool(may_call), scope=scope,
-                      endpoint_limited=bool(endpoint_limited))
+                      endpoint_limited=bool(endpoint_limited), requests_per_minute=rpm, token_budget=budget,
+                      budget_period=period)
 
     @property
     def revoked(self) -> bool:
@@ -214,7 +219,8 @@ def caller_queryset(key_hash: str, now: datetime, stale_before: datetime, app_la
             may_call=ExpressionWrapper(Q(user__is_superuser=True) | holds_it, output_field=models.BooleanField()),
             endpoint_limited=Exists(ApiToken.endpoints.through.objects.filter(apitoken_id=OuterRef("pk"))),
         )
-        .values_list("id", "user_id", "stale", "may_call", "scope", "endpoint_limited")
+        .values_list("id", "user_id", "stale", "may_call", "scope", "endpoint_limited",
+                     "requests_per_minute", "token_budget", "budget_period")
     )
 
 

@@ -17,6 +17,8 @@ def audit_fields(token: ApiToken, *, endpoint_names: list[str] | None = None) ->
         fields.append(f"scope {token.scope}")
     if endpoint_names:
         fields.append(f"endpoints {', '.join(endpoint_names)}")
+    if token.limits_display:
+        fields.append(f"limits {token.limits_display}")
     return fields
 
 

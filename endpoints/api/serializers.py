@@ -15,7 +15,8 @@ class EndpointSerializer(ModelCleanSerializer):
 
     class Meta:
         model = Endpoint
-        fields = ["name", "connection", "provider", "model", "task", "enabled", "created_at", "updated_at"]
+        fields = ["name", "connection", "provider", "model", "task", "enabled", "requests_per_minute", "token_budget",
+                  "budget_period", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
     def save_instance(self, endpoint: Endpoint) -> Endpoint:
