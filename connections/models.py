@@ -18,7 +18,9 @@ from providers.account import Account
 from .fields import EncryptedSecretsField
 from .secrets import UNDECRYPTABLE_LABEL, SecretsUnavailable, UndecryptableSecrets, looks_like_a_mask, mask_secret
 
-TRACKED_FIELDS = ("name", "provider", "auth_method", "secrets", "config", "description", "key_max_age_days")
+TRACKED_FIELDS = (
+    "name", "provider", "auth_method", "secrets", "config", "description", "key_max_age_days", "environment",
+)
 # The rotation policy: a key is "due soon" in the last days before its maximum age, then "overdue".
 DUE_SOON_DAYS = 14
 KEY_MAX_AGE_LIMIT_DAYS = 3650
@@ -27,6 +29,21 @@ KEYLESS_METHODS = sorted(
     {m.id for p in catalogue.PROVIDER_LIST for m in p.auth_methods if not m.secret_fields}
     - {m.id for p in catalogue.PROVIDER_LIST for m in p.auth_methods if m.secret_fields}
 )
+
+
+class Environment(models.TextChoices):
+    """Where a connection's key is meant to be used. Production is the default: a key nobody labelled is
+    handled as the one needing the most care (it is never mixed with non-production ones unless allowed)."""
+
+    DEVELOPMENT = "development", "Development"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+
+
+def environments_mixed(environments) -> bool:
+    """Whether production and non-production environments are among these."""
+    kinds = {environment == Environment.PRODUCTION for environment in environments}
+    return len(kinds) > 1
 
 
 class Rotation(models.TextChoices):
@@ -77,6 +94,11 @@ class Connection(RemembersLoadedState, models.Model):
     secrets = EncryptedSecretsField(default=dict, blank=True, editable=False)
     config = models.JSONField(default=dict, blank=True, editable=False)
     description = models.TextField(blank=True, max_length=2000)
+    environment = models.CharField(
+        max_length=16, choices=Environment.choices, default=Environment.PRODUCTION, db_index=True,
+        help_text="Where this key is meant to be used. An endpoint does not mix production and other keys "
+                  "unless it allows it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     secrets_updated_at = models.DateTimeField("last updated", null=True, editable=False)
@@ -125,7 +147,7 @@ class Connection(RemembersLoadedState, models.Model):
         loaded = {} if self._state.adding else getattr(self, "_loaded", {})
         changed = [
             name
-            for name in ("name", "provider", "auth_method", "description")
+            for name in ("name", "provider", "auth_method", "description", "environment")
             if getattr(self, name) != loaded.get(name, "")
         ]
         if self.key_max_age_days != loaded.get("key_max_age_days"):

@@ -24,7 +24,7 @@ from core.ui import PAGE_SIZE, SettingsPageMixin, safe_next
 
 from .editing import RowLockedForEdit
 from .forms import ConnectionForm
-from .models import Connection, Rotation
+from .models import Connection, Environment, Rotation
 from .services import ConnectionInUse, connection_delete, connection_save, connection_test
 
 
@@ -45,6 +45,10 @@ class ConnectionListView(SettingsPageMixin, ListView):
     def get_queryset(self) -> QuerySet[Connection]:
         queryset = super().get_queryset()
         self.filters = {}
+        environment = self.request.GET.get("environment", "")
+        if environment in Environment.values:
+            self.filters["environment"] = environment
+            queryset = queryset.filter(environment=environment)
         rotation = self.request.GET.get("rotation", "")
         if rotation in self.rotation_filters:
             self.filters["rotation"] = rotation
@@ -56,7 +60,15 @@ class ConnectionListView(SettingsPageMixin, ListView):
             **super().get_context_data(**kwargs),
             "filters": self.filters,
             "filter_query": urlencode(self.filters),
-            "rotation_choices": [(choice.value, choice.label) for choice in self.rotation_filters],
+            "rotation_choices": [
+                (choice.value, choice.label, urlencode({**self.filters, "rotation": choice.value}))
+                for choice in self.rotation_filters
+            ],
+            "rotation_all": urlencode({k: v for k, v in self.filters.items() if k != "rotation"}),
+            "environment_choices": [
+                (value, label, urlencode({**self.filters, "environment": value})) for value, label in Environment.choices
+            ],
+            "environment_all": urlencode({k: v for k, v in self.filters.items() if k != "environment"}),
             "key_max_age_days": settings.KEY_MAX_AGE_DAYS,
         }
 

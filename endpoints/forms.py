@@ -18,7 +18,7 @@ class EndpointForm(forms.ModelForm):
 
     connection = ConnectionChoiceField(
         # Only what the dropdown shows: listing connections never decrypts their secrets.
-        queryset=Connection.objects.only("id", "name", "provider").order_by("name"),
+        queryset=Connection.objects.only("id", "name", "provider", "environment").order_by("name"),
         empty_label="Choose a connection",
     )
 

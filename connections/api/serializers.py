@@ -80,7 +80,7 @@ class ConnectionSerializer(ModelCleanSerializer):
     class Meta:
         model = Connection
         fields = [
-            "name", "provider", "auth_method", "secrets", "config", "description", "endpoints",
+            "name", "provider", "auth_method", "environment", "secrets", "config", "description", "endpoints",
             "created_at", "updated_at", "secrets_updated_at", "last_used_at", "created_by", "updated_by",
             "key_max_age_days", "key_age_days", "key_due_at", "rotation_status",
         ]

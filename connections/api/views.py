@@ -24,7 +24,7 @@ class ConnectionFilter(django_filters.FilterSet):
 
     class Meta:
         model = Connection
-        fields = ["provider", "rotation"]
+        fields = ["provider", "environment", "rotation"]
 
     def filter_rotation(self, queryset, name, value):
         return queryset.rotation(value)

@@ -29,8 +29,9 @@ def test_it_lists_endpoints_with_connection_name_and_provider(api, chat):
 
     assert response.status_code == 200
     item = response.json()["results"][0]
-    assert item == {"name": "chat", "connection": "openai-prod", "provider": "openai", "model": "gpt-4o-mini",
-                    "task": "chat", "enabled": True, "requests_per_minute": None, "token_budget": None,
+    assert item == {"name": "chat", "connection": "openai-prod", "provider": "openai", "environment": "production",
+                    "model": "gpt-4o-mini", "task": "chat", "enabled": True, "allow_mixed_environments": False,
+                    "requests_per_minute": None, "token_budget": None,
                     "budget_period": "month", "created_at": item["created_at"], "updated_at": item["updated_at"]}
     assert_no_secret(response)
 
