@@ -1,6 +1,6 @@
 from django import forms
 
-from core.limits import BudgetPeriod
+from core.limits import MAX_REQUESTS_PER_MINUTE, MAX_TOKEN_BUDGET, BudgetPeriod
 
 from .models import EXPIRES_DAYS_MAX, EXPIRES_DAYS_MIN, ApiToken, Scope
 
@@ -24,8 +24,10 @@ class TokenCreateForm(forms.Form):
         required=False,
         help_text="The gateway refuses the token for any other endpoint. None selected: any endpoint.",
     )
-    requests_per_minute = ApiToken._meta.get_field("requests_per_minute").formfield(label="Requests per minute")
-    token_budget = ApiToken._meta.get_field("token_budget").formfield(label="Token budget")
+    requests_per_minute = ApiToken._meta.get_field("requests_per_minute").formfield(
+        label="Requests per minute", min_value=1, max_value=MAX_REQUESTS_PER_MINUTE)
+    token_budget = ApiToken._meta.get_field("token_budget").formfield(
+        label="Token budget", min_value=1, max_value=MAX_TOKEN_BUDGET)
     budget_period = ApiToken._meta.get_field("budget_period").formfield(label="Budget period", required=False)
 
     def clean_scope(self) -> str:

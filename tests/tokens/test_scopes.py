@@ -160,3 +160,44 @@ def test_create_api_token_refuses_an_unknown_endpoint(operator, two_endpoints):
     with pytest.raises(CommandError, match="No endpoint named 'nope'"):
         call_command("create_api_token", "operator", "--endpoint", "nope", stdout=StringIO())
     assert not ApiToken.objects.exists()
+
+
+# --- Limits set where tokens are issued --------------------------------------------------------------------
+
+
+def test_the_tokens_page_issues_a_token_with_a_rate_and_a_budget(client, operator):
+    client.force_login(operator)
+
+    response = client.post("/settings/tokens/", {"requests_per_minute": "60", "token_budget": "100000",
+                                                 "budget_period": "day"})
+
+    token = ApiToken.objects.get()
+    assert (token.requests_per_minute, token.token_budget, token.budget_period) == (60, 100000, "day")
+    assert "limits: 60/min · 100,000 tokens per day" in client.get("/settings/tokens/").content.decode()
+    assert AuditEntry.objects.get().fields[-1] == "limits 60/min · 100,000 tokens per day"
+    assert response.status_code == 200
+
+
+def test_the_tokens_page_refuses_a_limit_below_1(client, operator):
+    client.force_login(operator)
+
+    response = client.post("/settings/tokens/", {"requests_per_minute": "0"})
+
+    assert response.status_code == 400 and not ApiToken.objects.exists()
+
+
+def test_create_api_token_takes_a_rate_and_a_budget(operator):
+    out = StringIO()
+
+    call_command("create_api_token", "operator", "--requests-per-minute", "5", "--token-budget", "1000",
+                 "--budget-period", "day", stdout=out)
+
+    token = ApiToken.objects.get(key_hash=hash_token(out.getvalue().strip()))
+    assert (token.requests_per_minute, token.token_budget, token.budget_period) == (5, 1000, "day")
+
+
+def test_create_api_token_refuses_a_rate_of_0(operator):
+    with pytest.raises(CommandError):
+        call_command("create_api_token", "operator", "--requests-per-minute", "0", stdout=StringIO(),
+                     stderr=StringIO())
+    assert not ApiToken.objects.exists()
