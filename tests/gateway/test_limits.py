@@ -189,3 +189,12 @@ def test_a_rate_and_a_budget_both_spent_answer_budget_exceeded_with_the_longer_w
 
     assert refused.value.code == "budget_exceeded"
     assert refused.value.retry_after == str(14 * 3600)
+
+
+def test_a_call_under_both_a_token_and_an_endpoint_budget_spends_both(svc, openai_chat, make_endpoint):
+    endpoint = make_endpoint("chat-budget", openai_chat.connection, token_budget=100, budget_period="day")
+
+    assert chat(client_for(svc, token_budget=100), "chat-budget").status_code == 200
+
+    assert sorted(LimitCounter.objects.values_list("subject", "tokens")) == [
+        (f"endpoint:{endpoint.pk}", 10), (f"token:{ApiToken.objects.latest('id').pk}", 10)]
