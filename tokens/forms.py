@@ -30,6 +30,12 @@ class TokenCreateForm(forms.Form):
         label="Token budget", min_value=1, max_value=MAX_TOKEN_BUDGET)
     budget_period = ApiToken._meta.get_field("budget_period").formfield(label="Budget period", required=False)
 
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if user is None or not user.has_perm("endpoints.view_endpoint"):
+            # Endpoint names are for those who may see endpoints (a token of anyone else calls none anyway).
+            del self.fields["endpoints"]
+
     def clean_scope(self) -> str:
         return self.cleaned_data["scope"] or Scope.FULL  # a form posted without it (a script) gets a full token
 

@@ -201,3 +201,14 @@ def test_create_api_token_refuses_a_rate_of_0(operator):
         call_command("create_api_token", "operator", "--requests-per-minute", "0", stdout=StringIO(),
                      stderr=StringIO())
     assert not ApiToken.objects.exists()
+
+
+def test_the_tokens_page_names_no_endpoint_to_a_user_who_may_not_see_endpoints(client, django_user_model,
+                                                                             two_endpoints):
+    client.force_login(django_user_model.objects.create_user("bob", password="pw-bob-123456"))
+
+    page = client.get("/settings/tokens/").content.decode()
+    created = client.post("/settings/tokens/", {"scope": "read_only", "endpoints": [two_endpoints[0].pk]})
+
+    assert "chat-other" not in page and 'name="endpoints"' not in page
+    assert created.status_code == 200 and not ApiToken.objects.get().endpoints.exists()
