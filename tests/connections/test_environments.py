@@ -39,9 +39,9 @@ def test_the_list_shows_each_environment_as_a_badge(client, django_user_model, t
 
     page = client.get(LIST_URL).content.decode()
 
-    assert 'openai-dev <span class="badge env-development">Development</span>' in page
-    assert 'openai-staging <span class="badge env-staging">Staging</span>' in page
-    assert 'openai-prod <span class="badge env-production">Production</span>' in page
+    assert 'openai-dev <span class="badge env-badge env-development">Development</span>' in page
+    assert 'openai-staging <span class="badge env-badge env-staging">Staging</span>' in page
+    assert 'openai-prod <span class="badge env-badge env-production">Production</span>' in page
 
 
 def test_the_list_filters_by_environment_and_keeps_the_other_filter(client, django_user_model,

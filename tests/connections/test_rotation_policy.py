@@ -107,10 +107,10 @@ def test_the_list_shows_each_keys_age_with_due_soon_and_overdue_badges(client, d
 
     page = client.get(LIST_URL).content.decode()
 
-    assert "0 d" in row_of(page, "fresh") and "badge-warning" not in row_of(page, "fresh")
+    assert "0 d old" in row_of(page, "fresh") and "badge-warning" not in row_of(page, "fresh")
     assert "badge-danger" not in row_of(page, "fresh")
-    assert "80 d" in row_of(page, "aging") and ">Due soon</span>" in row_of(page, "aging")
-    assert "100 d" in row_of(page, "old") and ">Overdue</span>" in row_of(page, "old")
+    assert "80 d old" in row_of(page, "aging") and ">Due soon</span>" in row_of(page, "aging")
+    assert "100 d old" in row_of(page, "old") and ">Overdue</span>" in row_of(page, "old")
     assert ">Overdue</span>" in row_of(page, "strict")
     assert "Due soon" not in row_of(page, "lenient") and "Overdue" not in row_of(page, "lenient")
     assert "no key" in row_of(page, "keyless") and "Overdue" not in row_of(page, "keyless")
