@@ -19,6 +19,7 @@ class AuditEntry(models.Model):
         ENCRYPTION_KEY_ROTATED = "encryption_key_rotated", "Encryption key rotated"
         TOKEN_CREATED = "token_created", "API token created"
         TOKEN_REVOKED = "token_revoked", "API token revoked"
+        ROTATION_POLICY_CHANGED = "rotation_policy_changed", "Rotation policy changed"
 
     class Subject(models.TextChoices):
         CONNECTION = "connection", "Connection"

@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.*` (and not the `gateway` app's name)
 
-from bench.served import app_env, prepare, server_pids, serving, wait_for  # noqa: E402
+from bench.served import app_env, manage, prepare, server_pids, serving, wait_for  # noqa: E402
 
 STUB_KEY = "sk-bench-0123456789abcdefghijklmnop"
 CHAT = {"model": "bench-chat", "messages": [{"role": "user", "content": "Hi"}]}
@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--delay", type=float, default=0.0, help="stub answer delay in ms")
+    parser.add_argument("--limits", action="store_true",
+                        help="call with a token that has a rate and a token budget (never reached), so every call "
+                             "is counted: compare its CPU per request with a run without")
     options = parser.parse_args()
 
     stub_port, app_port = free_port(), free_port()
@@ -137,12 +140,17 @@ def main() -> None:
                 httpx.post(f"{app_url}/api/v1/endpoints/", headers=auth, json={
                     "name": "bench-chat", "connection": "bench", "model": "gpt-4o-mini", "task": "chat"}).raise_for_status()
                 direct = (f"{stub_url}/v1/chat/completions", {"Authorization": f"Bearer {STUB_KEY}"})
+                if options.limits:
+                    limited = manage(env, "create_api_token", "admin", "--requests-per-minute", "1000000",
+                                     "--token-budget", str(10**15)).strip()
+                    auth = {"Authorization": f"Bearer {limited}"}
                 gateway = (f"{app_url}/gateway/v1/chat/completions", auth)
                 timed_calls(*gateway, 200, 4)  # warm up workers, pools and caches
                 timed_calls(*direct, 200, 4)
 
                 print(f"stub delay {options.delay:g} ms, {options.requests} requests per path and mode, "
-                      f"{options.rounds} interleaved rounds, {os.cpu_count()} cores")
+                      f"{options.rounds} interleaved rounds, {os.cpu_count()} cores"
+                      + (", every call counted against a rate and a token budget" if options.limits else ""))
                 for concurrency in (1, options.concurrency):
                     results = {"direct": ([], 0.0), "gateway": ([], 0.0)}
                     cpu = 0.0

@@ -65,6 +65,15 @@ GATEWAY_UPSTREAM_CONNECTIONS = env.int("GATEWAY_UPSTREAM_CONNECTIONS", default=G
 GATEWAY_MAX_RESPONSE_BYTES = env.int("GATEWAY_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
 # Threads per server process for the gateway's database reads (each with its own connection while it works).
 GATEWAY_DATABASE_THREADS = env.int("GATEWAY_DATABASE_THREADS", default=4)
+# How old a connection's key may get before it is overdue for rotation (a connection may set its own).
+def read_key_max_age_days() -> int:
+    value = env.str("KEY_MAX_AGE_DAYS", default="90").strip()
+    if not value.isdigit() or not 1 <= int(value) <= 3650:
+        raise ImproperlyConfigured(f"KEY_MAX_AGE_DAYS must be a whole number of days from 1 to 3650, not {value!r}.")
+    return int(value)
+
+
+KEY_MAX_AGE_DAYS = read_key_max_age_days()
 # One line per request (method, path, status, size, time; never headers or query strings).
 ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
 # Microsoft Entra ID's sign-in address for Azure OpenAI with Entra ID (another for sovereign clouds, a fake in tests).

@@ -15,9 +15,9 @@ class ConnectionAdmin(admin.ModelAdmin):
     """Add and change go through ConnectionForm (masks, blank keeps), saves and deletes through services."""
 
     form = ConnectionForm
-    list_display = ["name", "provider_label", "auth_method_label", "credentials", "endpoint_count",
+    list_display = ["name", "provider_label", "auth_method_label", "environment", "credentials", "endpoint_count",
                     "secrets_updated_at", "created_at"]
-    list_filter = ["provider"]
+    list_filter = ["provider", "environment"]
     search_fields = ["name"]  # never the encrypted column: its lookups cannot match anyway
     readonly_fields = ["credentials", "secrets_updated_at", "last_used_at", "created_at", "updated_at",
                        "created_by", "updated_by"]
@@ -50,7 +50,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             # Staff who may only view: every field is shown read-only, so what is shown are masks and labels.
             return [
                 (None, {"fields": ["name", "provider", "auth_method_label", "credentials", "configuration",
-                                   "description"]}),
+                                   "environment", "description", "key_max_age_days"]}),
                 ("Record", {"fields": [name for name in self.readonly_fields if name != "credentials"]}),
             ]
         data = request.POST if request.method == "POST" else None
@@ -58,7 +58,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         fieldsets = [
             (None, {"fields": ["name", "provider", "auth_method", "selection"]}),
             (f"{provider.label} · {method.label}", {"fields": ConnectionForm.method_field_names(method)}),
-            (None, {"fields": ["description"]}),
+            (None, {"fields": ["environment", "description", "key_max_age_days"]}),
         ]
         if obj is not None:
             fieldsets.append(("Record", {"fields": self.readonly_fields}))

@@ -2,11 +2,12 @@
 config fields, and a re-render (never a save) when Provider or Authentication method changed."""
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from providers import catalogue
 
-from .models import Connection
+from .models import Connection, Environment
 from .secrets import UNDECRYPTABLE_LABEL
 
 SELECTION_FIELD = "selection"
@@ -34,7 +35,7 @@ class ConnectionForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["name", "provider", "auth_method", "description"]
+        fields = ["name", "provider", "auth_method", "environment", "description", "key_max_age_days"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
     def __init__(self, *args, **kwargs):
@@ -48,6 +49,12 @@ class ConnectionForm(forms.ModelForm):
         self.fields["provider"].choices = catalogue.provider_choices()
         self.fields["provider"].initial = self.provider.id
         self.fields["name"].widget.attrs.update({"autocomplete": "off", "spellcheck": "false"})
+        if "environment" in self.fields:
+            self.fields["environment"].required = False  # a form posted without it (a script) keeps what is stored
+        if "key_max_age_days" in self.fields:
+            self.fields["key_max_age_days"].help_text = (
+                f"Rotate the key at least this often. Empty: the server's default, {settings.KEY_MAX_AGE_DAYS} days."
+            )
         auth_field = self.fields["auth_method"]
         auth_field.choices = [(m.id, m.label) for m in self.provider.auth_methods]
         auth_field.initial = self.method.id
@@ -128,6 +135,9 @@ class ConnectionForm(forms.ModelForm):
         if self.selection_changed:
             return
         super()._post_clean()
+
+    def clean_environment(self) -> str:
+        return self.cleaned_data.get("environment") or self.instance.environment or Environment.PRODUCTION
 
     def clean(self):
         cleaned = super().clean()

@@ -1,8 +1,10 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import AuditEntry
@@ -16,7 +18,67 @@ from providers.account import Account
 from .fields import EncryptedSecretsField
 from .secrets import UNDECRYPTABLE_LABEL, SecretsUnavailable, UndecryptableSecrets, looks_like_a_mask, mask_secret
 
-TRACKED_FIELDS = ("name", "provider", "auth_method", "secrets", "config", "description")
+TRACKED_FIELDS = (
+    "name", "provider", "auth_method", "secrets", "config", "description", "key_max_age_days", "environment",
+)
+# The rotation policy: a key is "due soon" in the last days before its maximum age, then "overdue".
+DUE_SOON_DAYS = 14
+KEY_MAX_AGE_LIMIT_DAYS = 3650
+# Auth methods without a secret (a local Ollama): nothing to rotate, so never due.
+KEYLESS_METHODS = sorted(
+    {m.id for p in catalogue.PROVIDER_LIST for m in p.auth_methods if not m.secret_fields}
+    - {m.id for p in catalogue.PROVIDER_LIST for m in p.auth_methods if m.secret_fields}
+)
+
+
+class Environment(models.TextChoices):
+    """Where a connection's key is meant to be used. Production is the default: a key nobody labelled is
+    handled as the one needing the most care (it is never mixed with non-production ones unless allowed)."""
+
+    DEVELOPMENT = "development", "Development"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+
+
+def environments_mixed(environments) -> bool:
+    """Whether production and non-production environments are among these."""
+    kinds = {environment == Environment.PRODUCTION for environment in environments}
+    return len(kinds) > 1
+
+
+class Rotation(models.TextChoices):
+    """Where a connection's key stands against its maximum age."""
+
+    OK = "ok", "OK"
+    DUE_SOON = "due_soon", "Due soon"
+    OVERDUE = "overdue", "Overdue"
+    NO_KEY = "no_key", "No key"
+
+
+class ConnectionQuerySet(models.QuerySet):
+    def rotation(self, status: str, now: datetime | None = None) -> "ConnectionQuerySet":
+        """The connections whose key is in `status` (a Rotation value) now, decided in the database.
+
+        A connection on the default policy is compared with KEY_MAX_AGE_DAYS as configured now; one with its
+        own maximum age carries its due date (`own_key_due_at`, kept by save()).
+        """
+        now = now or timezone.now()
+        if status == Rotation.NO_KEY:
+            return self.filter(auth_method__in=KEYLESS_METHODS)
+        default_due_from = now - timedelta(days=settings.KEY_MAX_AGE_DAYS)  # set before it: overdue
+        soon = timedelta(days=DUE_SOON_DAYS)
+        on_default = Q(key_max_age_days__isnull=True)
+        if status == Rotation.OVERDUE:
+            rule = (on_default & Q(secrets_updated_at__lte=default_due_from)) | Q(own_key_due_at__lte=now)
+        elif status == Rotation.DUE_SOON:
+            rule = (on_default & Q(secrets_updated_at__gt=default_due_from,
+                                   secrets_updated_at__lte=default_due_from + soon)) | Q(
+                own_key_due_at__gt=now, own_key_due_at__lte=now + soon)
+        elif status == Rotation.OK:
+            rule = (on_default & Q(secrets_updated_at__gt=default_due_from + soon)) | Q(own_key_due_at__gt=now + soon)
+        else:
+            raise ValueError(f"Unknown rotation status {status!r}")
+        return self.exclude(auth_method__in=KEYLESS_METHODS).filter(rule)
 
 
 class Connection(RemembersLoadedState, models.Model):
@@ -32,6 +94,11 @@ class Connection(RemembersLoadedState, models.Model):
     secrets = EncryptedSecretsField(default=dict, blank=True, editable=False)
     config = models.JSONField(default=dict, blank=True, editable=False)
     description = models.TextField(blank=True, max_length=2000)
+    environment = models.CharField(
+        max_length=16, choices=Environment.choices, default=Environment.PRODUCTION, db_index=True,
+        help_text="Where this key is meant to be used. An endpoint does not mix production and other keys "
+                  "unless it allows it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     secrets_updated_at = models.DateTimeField("last updated", null=True, editable=False)
@@ -42,6 +109,18 @@ class Connection(RemembersLoadedState, models.Model):
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
+    key_max_age_days = models.PositiveIntegerField(
+        "maximum key age (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(KEY_MAX_AGE_LIMIT_DAYS)],
+        help_text="Rotate the key at least this often. Empty: the server's KEY_MAX_AGE_DAYS.",
+    )
+    # secrets_updated_at + key_max_age_days when the connection has its own maximum age (kept by save()), so
+    # that lists filter on it in the database; connections on the default are compared with the setting.
+    own_key_due_at = models.DateTimeField(null=True, editable=False, db_index=True)
+
+    objects = ConnectionQuerySet.as_manager()
 
     audit_subject_type = "connection"
     tracked_fields = TRACKED_FIELDS
@@ -68,9 +147,11 @@ class Connection(RemembersLoadedState, models.Model):
         loaded = {} if self._state.adding else getattr(self, "_loaded", {})
         changed = [
             name
-            for name in ("name", "provider", "auth_method", "description")
+            for name in ("name", "provider", "auth_method", "description", "environment")
             if getattr(self, name) != loaded.get(name, "")
         ]
+        if self.key_max_age_days != loaded.get("key_max_age_days"):
+            changed.append("key_max_age_days")
         changed += [f"config.{key}" for key in changed_keys(loaded.get("config") or {}, self.config)]
         old_secrets = loaded.get("secrets")
         if isinstance(self.secrets, dict):
@@ -80,6 +161,53 @@ class Connection(RemembersLoadedState, models.Model):
 
     def secrets_changed(self) -> bool:
         return self._state.adding or self.secrets != self.loaded_value("secrets")
+
+    def policy_changed(self) -> bool:
+        """Whether the connection's own maximum key age differs from the stored one."""
+        return not self._state.adding and self.key_max_age_days != self.loaded_value("key_max_age_days")
+
+    # --- Rotation policy -----------------------------------------------------------------------------
+
+    @property
+    def has_key(self) -> bool:
+        return self.auth_method not in KEYLESS_METHODS
+
+    @property
+    def effective_key_max_age_days(self) -> int:
+        return self.key_max_age_days or settings.KEY_MAX_AGE_DAYS
+
+    @property
+    def key_set_at(self) -> datetime | None:
+        """When the credentials now stored were set (at creation, when nothing changed them since)."""
+        return self.secrets_updated_at or self.created_at
+
+    @property
+    def key_due_at(self) -> datetime | None:
+        """When the key becomes overdue for rotation; None for a connection without a key."""
+        if not self.has_key or self.key_set_at is None:
+            return None
+        return self.key_set_at + timedelta(days=self.effective_key_max_age_days)
+
+    @property
+    def key_age_days(self) -> int | None:
+        """Whole days since the key was set; None for a connection without a key."""
+        if not self.has_key or self.key_set_at is None:
+            return None
+        return max((timezone.now() - self.key_set_at).days, 0)
+
+    @property
+    def rotation_status(self) -> str:
+        due = self.key_due_at
+        if due is None:
+            return Rotation.NO_KEY
+        now = timezone.now()
+        if due <= now:
+            return Rotation.OVERDUE
+        return Rotation.DUE_SOON if due <= now + timedelta(days=DUE_SOON_DAYS) else Rotation.OK
+
+    @property
+    def rotation_label(self) -> str:
+        return Rotation(self.rotation_status).label
 
     # --- Secrets -------------------------------------------------------------------------------------
 
@@ -185,8 +313,12 @@ class Connection(RemembersLoadedState, models.Model):
     def save(self, *args, **kwargs) -> None:
         if self.secrets_changed():
             self.secrets_updated_at = timezone.now()
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "secrets_updated_at"}
+        self.own_key_due_at = (
+            self.secrets_updated_at + timedelta(days=self.key_max_age_days)
+            if self.key_max_age_days and self.secrets_updated_at else None
+        )
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "secrets_updated_at", "own_key_due_at"}
         super().save(*args, **kwargs)
 
     def audit_entries(self) -> models.QuerySet[AuditEntry]:

@@ -14,6 +14,9 @@ from .models import Connection
 from .secrets import SecretsUnavailable
 
 
+POLICY_FIELD = "key_max_age_days"
+
+
 class ConnectionInUse(Exception):
     """The connection still has endpoints, so it was not deleted."""
 
@@ -35,20 +38,39 @@ def connection_save(*, connection: Connection, actor: AbstractBaseUser | None) -
     changed = connection.changed_fields()
     if not creating and not changed:
         return connection
+    policy_changed = connection.policy_changed()
+    old_days = connection.loaded_value(POLICY_FIELD)
+    if not creating:
+        # A change of the rotation policy is an entry of its own, so the log answers "who changed it" directly.
+        changed = [name for name in changed if name != POLICY_FIELD]
+    action = None
     if creating:
         connection.created_by = actor
         action = AuditEntry.Action.CREATED
-    elif all(name.startswith("secrets.") for name in changed):
+    elif changed and all(name.startswith("secrets.") for name in changed):
         action = AuditEntry.Action.KEY_ROTATED
-    else:
+    elif changed:
         action = AuditEntry.Action.UPDATED
     connection.updated_by = actor
     # Edits call this inside their own transaction (the row is locked there): no savepoint of its own, two
     # round trips less; an error still undoes the whole edit, which no caller goes on from.
     with transaction.atomic(savepoint=False):
         connection.save()
-        audit_record(actor=actor, action=action, subject=connection, fields=changed)
+        if action is not None:
+            audit_record(actor=actor, action=action, subject=connection, fields=changed)
+        if policy_changed:
+            audit_record(actor=actor, action=AuditEntry.Action.ROTATION_POLICY_CHANGED, subject=connection,
+                         fields=[policy_change(old_days, connection.key_max_age_days)])
     return connection
+
+
+def policy_change(old_days: int | None, new_days: int | None) -> str:
+    """The policy change as the audit log shows it (not a secret: a number of days, or the default)."""
+
+    def shown(days: int | None) -> str:
+        return f"{days} days" if days else "default"
+
+    return f"{POLICY_FIELD}: {shown(old_days)} → {shown(new_days)}"
 
 
 def connection_delete(*, connection: Connection, actor: AbstractBaseUser | None) -> None:

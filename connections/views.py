@@ -4,6 +4,9 @@ Writes go through `connection_save`/`connection_delete` so every change is audit
 registry decide what is valid. Pages never read a secret: they show masks (or `cannot be decrypted`).
 """
 
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -21,7 +24,7 @@ from core.ui import PAGE_SIZE, SettingsPageMixin, safe_next
 
 from .editing import RowLockedForEdit
 from .forms import ConnectionForm
-from .models import Connection
+from .models import Connection, Environment, Rotation
 from .services import ConnectionInUse, connection_delete, connection_save, connection_test
 
 
@@ -37,6 +40,37 @@ class ConnectionListView(SettingsPageMixin, ListView):
     paginate_by = PAGE_SIZE
     # One query for the page of connections and one for all their endpoints, however many rows.
     queryset = Connection.objects.order_by("name").prefetch_related("endpoints")
+    rotation_filters = (Rotation.DUE_SOON, Rotation.OVERDUE)
+
+    def get_queryset(self) -> QuerySet[Connection]:
+        queryset = super().get_queryset()
+        self.filters = {}
+        environment = self.request.GET.get("environment", "")
+        if environment in Environment.values:
+            self.filters["environment"] = environment
+            queryset = queryset.filter(environment=environment)
+        rotation = self.request.GET.get("rotation", "")
+        if rotation in self.rotation_filters:
+            self.filters["rotation"] = rotation
+            queryset = queryset.rotation(rotation)
+        return queryset
+
+    def get_context_data(self, **kwargs) -> dict:
+        return {
+            **super().get_context_data(**kwargs),
+            "filters": self.filters,
+            "filter_query": urlencode(self.filters),
+            "rotation_choices": [
+                (choice.value, choice.label, urlencode({**self.filters, "rotation": choice.value}))
+                for choice in self.rotation_filters
+            ],
+            "rotation_all": urlencode({k: v for k, v in self.filters.items() if k != "rotation"}),
+            "environment_choices": [
+                (value, label, urlencode({**self.filters, "environment": value})) for value, label in Environment.choices
+            ],
+            "environment_all": urlencode({k: v for k, v in self.filters.items() if k != "environment"}),
+            "key_max_age_days": settings.KEY_MAX_AGE_DAYS,
+        }
 
 
 class ConnectionFormMixin:

@@ -4,8 +4,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection as database
 from django.db import connections, models
 
-from connections.models import Connection
+from connections.models import Connection, environments_mixed
 from core.changes import RemembersLoadedState
+from core.limits import CallLimits
 from core.names import NAME_HELP, validate_name
 from core.rows import RowReader
 from providers import catalogue
@@ -33,7 +34,7 @@ class EndpointManager(models.Manager):
         return endpoint
 
 
-class Endpoint(RemembersLoadedState, models.Model):
+class Endpoint(RemembersLoadedState, CallLimits):
     """A gateway route to one model of a provider, calling it with its connection's current credentials."""
 
     name = models.CharField(max_length=64, unique=True, validators=[validate_name], help_text=NAME_HELP)
@@ -47,13 +48,18 @@ class Endpoint(RemembersLoadedState, models.Model):
         error_messages={"invalid_choice": "Unknown task '%(value)s': use chat or embeddings."},
     )
     enabled = models.BooleanField(default=True)
+    allow_mixed_environments = models.BooleanField(
+        default=False,
+        help_text="Allow this endpoint to use production and non-production connections together.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = EndpointManager()
 
     audit_subject_type = "endpoint"
-    tracked_fields = ("name", "connection", "model", "task", "enabled")
+    tracked_fields = ("name", "connection", "model", "task", "enabled", "allow_mixed_environments",
+                      *CallLimits.limit_fields)
 
     class Meta:
         ordering = ["name"]
@@ -80,6 +86,15 @@ class Endpoint(RemembersLoadedState, models.Model):
             )
         if self.model != self.model.strip() or not self.model.strip():
             raise ValidationError({"model": "Enter the provider's model id without surrounding spaces."})
+        connections = self.connections_used()
+        if not self.allow_mixed_environments and environments_mixed(c.environment for c in connections):
+            listed = ", ".join(f"{c.name} ({c.get_environment_display()})" for c in connections)
+            raise ValidationError({"connection": f"This endpoint would mix production and non-production "
+                                                 f"connections ({listed}); allow mixed environments to save it."})
+
+    def connections_used(self) -> list[Connection]:
+        """Every connection a call through this endpoint may use (the environment rule looks at them all)."""
+        return [self.connection]
 
 
 @cache

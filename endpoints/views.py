@@ -22,7 +22,7 @@ class EndpointListView(SettingsPageMixin, ListView):
     paginate_by = PAGE_SIZE
     queryset = (
         Endpoint.objects.select_related("connection")
-        .only("name", "model", "task", "enabled", "connection__name", "connection__provider")
+        .only("name", "model", "task", "enabled", *Endpoint.limit_fields, "connection__name", "connection__provider")
         .order_by("name")
     )
 

@@ -86,8 +86,8 @@ class GatewayApp:
             if request.method != method:
                 raise GatewayError(405, errors.INVALID_REQUEST, "method_not_allowed", f"Use {method}.",
                                    headers={"Allow": method})
-            await views.authenticate(request)
-            return await view(request, send, **arguments)
+            caller = await views.authenticate(request)
+            return await view(request, send, caller, **arguments)
         except GatewayError as error:
             return views.error_answer(error)
         except DATABASE_DOWN as error:

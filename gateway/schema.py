@@ -84,12 +84,14 @@ COMPONENTS = {
 ERROR_STATUSES = {
     "400": "The body is not valid JSON or not a valid request for the endpoint's task; or the provider refused it.",
     "401": "No valid API token; or the provider rejected the connection's credentials.",
-    "403": "The token's user lacks endpoints.view_endpoint, or the endpoint is disabled.",
+    "403": "The token's user lacks endpoints.view_endpoint, the token is read-only or not limited to this "
+           "endpoint, or the endpoint is disabled.",
     "404": "No endpoint has that name; or the provider does not know the model.",
     "405": "Wrong HTTP method.",
     "413": "The body is larger than 20 MiB.",
     "422": "The provider could not process the request.",
-    "429": "The provider's rate limit (Retry-After passed on).",
+    "429": "The token's or the endpoint's rate limit (rate_limit_exceeded) or token budget (budget_exceeded), "
+           "or the provider's rate limit (upstream_rate_limited); Retry-After says when to retry.",
     "502": "The provider failed or answered something unreadable.",
     "503": "The provider is unreachable, or the connection's secrets cannot be decrypted.",
     "504": "The provider did not answer in time.",

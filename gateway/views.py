@@ -12,6 +12,7 @@ import re
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.utils import timezone
 
 from connections.models import Connection
 from connections.secrets import SecretsUnavailable
@@ -27,12 +28,15 @@ from providers.errors import GatewayError
 from tokens.authentication import bearer_token
 from tokens.models import ApiToken, Caller
 
+from .limits import NOTHING_TO_COUNT, Admission, add_tokens, admit, limits_of
+
 logger = logging.getLogger("gateway")
 
 PERMISSION = "endpoints.view_endpoint"
 MAX_BODY_BYTES = 20 * 1024 * 1024  # room for images sent inline as base64
 # A lone UTF-16 surrogate escape (`"\ud800"`) parses as JSON but cannot be sent on as UTF-8.
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
+TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d{1,18})')
 
 DATABASE = DatabaseThreads("gateway-db", settings.GATEWAY_DATABASE_THREADS)
 
@@ -57,6 +61,9 @@ async def authenticate(request: Request) -> Caller:
     if not caller.may_call:
         raise GatewayError(403, "permission_error", "permission_denied",
                            f"This token's user lacks the {PERMISSION} permission.")
+    if not caller.may_use_gateway:
+        raise GatewayError(403, "permission_error", "token_scope",
+                           "This token is limited to reading the API; it cannot call the gateway.")
     return caller
 
 
@@ -75,20 +82,31 @@ async def read_json_body(request: Request) -> object:
     return body
 
 
-def endpoint_for_call(name: str) -> Endpoint | None:
-    return Endpoint.objects.for_call(name) if could_name_something(name) else None
+def endpoint_for_call(name: str, caller: Caller, task: str | None) -> tuple[Endpoint, Admission]:
+    """The endpoint the caller may call now, counted against its limits: one trip to a database thread.
 
-
-async def find_endpoint(name: object) -> Endpoint:
-    if not isinstance(name, str) or not name:
-        raise GatewayError(400, errors.INVALID_REQUEST, "model_required", "Name the endpoint to call in 'model'.")
-    endpoint = await DATABASE.run(endpoint_for_call, name)
+    Raises the call's GatewayError: unknown, not the token's, disabled, the wrong task, or over a limit.
+    """
+    endpoint = Endpoint.objects.for_call(name) if could_name_something(name) else None
     if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
                            f"There is no endpoint named '{name[:64]}'.")
+    if caller.endpoint_limited and not ApiToken.may_call_endpoint(caller.token_id, endpoint.pk):
+        raise GatewayError(403, "permission_error", "endpoint_not_allowed",
+                           f"This token may not call endpoint '{endpoint.name}'.")
     if not endpoint.enabled:
         raise GatewayError(403, errors.INVALID_REQUEST, "endpoint_disabled", f"Endpoint '{endpoint.name}' is disabled.")
-    return endpoint
+    if task is not None:
+        require_task(endpoint, task)
+    limits = [*limits_of(caller, f"token:{caller.token_id}", "this token"),
+              *limits_of(endpoint, f"endpoint:{endpoint.pk}", f"endpoint '{endpoint.name}'")]
+    return endpoint, admit(limits, timezone.now()) if limits else NOTHING_TO_COUNT
+
+
+async def find_endpoint(name: object, caller: Caller, task: str | None = None) -> tuple[Endpoint, Admission]:
+    if not isinstance(name, str) or not name:
+        raise GatewayError(400, errors.INVALID_REQUEST, "model_required", "Name the endpoint to call in 'model'.")
+    return await DATABASE.run(endpoint_for_call, name, caller, task)
 
 
 def require_task(endpoint: Endpoint, task: str) -> None:
@@ -107,7 +125,45 @@ def record_use(connection: Connection) -> None:
         logger.warning("Connection %s: could not record its last use (%s).", connection.name, type(error).__name__)
 
 
-async def call(request: Request, send: Send, endpoint: Endpoint, body: object) -> Answer | None:
+def record_tokens(admission: Admission, tokens: int) -> None:
+    """Bookkeeping must not fail a call the provider already answered."""
+    try:
+        add_tokens(admission, tokens)
+    except DatabaseError as error:
+        logger.warning("Could not add a call's tokens to its budgets (%s).", type(error).__name__)
+
+
+def total_tokens(answer: bytes) -> int:
+    """The tokens the provider reports an answer (or a stream's chunk) used: `usage.total_tokens`, in the OpenAI
+    shape every answer is given; 0 when it reports none. Read without parsing the whole answer again (a quote
+    inside a JSON string is escaped, so only a key can match)."""
+    match = TOTAL_TOKENS.search(answer)
+    return int(match.group(1)) if match else 0
+
+
+class TokenCountingStream:
+    """Relays a stream unchanged, noting the usage a provider reports in it (OpenAI sends it in the last chunk
+    when asked with `stream_options.include_usage`; a stream without it counts no tokens)."""
+
+    def __init__(self, events: EventStream):
+        self.events = events
+        self.tokens = 0
+
+    def __aiter__(self) -> "TokenCountingStream":
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.events.__anext__()
+        if b'"total_tokens"' in chunk:
+            self.tokens = total_tokens(chunk) or self.tokens
+        return chunk
+
+    async def aclose(self) -> None:
+        await self.events.aclose()
+
+
+async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
+               admission: Admission = NOTHING_TO_COUNT) -> Answer | None:
     """Send the body to the endpoint's provider with its connection's current key; a stream is relayed as it
     arrives (then nothing is returned: it was sent)."""
     connection = endpoint.connection
@@ -120,8 +176,19 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object) -
     if connection.last_used_is_stale():
         asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
     if isinstance(answer, EventStream):
-        await relay(request, send, answer)
+        if not admission.counts_tokens:
+            await relay(request, send, answer)
+            return None
+        counting = TokenCountingStream(answer)
+        try:
+            await relay(request, send, counting)
+        finally:
+            if counting.tokens:
+                await DATABASE.run(record_tokens, admission, counting.tokens)
         return None
+    if admission.counts_tokens and (tokens := total_tokens(answer)):
+        # Before answering: the caller's next call, through any process, finds the budget already spent.
+        await DATABASE.run(record_tokens, admission, tokens)
     return Answer(200, answer)
 
 
@@ -145,20 +212,19 @@ async def relay(request: Request, send: Send, events: EventStream) -> None:
 # --- The routes -------------------------------------------------------------------------------------------
 
 
-async def invocations(request: Request, send: Send, endpoint_name: str) -> Answer | None:
+async def invocations(request: Request, send: Send, caller: Caller, endpoint_name: str) -> Answer | None:
     """`POST /gateway/<endpoint>/invocations`: the endpoint's own task, OpenAI-style body."""
-    endpoint = await find_endpoint(endpoint_name)
-    return await call(request, send, endpoint, await read_json_body(request))
+    endpoint, admission = await find_endpoint(endpoint_name, caller)
+    return await call(request, send, endpoint, await read_json_body(request), admission)
 
 
 def openai_route(task: str):
     """`POST /gateway/v1/<task route>` where `model` names the endpoint, as the OpenAI SDKs send it."""
 
-    async def view(request: Request, send: Send) -> Answer | None:
+    async def view(request: Request, send: Send, caller: Caller) -> Answer | None:
         body = await read_json_body(request)
-        endpoint = await find_endpoint(body.get("model") if isinstance(body, dict) else None)
-        require_task(endpoint, task)
-        return await call(request, send, endpoint, body)
+        endpoint, admission = await find_endpoint(body.get("model") if isinstance(body, dict) else None, caller, task)
+        return await call(request, send, endpoint, body, admission)
 
     return view
 
@@ -167,14 +233,17 @@ chat_completions = openai_route("chat")
 embeddings = openai_route("embeddings")
 
 
-def enabled_endpoints() -> list[dict]:
+def enabled_endpoints(caller: Caller) -> list[dict]:
+    endpoints = Endpoint.objects.filter(enabled=True)
+    if caller.endpoint_limited:
+        endpoints = endpoints.filter(pk__in=ApiToken.endpoints.through.objects.filter(apitoken_id=caller.token_id)
+                                     .values("endpoint_id"))
     return [
         {"id": e.name, "object": "model", "created": int(e.created_at.timestamp()), "owned_by": e.connection.provider}
-        for e in Endpoint.objects.filter(enabled=True).select_related("connection").defer("connection__secrets")
-        .order_by("name")
+        for e in endpoints.select_related("connection").defer("connection__secrets").order_by("name")
     ]
 
 
-async def models(request: Request, send: Send) -> Answer:
-    """`GET /gateway/v1/models`: the enabled endpoints, as OpenAI lists models."""
-    return json_answer(200, {"object": "list", "data": await DATABASE.run(enabled_endpoints)})
+async def models(request: Request, send: Send, caller: Caller) -> Answer:
+    """`GET /gateway/v1/models`: the enabled endpoints the token may call, as OpenAI lists models."""
+    return json_answer(200, {"object": "list", "data": await DATABASE.run(enabled_endpoints, caller)})

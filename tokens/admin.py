@@ -8,11 +8,12 @@ from .services import token_revoke
 class ApiTokenAdmin(admin.ModelAdmin):
     """Read-only apart from revoking: shows the display prefix, never a hash or a token."""
 
-    list_display = ["prefix", "user", "status", "created_at", "last_used_at", "expires_at", "revoked_at"]
-    list_filter = ["revoked_at", "expires_at"]
+    list_display = ["prefix", "user", "scope", "status", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = ["scope", "revoked_at", "expires_at"]
     list_select_related = ["user"]
     search_fields = ["prefix", "user__username"]
-    fields = ["prefix", "user", "status", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    fields = ["prefix", "user", "scope", "endpoints", "requests_per_minute", "token_budget", "budget_period", "status", "created_at", "last_used_at", "expires_at",
+              "revoked_at"]
     readonly_fields = fields
     actions = ["revoke"]
 

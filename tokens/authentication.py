@@ -11,7 +11,7 @@ import re
 
 from rest_framework import authentication, exceptions
 
-from .models import ApiToken
+from .models import ApiToken, Scope
 
 KEYWORD = "Bearer"
 BEARER = re.compile(r"[ \t]*bearer[ \t]+([A-Za-z0-9\-._~+/]+=*)[ \t]*", re.IGNORECASE | re.ASCII)
@@ -42,6 +42,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         token = ApiToken.find(plaintext)
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
+        if not token.allows(request.method):
+            raise exceptions.PermissionDenied(
+                "This token is for the gateway only." if token.scope == Scope.GATEWAY
+                else "This token is read-only: it may only read through the API."
+            )
         token.touch()
         return token.user, token
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from core.last_used import LAST_USED_RESOLUTION, touch_last_used
+from core.limits import CallLimits
 from core.rows import CompiledQuery
 
 TOKEN_PREFIX = "llmc_"
@@ -49,16 +50,37 @@ class ApiTokenQuerySet(models.QuerySet):
         )
 
 
+class Scope(models.TextChoices):
+    """What a token may be used for (its user's permissions still decide what it may do there)."""
+
+    FULL = "full", "API and gateway"
+    READ_ONLY = "read_only", "Read-only API"
+    GATEWAY = "gateway", "Gateway only"
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 @dataclass(frozen=True)
 class Caller:
-    """A token's user as the gateway needs it: who, and whether they hold the permission asked about."""
+    """A token's user as the gateway needs it: who, whether they hold the permission asked about, and what the
+    token is limited to."""
 
     token_id: int
     user_id: int
     may_call: bool
+    scope: str = Scope.FULL
+    endpoint_limited: bool = False  # only the token's listed endpoints may be called
+    requests_per_minute: int | None = None
+    token_budget: int | None = None
+    budget_period: str = "month"
+
+    @property
+    def may_use_gateway(self) -> bool:
+        return self.scope != Scope.READ_ONLY
 
 
-class ApiToken(models.Model):
+class ApiToken(CallLimits):
     """A bearer credential for the API and gateway, acting as its owner; revocable and optionally expiring."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
@@ -68,6 +90,12 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.FULL)
+    # Named by app label, not imported: tokens and endpoints sit side by side, and only the gateway reads both.
+    endpoints = models.ManyToManyField(
+        "endpoints.Endpoint", blank=True, related_name="+",
+        help_text="The only endpoints this token may call through the gateway; none listed: any endpoint.",
+    )
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -89,16 +117,35 @@ class ApiToken(models.Model):
         return self.prefix
 
     @classmethod
-    def issue(cls, *, user, expires_days: int | None = None) -> tuple["ApiToken", str]:
+    def issue(cls, *, user, expires_days: int | None = None, scope: str = Scope.FULL, endpoints=(),
+              **limits) -> tuple["ApiToken", str]:
         """Create a token for `user`; returns the row and the plaintext, which is never stored."""
         if expires_days is not None and not EXPIRES_DAYS_MIN <= expires_days <= EXPIRES_DAYS_MAX:
             raise ValueError(f"expires_days must be from {EXPIRES_DAYS_MIN} to {EXPIRES_DAYS_MAX}")
+        if scope not in Scope.values:
+            raise ValueError(f"scope must be one of {', '.join(Scope.values)}")
         plaintext = generate_token()
         expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
-        token = cls.objects.create(
-            user=user, prefix=plaintext[:DISPLAY_PREFIX_LENGTH], key_hash=hash_token(plaintext), expires_at=expires_at
+        token = cls(
+            user=user, prefix=plaintext[:DISPLAY_PREFIX_LENGTH], key_hash=hash_token(plaintext), expires_at=expires_at,
+            scope=scope, **limits,
         )
+        token.full_clean(exclude=["user", "key_hash", "prefix"])
+        token.save()
+        if endpoints:
+            token.endpoints.set(endpoints)
         return token, plaintext
+
+    def allows(self, method: str) -> bool:
+        """Whether the API may serve `method` to this token (the gateway asks `Caller.may_use_gateway`)."""
+        if self.scope == Scope.GATEWAY:
+            return False
+        return self.scope == Scope.FULL or method in SAFE_METHODS
+
+    @classmethod
+    def may_call_endpoint(cls, token_id: int, endpoint_id: int) -> bool:
+        """Whether a token limited to some endpoints lists this one."""
+        return cls.endpoints.through.objects.filter(apitoken_id=token_id, endpoint_id=endpoint_id).exists()
 
     @classmethod
     def find(cls, plaintext: str) -> "ApiToken | None":
@@ -130,12 +177,14 @@ class ApiToken(models.Model):
         )
         if row is None:
             return None
-        token_id, user_id, stale, may_call = row
+        token_id, user_id, stale, may_call, scope, endpoint_limited, rpm, budget, period = row
         if stale:
             ApiToken(pk=token_id, last_used_at=None).touch()
         if not permissions_only_from_model_backend(tuple(settings.AUTHENTICATION_BACKENDS)):
             may_call = ApiToken.objects.select_related("user").get(pk=token_id).user.has_perm(permission)
-        return Caller(token_id=token_id, user_id=user_id, may_call=bool(may_call))
+        return Caller(token_id=token_id, user_id=user_id, may_call=bool(may_call), scope=scope,
+                      endpoint_limited=bool(endpoint_limited), requests_per_minute=rpm, token_budget=budget,
+                      budget_period=period)
 
     @property
     def revoked(self) -> bool:
@@ -168,8 +217,10 @@ def caller_queryset(key_hash: str, now: datetime, stale_before: datetime, app_la
             stale=ExpressionWrapper(Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale_before),
                                     output_field=models.BooleanField()),
             may_call=ExpressionWrapper(Q(user__is_superuser=True) | holds_it, output_field=models.BooleanField()),
+            endpoint_limited=Exists(ApiToken.endpoints.through.objects.filter(apitoken_id=OuterRef("pk"))),
         )
-        .values_list("id", "user_id", "stale", "may_call")
+        .values_list("id", "user_id", "stale", "may_call", "scope", "endpoint_limited",
+                     "requests_per_minute", "token_budget", "budget_period")
     )
 
 

@@ -20,19 +20,18 @@ class TokenListView(LoginRequiredMixin, TemplateView):
     template_name = "tokens/token_list.html"
 
     def get_context_data(self, **kwargs):
-        kwargs.setdefault("form", TokenCreateForm())
-        kwargs["tokens"] = ApiToken.objects.filter(user=self.request.user)
+        kwargs.setdefault("form", TokenCreateForm(user=self.request.user))
+        kwargs["tokens"] = ApiToken.objects.filter(user=self.request.user).prefetch_related("endpoints")
         return super().get_context_data(**kwargs)
 
     def post(self, request, *args, **kwargs):
-        form = TokenCreateForm(request.POST)
+        form = TokenCreateForm(request.POST, user=request.user)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        token, plaintext = token_create(
-            user=request.user, actor=request.user, expires_days=form.cleaned_data["expires_days"]
-        )
+        token, plaintext = token_create(user=request.user, actor=request.user, **form.cleaned_data)
         messages.success(request, f"Token {token.prefix}… created. Copy it now: it will not be shown again.")
-        return self.render_to_response(self.get_context_data(new_token=plaintext, form=TokenCreateForm()))
+        return self.render_to_response(self.get_context_data(new_token=plaintext,
+                                                             form=TokenCreateForm(user=request.user)))
 
 
 class TokenRevokeView(LoginRequiredMixin, View):

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from core.api import JSONObjectField, ModelCleanSerializer
 
-from ..models import Connection
+from ..models import Connection, Rotation
 from ..services import connection_save
 
 
@@ -70,12 +70,19 @@ class ConnectionSerializer(ModelCleanSerializer):
     endpoints = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     created_by = serializers.SlugRelatedField(read_only=True, slug_field="username", allow_null=True)
     updated_by = serializers.SlugRelatedField(read_only=True, slug_field="username", allow_null=True)
+    key_age_days = serializers.IntegerField(read_only=True, allow_null=True,
+                                            help_text="Whole days since the credentials were set; null without a key.")
+    key_due_at = serializers.DateTimeField(read_only=True, allow_null=True,
+                                           help_text="When the key becomes overdue for rotation; null without a key.")
+    rotation_status = serializers.ChoiceField(choices=Rotation.choices, read_only=True,
+                                              help_text="ok, due_soon (within 14 days of key_due_at), overdue or no_key.")
 
     class Meta:
         model = Connection
         fields = [
-            "name", "provider", "auth_method", "secrets", "config", "description", "endpoints",
+            "name", "provider", "auth_method", "environment", "secrets", "config", "description", "endpoints",
             "created_at", "updated_at", "secrets_updated_at", "last_used_at", "created_by", "updated_by",
+            "key_max_age_days", "key_age_days", "key_due_at", "rotation_status",
         ]
         read_only_fields = ["created_at", "updated_at", "secrets_updated_at", "last_used_at"]
 

@@ -12,17 +12,22 @@ from core.api import NAME_IN_URL, ModelPermissions, has_permission
 from providers import catalogue
 
 from ..editing import RowLockedForEdit
-from ..models import Connection
+from ..models import Connection, Rotation
 from ..services import ConnectionInUse, connection_delete, connection_test
 from .serializers import ConnectionSerializer, ProviderSerializer
 
 
 class ConnectionFilter(django_filters.FilterSet):
     provider = django_filters.ChoiceFilter(choices=catalogue.provider_choices)
+    rotation = django_filters.ChoiceFilter(choices=Rotation.choices, method="filter_rotation",
+                                           label="Where the key stands against its maximum age")
 
     class Meta:
         model = Connection
-        fields = ["provider"]
+        fields = ["provider", "environment", "rotation"]
+
+    def filter_rotation(self, queryset, name, value):
+        return queryset.rotation(value)
 
 
 class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):

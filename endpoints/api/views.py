@@ -1,6 +1,7 @@
 import django_filters
 from rest_framework import viewsets
 
+from connections.models import Environment
 from core.api import NAME_IN_URL, ModelPermissions
 from providers import catalogue
 
@@ -12,6 +13,7 @@ from .serializers import EndpointSerializer
 class EndpointFilter(django_filters.FilterSet):
     provider = django_filters.ChoiceFilter(field_name="connection__provider", choices=catalogue.provider_choices)
     connection = django_filters.CharFilter(field_name="connection__name")
+    environment = django_filters.ChoiceFilter(field_name="connection__environment", choices=Environment.choices)
 
     class Meta:
         model = Endpoint

@@ -47,6 +47,13 @@ def test_a_missing_secret_key_stops_start_up(tmp_path):
     assert result.returncode == 1 and "SECRET_KEY is missing" in result.stderr
 
 
+@pytest.mark.parametrize("days", ["0", "3651", "ninety"])
+def test_a_key_max_age_outside_1_to_3650_days_stops_start_up(tmp_path, days):
+    result = manage("check", cwd=tmp_path, SECRET_KEY="s" * 50, FIELD_ENCRYPTION_KEY=GOOD_KEY, KEY_MAX_AGE_DAYS=days)
+    assert result.returncode == 1 and "KEY_MAX_AGE_DAYS must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_good_keys_start_and_a_comma_separated_list_is_read_as_a_list(tmp_path):
     second = Fernet.generate_key().decode()
     result = manage("shell", "--no-imports", "-c", "from django.conf import settings; print(len(settings.FIELD_ENCRYPTION_KEY))",

@@ -42,12 +42,13 @@ def test_it_lists_connections_with_masks_endpoints_and_users(api, operator, make
     assert response.data["count"] == 1 and response.data["next"] is None and response.data["previous"] is None
     item = response.json()["results"][0]
     assert item == {
-        "name": "openai-prod", "provider": "openai", "auth_method": "api_key",
+        "name": "openai-prod", "provider": "openai", "auth_method": "api_key", "environment": "production",
         "secrets": {"api_key": "sk-...WXYZ"}, "config": {}, "description": "",
         "endpoints": ["chat-a", "chat-b"],
         "created_at": item["created_at"], "updated_at": item["updated_at"],
         "secrets_updated_at": item["secrets_updated_at"], "last_used_at": None,
         "created_by": "operator", "updated_by": "operator",
+        "key_max_age_days": None, "key_age_days": 0, "key_due_at": item["key_due_at"], "rotation_status": "ok",
     }
     assert_no_secret(response)
 

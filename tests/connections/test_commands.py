@@ -2,11 +2,13 @@
 surface of rotate_encryption_key; its re-encryption is in test_rotation.py). Each runs through
 `call_command` and as a real `python manage.py` child process."""
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from audit.models import AuditEntry
 from connections.models import Connection
@@ -284,7 +286,10 @@ class TestListConnections:
 
         lines = self.list_output().splitlines()
 
-        assert lines[0].split() == ["NAME", "PROVIDER", "CREDENTIALS", "ENDPOINTS", "LAST", "UPDATED"]
+        assert lines[0].split() == ["NAME", "PROVIDER", "CREDENTIALS", "ENDPOINTS", "LAST", "UPDATED", "KEY", "AGE",
+                                    "DUE", "ROTATION"]
+        assert lines[1].split()[-3:] == ["-", "-", "no_key"]
+        assert lines[2].split()[-3:] == ["0d", f"{prod.key_due_at:%Y-%m-%d}", "ok"]
         assert lines[1].split()[:4] == ["ollama-local", "ollama", "no", "credentials"]
         assert lines[2].split()[:4] == ["openai-prod", "openai", "sk-...WXYZ", "2"]
         assert f"{prod.secrets_updated_at:%Y-%m-%d %H:%M} UTC" in lines[2]
@@ -303,6 +308,38 @@ class TestListConnections:
 
     def test_it_says_when_there_is_nothing_to_list(self):
         assert self.list_output() == "No connections yet.\n"
+
+    def test_overdue_lists_only_overdue_keys_and_exits_with_status_3(self, make_connection):
+        make_connection("fresh")
+        make_connection("old")
+        make_connection("strict", key_max_age_days=7)
+        make_connection("keyless", "ollama", "none", secrets={})
+        age("old", days=91)
+        age("strict", days=8)
+        age("keyless", days=400)
+        out = StringIO()
+
+        with pytest.raises(CommandError) as raised:
+            call_command("list_connections", "--overdue", stdout=out)
+
+        assert raised.value.returncode == 3
+        assert "2 connection(s) overdue" in str(raised.value)
+        names = [line.split()[0] for line in out.getvalue().splitlines()[1:]]
+        assert names == ["old", "strict"]
+        assert all(line.split()[-1] == "overdue" for line in out.getvalue().splitlines()[1:])
+
+    def test_overdue_exits_0_when_nothing_is_overdue(self, make_connection, settings):
+        make_connection("nearly")
+        age("nearly", days=89)
+        out = StringIO()
+
+        call_command("list_connections", "--overdue", stdout=out)
+
+        assert out.getvalue() == "No connection is overdue for key rotation.\n"
+        settings.KEY_MAX_AGE_DAYS = 30
+        with pytest.raises(CommandError) as raised:
+            call_command("list_connections", "--overdue", stdout=StringIO())
+        assert raised.value.returncode == 3
 
     def test_it_costs_one_query_however_many_rows(self, make_connection, make_endpoint, django_assert_num_queries):
         for number in range(30):
@@ -443,6 +480,34 @@ class TestRotateConnectionKeyProcess:
         code, screen = run_on_terminal(cli, ["rotate_connection_key", "openai-prod"], [""])
 
         assert code == 1 and "Empty value" in screen
+
+
+def age(name: str, *, days: int) -> None:
+    """Make a connection's key `days` old, as if set then (through save(), which keeps the due date)."""
+    connection = Connection.objects.get(name=name)
+    connection.secrets_updated_at = timezone.now() - timedelta(days=days)
+    connection.save(update_fields=["secrets_updated_at"])
+
+
+def test_list_connections_overdue_process_exit_status_is_for_cron(cli):
+    ok = cli.manage("list_connections", "--overdue")
+    cli.python(
+        "from datetime import timedelta\n"
+        "from django.utils import timezone\n"
+        "from connections.models import Connection\n"
+        "c = Connection.objects.get(name='openai-prod')\n"
+        "c.secrets_updated_at = timezone.now() - timedelta(days=120)\n"
+        "c.save(update_fields=['secrets_updated_at'])\n"
+    )
+    overdue = cli.manage("list_connections", "--overdue")
+    lenient = cli.manage("list_connections", "--overdue", extra_env={"KEY_MAX_AGE_DAYS": "365"})
+
+    assert ok.returncode == 0 and "No connection is overdue" in ok.stdout
+    assert overdue.returncode == 3
+    assert overdue.stdout.splitlines()[1].split()[0] == "openai-prod" and len(overdue.stdout.splitlines()) == 2
+    assert "1 connection(s) overdue for key rotation" in overdue.stderr
+    assert lenient.returncode == 0
+    assert_no_secret(overdue)
 
 
 def test_generate_encryption_key_process(cli):

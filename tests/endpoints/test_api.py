@@ -29,9 +29,10 @@ def test_it_lists_endpoints_with_connection_name_and_provider(api, chat):
 
     assert response.status_code == 200
     item = response.json()["results"][0]
-    assert item == {"name": "chat", "connection": "openai-prod", "provider": "openai", "model": "gpt-4o-mini",
-                    "task": "chat", "enabled": True, "created_at": item["created_at"],
-                    "updated_at": item["updated_at"]}
+    assert item == {"name": "chat", "connection": "openai-prod", "provider": "openai", "environment": "production",
+                    "model": "gpt-4o-mini", "task": "chat", "enabled": True, "allow_mixed_environments": False,
+                    "requests_per_minute": None, "token_budget": None,
+                    "budget_period": "month", "created_at": item["created_at"], "updated_at": item["updated_at"]}
     assert_no_secret(response)
 
 
@@ -168,3 +169,17 @@ def test_list_query_count_is_constant(api, operator, django_assert_num_queries):
         response = api.get(LIST, {"page_size": 500})
 
     assert response.json()["count"] == 1000 and len(response.json()["results"]) == 500
+
+
+def test_an_endpoints_limits_are_set_through_the_api_and_audited(api, chat):
+    patched = api.patch(f"{LIST}chat/", {"requests_per_minute": 120, "token_budget": 5000000,
+                                         "budget_period": "day"}, format="json")
+    refused = api.patch(f"{LIST}chat/", {"requests_per_minute": 0, "budget_period": "week"}, format="json")
+
+    assert patched.status_code == 200
+    assert (patched.json()["requests_per_minute"], patched.json()["token_budget"]) == (120, 5000000)
+    assert refused.status_code == 400 and set(refused.json()) == {"requests_per_minute", "budget_period"}
+    from audit.models import AuditEntry
+
+    entry = AuditEntry.objects.filter(subject_type="endpoint", action="updated").get()
+    assert entry.fields == ["requests_per_minute", "token_budget", "budget_period"]

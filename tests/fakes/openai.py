@@ -149,19 +149,23 @@ class FakeOpenAI(ServedFake):
             })
         elif body.get("stream"):
             reply = Reply(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-                          chunks=self.stream_events(model))
+                          chunks=self.stream_events(model, usage=bool((body.get("stream_options") or {})
+                                                                       .get("include_usage"))))
         else:
             reply = Reply.json(chat_completion(model))
         reply.delay = delay
         return reply
 
-    def stream_events(self, model: str) -> Iterator[bytes]:
+    def stream_events(self, model: str, usage: bool = False) -> Iterator[bytes]:
         yield sse(chunk_document(model, {"role": "assistant", "content": ""}))
         for position, piece in enumerate(CONTENT):
             yield sse(chunk_document(model, {"content": piece}))
             if position == 0 and self.stream_gate is not None:
                 self.stream_gate.wait(10)
         yield sse(chunk_document(model, {}, finish_reason="stop"))
+        if usage:  # OpenAI's last chunk when asked with stream_options.include_usage: no choices, the usage
+            yield sse({**chunk_document(model, {}), "choices": [],
+                       "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
         if self.stream_done:
             yield b"data: [DONE]\n\n"
 

@@ -12,7 +12,7 @@ from tokens.models import ApiToken
 pytestmark = pytest.mark.django_db
 
 
-async def broken(request, send):
+async def broken(request, send, caller):
     raise ValueError("a bug")
 
 

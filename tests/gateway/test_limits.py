@@ -1,0 +1,200 @@
+"""Limits per token and per endpoint: requests per minute and token budgets per day or month, answered 429
+with Retry-After and an OpenAI-shaped `rate_limit_exceeded` or `budget_exceeded`; budgets count the tokens the
+provider reports. Counters are rows in the database (two server processes: test_limits_processes.py)."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from core.limits import window
+from gateway.limits import Limit, admit
+from gateway.models import LimitCounter
+from providers.errors import GatewayError
+from tests.asgi_client import AsgiClient
+from tests.provider_fixtures import CHAT_BODY
+from tokens.models import ApiToken
+
+pytestmark = pytest.mark.django_db
+
+
+def chat(client, model: str = "chat", **extra):
+    return client.post("/gateway/v1/chat/completions", json.dumps({**CHAT_BODY, "model": model, **extra}),
+                       content_type="application/json")
+
+
+def error_of(response) -> dict:
+    document = response.json()
+    assert set(document) == {"error"} and set(document["error"]) == {"message", "type", "code"}
+    return document["error"]
+
+
+def client_for(user, **limits) -> AsgiClient:
+    _, plaintext = ApiToken.issue(user=user, **limits)
+    return AsgiClient(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+
+
+@pytest.fixture
+def svc(caller):
+    return caller[0]
+
+
+# --- Requests per minute ----------------------------------------------------------------------------------
+
+
+def test_a_token_over_its_requests_per_minute_gets_429_with_retry_after(svc, openai_chat, fake_openai):
+    gateway = client_for(svc, requests_per_minute=2)
+
+    answers = [chat(gateway) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    refused = answers[2]
+    assert error_of(refused)["code"] == "rate_limit_exceeded" and error_of(refused)["type"] == "rate_limit_error"
+    assert "2 requests per minute" in error_of(refused)["message"]
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert len(fake_openai.requests) == 2  # the refused call never reached the provider
+
+
+def test_each_token_has_its_own_rate_but_an_endpoints_rate_is_shared(svc, openai_chat, make_endpoint, fake_openai):
+    limited_endpoint = make_endpoint("chat-small", openai_chat.connection, requests_per_minute=2)
+    first, second = client_for(svc, requests_per_minute=1), client_for(svc, requests_per_minute=1)
+
+    assert chat(first).status_code == 200 and chat(first).status_code == 429
+    assert chat(second).status_code == 200  # its own minute
+
+    third, fourth = client_for(svc), client_for(svc)
+    assert chat(third, "chat-small").status_code == 200 and chat(fourth, "chat-small").status_code == 200
+    refused = chat(third, "chat-small")
+    assert refused.status_code == 429
+    assert f"endpoint '{limited_endpoint.name}'" in error_of(refused)["message"]
+
+
+def test_an_unlimited_call_writes_no_counter_and_costs_no_query_more(gateway, openai_chat,
+                                                                       django_assert_max_num_queries):
+    chat(gateway)  # last used written once
+
+    with django_assert_max_num_queries(3):  # the caller, the endpoint with its connection: nothing for limits
+        assert chat(gateway).status_code == 200
+    assert not LimitCounter.objects.exists()
+
+
+def test_a_limited_call_costs_one_statement_for_its_counters(svc, openai_chat, django_assert_max_num_queries):
+    gateway = client_for(svc, requests_per_minute=100, token_budget=10_000)
+    chat(gateway)
+
+    with django_assert_max_num_queries(4):  # the caller, the endpoint, the counters' upsert, the tokens added
+        assert chat(gateway).status_code == 200
+
+
+# --- Budgets from real token usage ------------------------------------------------------------------------
+
+
+def test_a_budget_counts_the_tokens_the_provider_reports_and_then_refuses(svc, openai_chat, fake_openai):
+    gateway = client_for(svc, token_budget=25, budget_period="day")  # the fake reports 10 tokens a call
+
+    answers = [chat(gateway) for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]  # 0, 10, 20 used before each: 30 ≥ 25
+    error = error_of(answers[3])
+    assert error["code"] == "budget_exceeded" and error["type"] == "rate_limit_error"
+    assert "25 tokens per day" in error["message"]
+    now = datetime.now(UTC)
+    assert abs(int(answers[3]["Retry-After"]) - (window("day", now)[1] - now.timestamp())) <= 5
+    assert LimitCounter.objects.get(period="day").tokens == 30
+    assert len(fake_openai.requests) == 3
+
+
+def test_an_endpoints_monthly_budget_is_shared_by_every_token(svc, openai_chat, make_endpoint):
+    make_endpoint("chat-budget", openai_chat.connection, token_budget=15)
+
+    assert chat(client_for(svc), "chat-budget").status_code == 200
+    assert chat(client_for(svc), "chat-budget").status_code == 200
+    refused = chat(client_for(svc), "chat-budget")
+
+    assert refused.status_code == 429 and error_of(refused)["code"] == "budget_exceeded"
+    assert "per month" in error_of(refused)["message"]
+    assert LimitCounter.objects.get(period="month").tokens == 20
+
+
+def test_a_stream_counts_the_usage_the_provider_reports_in_it(svc, openai_chat):
+    gateway = client_for(svc, token_budget=1000)
+
+    streamed = chat(gateway, stream=True, stream_options={"include_usage": True})
+    body = b"".join(streamed.streaming_content)
+
+    assert streamed.status_code == 200 and b'"total_tokens": 12' in body
+    assert LimitCounter.objects.get(period="month").tokens == 12
+
+
+def test_embeddings_count_their_reported_tokens(svc, openai_chat, make_endpoint):
+    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings",
+                  token_budget=100)
+    gateway = client_for(svc)
+
+    answer = gateway.post("/gateway/v1/embeddings", json.dumps({"model": "embed", "input": ["a", "b", "c"]}),
+                          content_type="application/json")
+
+    assert answer.status_code == 200
+    assert LimitCounter.objects.get(subject__startswith="endpoint:").tokens == 3
+
+
+# --- Windows ----------------------------------------------------------------------------------------------
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_a_new_minute_starts_a_new_count_and_retry_after_is_the_rest_of_the_minute():
+    limit = [Limit("token:1", "this token", "minute", 2, "requests")]
+    admit(limit, at("2026-03-01 10:00:05"))
+    admit(limit, at("2026-03-01 10:00:30"))
+
+    with pytest.raises(GatewayError) as refused:
+        admit(limit, at("2026-03-01 10:00:45.5"))
+    admit(limit, at("2026-03-01 10:01:00"))  # a new window: counted afresh
+
+    assert refused.value.status == 429 and refused.value.retry_after == "15"
+    assert LimitCounter.objects.get().requests == 1
+
+
+def test_a_process_whose_clock_lags_adds_to_the_current_window_instead_of_resetting_it():
+    limit = [Limit("token:1", "this token", "minute", 2, "requests")]
+    admit(limit, at("2026-03-01 10:01:10"))
+    admit(limit, at("2026-03-01 10:00:59"))  # another machine, a second behind
+
+    with pytest.raises(GatewayError):
+        admit(limit, at("2026-03-01 10:01:20"))
+
+
+@pytest.mark.parametrize("moment, start, end", [
+    ("2026-02-14 23:59:59", "2026-02-01", "2026-03-01"),
+    ("2028-02-29 00:00:00", "2028-02-01", "2028-03-01"),
+    ("2026-12-31 12:00:00", "2026-12-01", "2027-01-01"),
+])
+def test_monthly_windows_are_calendar_months_in_utc(moment, start, end):
+    assert window("month", at(moment)) == (int(at(start).timestamp()), int(at(end).timestamp()))
+
+
+def test_a_rate_and_a_budget_both_spent_answer_budget_exceeded_with_the_longer_wait():
+    limits = [Limit("token:1", "this token", "minute", 1, "requests"),
+              Limit("token:1", "this token", "day", 5, "tokens")]
+    now = at("2026-03-01 10:00:00")
+    admission = admit(limits, now)
+    from gateway.limits import add_tokens
+
+    add_tokens(admission, 7)
+    with pytest.raises(GatewayError) as refused:
+        admit(limits, now)
+
+    assert refused.value.code == "budget_exceeded"
+    assert refused.value.retry_after == str(14 * 3600)
+
+
+def test_a_call_under_both_a_token_and_an_endpoint_budget_spends_both(svc, openai_chat, make_endpoint):
+    endpoint = make_endpoint("chat-budget", openai_chat.connection, token_budget=100, budget_period="day")
+
+    assert chat(client_for(svc, token_budget=100), "chat-budget").status_code == 200
+
+    assert sorted(LimitCounter.objects.values_list("subject", "tokens")) == [
+        (f"endpoint:{endpoint.pk}", 10), (f"token:{ApiToken.objects.latest('id').pk}", 10)]
