@@ -26,6 +26,8 @@ from providers.adapters.base import EventStream
 from providers.errors import GatewayError
 from tokens.authentication import bearer_token
 from tokens.models import ApiToken, Caller
+from usage import recorder as usage
+from usage.meter import MeteredStream, note_answer
 
 logger = logging.getLogger("gateway")
 
@@ -51,6 +53,8 @@ async def authenticate(request: Request) -> Caller:
     """The token's caller, who must be allowed to view endpoints; 401 or 403 otherwise."""
     token = bearer_token(request.header("authorization"))
     caller = await DATABASE.run(ApiToken.caller, token, permission=PERMISSION) if token else None
+    if caller is not None:
+        note_caller(caller)
     if caller is None:
         raise GatewayError(401, errors.AUTHENTICATION, "invalid_api_key",
                            "Send a valid API token as 'Authorization: Bearer <token>'.")
@@ -58,6 +62,11 @@ async def authenticate(request: Request) -> Caller:
         raise GatewayError(403, "permission_error", "permission_denied",
                            f"This token's user lacks the {PERMISSION} permission.")
     return caller
+
+
+def note_caller(caller: Caller) -> None:
+    if (call := usage.current()) is not None:
+        call.token_id, call.user_id = caller.token_id, caller.user_id
 
 
 async def read_json_body(request: Request) -> object:
@@ -83,6 +92,8 @@ async def find_endpoint(name: object) -> Endpoint:
     if not isinstance(name, str) or not name:
         raise GatewayError(400, errors.INVALID_REQUEST, "model_required", "Name the endpoint to call in 'model'.")
     endpoint = await DATABASE.run(endpoint_for_call, name)
+    if endpoint is not None and (noted := usage.current()) is not None:
+        noted.endpoint_id, noted.endpoint = endpoint.pk, endpoint.name
     if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
                            f"There is no endpoint named '{name[:64]}'.")
@@ -116,16 +127,35 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object) -
     except SecretsUnavailable as error:
         # 503, not 500: the stored secrets need an operator (a re-entered key or the missing encryption key).
         raise GatewayError(503, errors.UNAVAILABLE, "connection_secrets_unavailable", str(error)) from None
+    noted = usage.current()
+    hide_usage = False
+    if noted is not None:
+        noted.connection_id, noted.provider, noted.model = connection.pk, connection.provider, endpoint.target.model
+        body, hide_usage = ask_for_stream_usage(account, body)
     answer = await client.call(account, endpoint.target, body)
     if connection.last_used_is_stale():
         asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
     if isinstance(answer, EventStream):
+        if noted is not None:
+            noted.status, noted.stream = 200, True
+            answer = MeteredStream(answer, noted, hide_usage_event=hide_usage)
         await relay(request, send, answer)
         return None
+    if noted is not None:
+        note_answer(noted, answer)
     return Answer(200, answer)
 
 
-async def relay(request: Request, send: Send, events: EventStream) -> None:
+def ask_for_stream_usage(account, body: object) -> tuple[object, bool]:
+    """A stream's body asking the provider to report usage where the catalogue says it can (and whether the
+    gateway asked on the client's behalf: then the usage-only event is held back from the client)."""
+    if (isinstance(body, dict) and body.get("stream") is True and "stream_options" not in body
+            and account.method.id in account.provider.stream_usage_methods):
+        return {**body, "stream_options": {"include_usage": True}}, True
+    return body, False
+
+
+async def relay(request: Request, send: Send, events: EventStream | MeteredStream) -> None:
     """The stream to the client until it ends, the client goes away or stops reading; the provider's
     request is closed at once either way."""
     streaming = asyncio.ensure_future(send_stream(send, request, events, write_timeout=settings.GATEWAY_TIMEOUT))

@@ -149,21 +149,31 @@ class FakeOpenAI(ServedFake):
             })
         elif body.get("stream"):
             reply = Reply(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-                          chunks=self.stream_events(model))
+                          chunks=self.stream_events(model, usage=stream_usage_asked(body)))
         else:
             reply = Reply.json(chat_completion(model))
         reply.delay = delay
         return reply
 
-    def stream_events(self, model: str) -> Iterator[bytes]:
+    def stream_events(self, model: str, usage: bool = False) -> Iterator[bytes]:
         yield sse(chunk_document(model, {"role": "assistant", "content": ""}))
         for position, piece in enumerate(CONTENT):
             yield sse(chunk_document(model, {"content": piece}))
             if position == 0 and self.stream_gate is not None:
                 self.stream_gate.wait(10)
         yield sse(chunk_document(model, {}, finish_reason="stop"))
+        if usage:  # as OpenAI does with stream_options.include_usage: a last chunk without choices
+            yield sse({**chunk_document(model, {}), "choices": [], "usage": STREAM_USAGE})
         if self.stream_done:
             yield b"data: [DONE]\n\n"
+
+
+STREAM_USAGE = {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}
+
+
+def stream_usage_asked(body: dict) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def presented_key(request: RecordedRequest) -> str | None:
