@@ -67,6 +67,7 @@ class UsageHour(models.Model):
     token_id = models.IntegerField(default=0)
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=32, blank=True)
+    last_at = models.DateTimeField(null=True, help_text="When the latest of these calls arrived.")
     calls = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)

@@ -65,8 +65,9 @@ def write_calls(calls: list[Call]) -> None:
         totals = hours.get(key)
         if totals is None:
             totals = hours[key] = dict.fromkeys(SUM_FIELDS, 0)
-            totals["provider"] = call.provider
+            totals["provider"], totals["last_at"] = call.provider, call.at
         totals["calls"] += 1
+        totals["last_at"] = max(totals["last_at"], call.at)
         totals["errors"] += call.failed
         totals["prompt_tokens"] += call.prompt_tokens or 0
         totals["completion_tokens"] += call.completion_tokens or 0
@@ -84,18 +85,22 @@ def add_to_hours(hours: dict[tuple, dict]) -> None:
     if not hours:
         return
     table = connection.ops.quote_name(UsageHour._meta.db_table)
-    columns = [*KEY_FIELDS, "provider", *SUM_FIELDS]
-    quoted = [connection.ops.quote_name(c) for c in columns]
-    sums = ", ".join(f"{q} = {table}.{q} + excluded.{q}" for q in quoted[len(KEY_FIELDS) + 1:])
+    quote = connection.ops.quote_name
+    columns = [*KEY_FIELDS, "provider", "last_at", *SUM_FIELDS]
+    quoted = [quote(c) for c in columns]
+    sums = ", ".join(f"{quote(name)} = {table}.{quote(name)} + excluded.{quote(name)}" for name in SUM_FIELDS)
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"  # SQLite's two-argument MAX
     sql = (
         f"INSERT INTO {table} ({', '.join(quoted)}) VALUES ({', '.join(['%s'] * len(columns))}) "
         f"ON CONFLICT ({', '.join(quoted[:len(KEY_FIELDS)])}) DO UPDATE SET {sums}, "
-        f"{connection.ops.quote_name('provider')} = excluded.{connection.ops.quote_name('provider')}"
+        f"{quote('provider')} = excluded.{quote('provider')}, "
+        f"{quote('last_at')} = {greatest}({table}.{quote('last_at')}, excluded.{quote('last_at')})"
     )
+    adapt = connection.ops.adapt_datetimefield_value
     rows = []
     for (hour, *ids), totals in sorted(hours.items(), key=lambda item: item[0]):  # one lock order everywhere
-        rows.append([connection.ops.adapt_datetimefield_value(hour), *ids, totals["provider"],
-                     *(totals[name] for name in SUM_FIELDS)])
+        last_at = datetime.fromtimestamp(totals["last_at"], tz=UTC)
+        rows.append([adapt(hour), *ids, totals["provider"], adapt(last_at), *(totals[name] for name in SUM_FIELDS)])
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
