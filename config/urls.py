@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 
 from core.health import healthz
 from core.names import NameConverter
+from usage.views import MetricsView
 
 # `<name:name>` in the apps' URL patterns (registered before their `include()` imports them).
 register_converter(NameConverter, "name")
@@ -23,6 +24,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/v1/", include("config.api_urls")),
     path("settings/tokens/", include("tokens.urls")),
 ]

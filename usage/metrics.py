@@ -31,7 +31,8 @@ FIRST_BYTE = Histogram("llmc_gateway_time_to_first_byte_seconds", "Streams: time
                        ["endpoint", "provider"], buckets=LATENCY_SECONDS)
 TOKENS = Counter("llmc_gateway_tokens", "Tokens the providers reported, by endpoint, provider and kind.",
                  ["endpoint", "provider", "kind"])
-DROPPED = Counter("llmc_usage_dropped", "Calls not recorded because the usage buffer was full.")
+# Labelled so that nothing is created at import: a management command writes no file to the multiprocess directory.
+DROPPED = Counter("llmc_usage_dropped", "Calls not recorded, by reason (the usage buffer was full).", ["reason"])
 
 
 def observe(calls: list[Call], dropped: int) -> None:
@@ -49,7 +50,7 @@ def observe(calls: list[Call], dropped: int) -> None:
         if call.completion_tokens:
             TOKENS.labels(endpoint, provider, "completion").inc(call.completion_tokens)
     if dropped:
-        DROPPED.inc(dropped)
+        DROPPED.labels("buffer_full").inc(dropped)
 
 
 class KeyAges:
