@@ -20,6 +20,7 @@ urlpatterns = [
     path("settings/", include("connections.urls")),
     path("settings/endpoints/", include("endpoints.urls")),
     path("settings/", include("audit.urls")),
+    path("settings/", include("usage.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
