@@ -4,6 +4,7 @@ Colours come from classes styled in static/settings/settings.css; each bar or po
 browser shows on hover and a screen reader reads.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +35,7 @@ def nice_ceiling(value: float) -> float:
     """The axis' top: 1, 2 or 5 times a power of ten, at least `value`."""
     if value <= 0:
         return 1
-    power = 10 ** (len(str(int(value))) - 1) if value >= 1 else 1
+    power = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 5, 10):
         if step * power >= value:
             return step * power
@@ -131,5 +132,7 @@ def milliseconds(value: float) -> str:
 
 
 def money(value: float) -> str:
-    return f"{value:,.2f}" if value >= 1 or value == 0 else f"{value:.4f}"
+    if value >= 1 or value == 0:
+        return f"{value:,.2f}"
+    return f"{value:.6f}".rstrip("0")
 
