@@ -18,6 +18,7 @@ from django.views.generic.detail import SingleObjectMixin
 from audit.models import AuditEntry
 from core.names import could_name_something
 from core.ui import PAGE_SIZE, SettingsPageMixin, safe_next
+from usage.summary import with_last_day_of_usage
 
 from .editing import RowLockedForEdit
 from .forms import ConnectionForm
@@ -35,8 +36,13 @@ class ConnectionListView(SettingsPageMixin, ListView):
     template_name = "connections/connection_list.html"
     context_object_name = "connections"
     paginate_by = PAGE_SIZE
-    # One query for the page of connections and one for all their endpoints, however many rows.
+    # One query for the page of connections, one for all their endpoints, one for their usage, however many rows.
     queryset = Connection.objects.order_by("name").prefetch_related("endpoints")
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        context["connections"] = with_last_day_of_usage("connection", context["connections"])
+        return context
 
 
 class ConnectionFormMixin:

@@ -125,3 +125,15 @@ def last_day_by(kind: str, ids) -> dict[int, dict]:
             .values(field).annotate(calls=Sum("calls", filter=Q(hour__gte=since)),
                                     errors=Sum("errors", filter=Q(hour__gte=since)), last_at=Max("last_at")))
     return {row[field]: row for row in rows}
+
+
+def with_last_day_of_usage(kind: str, rows) -> list:
+    """The rows of a list page (endpoints or connections), each with `calls_24h`, `errors_24h` and
+    `usage_last_at`: one query for the whole page."""
+    rows = list(rows)
+    usage = last_day_by(kind, [row.pk for row in rows])
+    for row in rows:
+        found = usage.get(row.pk, {})
+        row.calls_24h, row.errors_24h = found.get("calls") or 0, found.get("errors") or 0
+        row.usage_last_at = found.get("last_at")
+    return rows
