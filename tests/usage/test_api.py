@@ -110,6 +110,8 @@ def test_csv_never_starts_a_cell_with_a_formula(viewer, db):
     ({"since": "2020-01-01T00:00:00Z", "group": "hour"}, "since"),
     ({"group": "minute"}, "group"),
     ({"token": "abc"}, "token"),
+    ({"format": "xml"}, "format"),
+    ({"format": "csv", "endpoint": "missing"}, "endpoint"),  # errors are JSON whatever the format
 ])
 def test_bad_filters_are_a_400_naming_the_field(viewer, db, params, field):
     response = get(viewer, **params)
@@ -119,6 +121,8 @@ def test_bad_filters_are_a_400_naming_the_field(viewer, db, params, field):
 def test_it_needs_the_usage_permission(django_user_model, db):
     client = APIClient()
     assert get(client).status_code == 401
+    refused = get(client, format="csv")
+    assert refused.status_code == 401 and refused["Content-Type"] == "application/json"
     someone = django_user_model.objects.create_user("someone", password="pw-someone-1234")
     client.force_authenticate(someone)
     assert get(client).status_code == 403

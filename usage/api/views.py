@@ -3,8 +3,10 @@
 import csv
 import io
 
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -57,6 +59,18 @@ class UsageView(APIView):
 
     permission_classes = [has_permission(PERMISSION)]
     renderer_classes = [JSONRenderer, CSVRenderer]
+
+    def perform_content_negotiation(self, request, force=False):
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:  # DRF's answer to an unknown `?format=`: the request's fault, said as such
+            raise ValidationError({"format": ["Ask for json or csv."]}) from None
+
+    def handle_exception(self, exc):
+        """Errors are JSON, whatever format was asked for."""
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), "application/json"
+        return response
 
     @extend_schema(
         parameters=[UsageQuerySerializer],
