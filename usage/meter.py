@@ -47,7 +47,7 @@ class MeteredStream:
             call = self.call
             if call.ttfb_ms is None:
                 call.ttfb_ms = int((time.perf_counter() - call.started) * 1000)
-            if USAGE_KEY.search(chunk):
+            if b'"usage"' in chunk and USAGE_KEY.search(chunk):
                 chunk = self.take_usage(chunk)
                 if not chunk:
                     continue
