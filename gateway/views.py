@@ -21,7 +21,7 @@ from core.asgi_http import (
 from core.db_threads import DatabaseThreads
 from core.names import could_name_something
 from endpoints.models import Endpoint
-from providers import client, errors
+from providers import client, errors, upstream
 from providers.adapters.base import EventStream
 from providers.errors import GatewayError
 from tokens.authentication import bearer_token
@@ -132,7 +132,12 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object) -
     if noted is not None:
         noted.connection_id, noted.provider, noted.model = connection.pk, connection.provider, endpoint.target.model
         body, hide_usage = ask_for_stream_usage(account, body)
-    answer = await client.call(account, endpoint.target, body)
+        attempts = upstream.count_requests()
+    try:
+        answer = await client.call(account, endpoint.target, body)
+    finally:
+        if noted is not None:
+            noted.attempts = attempts[0]
     if connection.last_used_is_stale():
         asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
     if isinstance(answer, EventStream):

@@ -20,7 +20,7 @@ class Call:
     model: str = ""
     status: int = 0
     error: str = ""
-    attempts: int = 1
+    attempts: int = 0  # provider requests sent, retries included (none when refused before the provider)
     stream: bool = False
     latency_ms: int = 0
     ttfb_ms: int | None = None

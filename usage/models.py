@@ -31,7 +31,7 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=200, blank=True, help_text="The provider's model id called.")
     status = models.SmallIntegerField(help_text="The HTTP status the caller got (200 for a stream once started).")
     error = models.CharField(max_length=64, blank=True, help_text="The error's code, such as upstream_timeout.")
-    attempts = models.SmallIntegerField(default=1)
+    attempts = models.SmallIntegerField(default=0, help_text="Provider requests sent, retries included.")
     stream = models.BooleanField(default=False)
     latency_ms = models.IntegerField(help_text="From arrival to the last byte sent.")
     ttfb_ms = models.IntegerField(null=True, blank=True, help_text="Streams: from arrival to the provider's first chunk.")

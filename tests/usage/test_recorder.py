@@ -96,3 +96,33 @@ def test_purge_keeps_the_retention_of_records_and_of_hours(settings, db):
     assert "Deleted 2 call records older than 7 days and 1 hourly totals older than 30 days" in out.getvalue()
     assert list(UsageRecord.objects.values_list("model", flat=True)) == ["1-days-ago"]
     assert sorted(UsageHour.objects.values_list("model", flat=True)) == ["1-days-ago", "8-days-ago"]
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_writers_of_several_processes_add_to_the_same_hours_without_losing_a_call():
+    from django.db import connection
+
+    start = threading.Barrier(4)
+    failures = []
+
+    def writer(offset: int) -> None:
+        try:
+            start.wait(10)
+            for batch in range(10):
+                # The same hours and keys in every writer, in a different order each time.
+                write_calls([a_call(endpoint_id=1 + (n + offset + batch) % 5, token_id=1 + n % 3, latency_ms=n)
+                             for n in range(50)])
+        except Exception as error:  # reported below, with the thread's failure
+            failures.append(repr(error))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert UsageRecord.objects.count() == 4 * 10 * 50
+    assert sum(UsageHour.objects.values_list("calls", flat=True)) == 4 * 10 * 50

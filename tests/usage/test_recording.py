@@ -7,6 +7,7 @@ from django.forms.models import model_to_dict
 
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import STREAM_USAGE
+from tests.fakes.server import closed_port
 from tests.provider_fixtures import CHAT_BODY
 from usage.models import LATENCY_FIELDS, Price, UsageRecord
 
@@ -31,6 +32,19 @@ def test_a_call_is_recorded_with_its_destination_caller_status_and_tokens(gatewa
     assert (record.prompt_tokens, record.completion_tokens, record.total_tokens) == (5, 5, 10)
     assert record.stream is False and record.ttfb_ms is None and record.latency_ms >= 0
     assert record.cost_micros is None  # no price set
+
+
+def test_attempts_count_the_provider_requests_retries_included(gateway, openai_chat, fake_openai, make_connection,
+                                                               make_endpoint, recorded):
+    fake_openai.fail(429, "Busy.", headers={"Retry-After": "0"})  # retried at once, then answered
+    assert post(gateway, "/gateway/v1/chat/completions", CHAT_BODY).status_code == 200
+    down = make_endpoint("down", make_connection("down", config={"base_url": f"http://127.0.0.1:{closed_port()}/v1"}))
+    assert post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "model": down.name}).status_code == 502
+    post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "model": "no-such-endpoint"})
+    retried, unreachable, refused = recorded()
+    assert (retried.attempts, retried.status) == (2, 200)
+    assert unreachable.attempts == 3  # the first try and two more to connect
+    assert refused.attempts == 0
 
 
 def test_a_record_holds_no_prompt_answer_or_secret(gateway, openai_chat, caller, recorded):
