@@ -73,7 +73,7 @@ class GatewayApp:
                 retry_after=str(RETRY_AFTER_SECONDS)))
             return
         self.in_flight += 1
-        call = usage.begin() if method == "POST" else None  # calls of a model, not the list of models
+        call = usage.begin(recorded=method == "POST")  # calls of a model, not the list of models
         try:
             answer = await self.answer(request, send, method, view, arguments)
             if answer is not None:

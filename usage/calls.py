@@ -51,8 +51,9 @@ CLIENT_GONE = "client_gone"
 CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar("usage_call", default=None)
 
 
-def begin() -> Call:
-    call = Call(at=time.time(), started=time.perf_counter())
+def begin(recorded: bool = True) -> Call | None:
+    """A new call noted in this task's context (or, not `recorded`, none: nothing noted on an older one)."""
+    call = Call(at=time.time(), started=time.perf_counter()) if recorded else None
     CURRENT.set(call)
     return call
 

@@ -2,7 +2,8 @@
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -105,9 +106,35 @@ def add_to_hours(hours: dict[tuple, dict]) -> None:
         cursor.executemany(sql, rows)
 
 
+PURGE_LOCK = 0x75736167  # PostgreSQL advisory lock key: one purger at a time across processes
+
+
+@contextmanager
+def only_purger() -> Iterator[bool]:
+    """Whether this process may purge now (on PostgreSQL, no other is at it); others skip this round."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [PURGE_LOCK])
+        mine = cursor.fetchone()[0]
+    try:
+        yield mine
+    finally:
+        if mine:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [PURGE_LOCK])
+
+
 def purge(*, now: datetime | None = None, batch_size: int = 10_000) -> tuple[int, int]:
     """Delete rows older than USAGE_RETENTION_DAYS and hourly totals older than USAGE_HOURLY_RETENTION_DAYS,
-    in batches (short transactions, no long lock); returns how many of each."""
+    in batches (short transactions, no long lock); returns how many of each. Another process purging at the
+    same moment makes this one skip (nothing deleted)."""
+    with only_purger() as mine:
+        return purge_now(now=now, batch_size=batch_size) if mine else (0, 0)
+
+
+def purge_now(*, now: datetime | None, batch_size: int) -> tuple[int, int]:
     now = now or timezone.now()
     records = delete_in_batches(UsageRecord.objects.filter(at__lt=now - timedelta(days=settings.USAGE_RETENTION_DAYS)),
                                 batch_size)
