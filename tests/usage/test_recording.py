@@ -7,7 +7,8 @@ from django.forms.models import model_to_dict
 
 from tests.conftest import PLANTED_KEY
 from tests.fakes.openai import STREAM_USAGE
-from tests.fakes.server import closed_port
+from tests.fakes.openai import chunk_document, sse
+from tests.fakes.server import FakeServer, Reply, closed_port
 from tests.provider_fixtures import CHAT_BODY
 from usage.models import LATENCY_FIELDS, Price, UsageRecord
 
@@ -84,6 +85,24 @@ def test_a_stream_records_its_first_byte_and_the_usage_the_gateway_asked_for(gat
     assert record.ttfb_ms is not None and record.ttfb_ms <= record.latency_ms
     assert (record.prompt_tokens, record.completion_tokens) == (
         STREAM_USAGE["prompt_tokens"], STREAM_USAGE["completion_tokens"])
+
+
+def test_a_stream_that_breaks_off_is_recorded_as_failed_with_its_error(gateway, make_connection, make_endpoint,
+                                                                       recorded, hours):
+    def handle(request):
+        chunks = [sse(chunk_document("m", {"role": "assistant", "content": "Hel"})), b"<html>oops</html>\n"]
+        return Reply(200, {"Content-Type": "text/event-stream"}, chunks=iter(chunks))
+
+    with FakeServer(handle) as provider:
+        connection = make_connection("flaky", provider="openai_compatible", auth_method="none", secrets={},
+                                     config={"base_url": f"{provider.url}/v1"})
+        make_endpoint("flaky-chat", connection)
+        events = stream_events(post(gateway, "/gateway/v1/chat/completions",
+                                    {**CHAT_BODY, "model": "flaky-chat", "stream": True}))
+    assert "error" in json.loads(events[-2])
+    [record] = recorded()
+    assert (record.status, record.stream, record.error) == (200, True, json.loads(events[-2])["error"]["code"])
+    assert hours()[0].errors == 1
 
 
 def test_a_stream_whose_client_asked_for_usage_gets_it(gateway, openai_chat, recorded):
