@@ -4,8 +4,9 @@ the Usage tab. Not a test.
 1. The call's path: what the gateway does per call for usage (note the call, read the answer's usage, hand
    it to the buffer), timed in-process over many calls; and the stream meter's cost per chunk.
 2. With --database-url (PostgreSQL, as `make bench` gives it): 30 days of hourly totals at 100 calls/s spread
-   over DESTINATIONS endpoint × token × model keys an hour, plus one hour of call rows (360,000) written by
-   the writer's own code in its batches (its throughput), then bytes per call and per hourly row, what the
+   over 300 endpoint × token × model keys an hour (and the daily totals), plus 15 minutes of call rows
+   (90,000) written by the writer's own code in its batches (its throughput), then bytes per call and per
+   hourly row, what the
    retention keeps on disk, the Usage tab's time for 24 hours, 7 and 30 days, the API's, and the purge's.
 
     .venv/bin/python bench/usage.py [--database-url postgres://...]
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 CALLS_PER_SECOND = 100
 DAYS = 30
 ENDPOINTS, TOKENS, MODELS = 12, 25, 1  # 300 keys with traffic each hour
+RAW_MINUTES = 15  # of call rows written (bytes per call, the writer's throughput, the purge)
 TARGET_PATH_US = 100  # ≤ 0.1 ms per call
 TARGET_PAGE_MS = 300
 
@@ -134,7 +136,7 @@ def database(database_url: str) -> list[str]:
     from endpoints.models import Endpoint
     from usage import services
     from usage.calls import Call
-    from usage.models import LATENCY_FIELDS, UsageHour, UsageRecord
+    from usage.models import LATENCY_FIELDS, UsageDay, UsageHour, UsageRecord
 
     call_command("migrate", verbosity=0)
     admin = get_user_model().objects.create_superuser("bench", password="bench-admin-password-1")
@@ -149,30 +151,38 @@ def database(database_url: str) -> list[str]:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     per_key = CALLS_PER_SECOND * 3600 // (ENDPOINTS * TOKENS * MODELS)
     started = time.perf_counter()
-    batch = []
-    for hour in range(DAYS * 24):
-        moment = now - timedelta(hours=hour)
+
+    def totals(model, period: str, moment: datetime, calls: int) -> list:
+        rows = []
         for endpoint in endpoints:
             for token in range(1, TOKENS + 1):
                 buckets = dict.fromkeys(LATENCY_FIELDS, 0)
                 buckets["latency_le_500"], buckets["latency_le_1000"], buckets["latency_le_2500"] = (
-                    per_key * 6 // 10, per_key * 3 // 10, per_key - per_key * 9 // 10)
-                batch.append(UsageHour(
-                    hour=moment, endpoint_id=endpoint.pk, connection_id=connection_row.pk, token_id=token,
-                    model="gpt-4o-mini", provider="openai", last_at=moment, calls=per_key, errors=per_key // 50,
-                    prompt_tokens=per_key * 300, completion_tokens=per_key * 120, cost_micros=per_key * 120,
-                    latency_ms_sum=per_key * 700, **buckets))
+                    calls * 6 // 10, calls * 3 // 10, calls - calls * 9 // 10)
+                rows.append(model(
+                    **{period: moment}, endpoint_id=endpoint.pk, connection_id=connection_row.pk, token_id=token,
+                    model="gpt-4o-mini", provider="openai", last_at=moment, calls=calls, errors=calls // 50,
+                    prompt_tokens=calls * 300, completion_tokens=calls * 120, cost_micros=calls * 120,
+                    latency_ms_sum=calls * 700, **buckets))
+        return rows
+
+    batch = []
+    for hour in range(DAYS * 24):
+        batch += totals(UsageHour, "hour", now - timedelta(hours=hour), per_key)
         if len(batch) >= 20_000:
             UsageHour.objects.bulk_create(batch)
             batch = []
     UsageHour.objects.bulk_create(batch)
+    today = now.replace(hour=0)
+    for day in range(DAYS + 1):
+        UsageDay.objects.bulk_create(totals(UsageDay, "day", today - timedelta(days=day), per_key * 24))
     hours = UsageHour.objects.count()
-    lines.append(f"Seeded {hours:,} hourly rows ({DAYS} days × {ENDPOINTS * TOKENS * MODELS} endpoint × token × "
+    lines.append(f"Seeded {hours:,} hourly rows and {UsageDay.objects.count():,} daily rows ({DAYS} days × {ENDPOINTS * TOKENS * MODELS} endpoint × token × "
                  f"model keys, {CALLS_PER_SECOND} calls/s = {CALLS_PER_SECOND * 86400 * DAYS:,} calls) "
                  f"in {time.perf_counter() - started:.0f} s")
 
-    # One hour of call rows through the writer's own code, in its batches.
-    total = CALLS_PER_SECOND * 3600
+    # RAW_MINUTES of call rows through the writer's own code, in its batches.
+    total = CALLS_PER_SECOND * 60 * RAW_MINUTES
     started = time.perf_counter()
     base = (now - timedelta(hours=1)).timestamp()
     flush = 500
@@ -185,13 +195,15 @@ def database(database_url: str) -> list[str]:
         services.write_calls(calls)
     seconds = time.perf_counter() - started
     lines.append(f"Writer: {total:,} calls in batches of {flush} in {seconds:.1f} s = {total / seconds:,.0f} calls/s "
-                 f"({seconds / (total / flush) * 1000:.1f} ms a batch: row INSERTs and the hourly upsert, one "
-                 f"transaction)")
+                 f"({seconds / (total / flush) * 1000:.1f} ms a batch: row INSERTs and the hourly and daily "
+                 f"upserts, one transaction)")
 
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE usage_usagerecord")
         cursor.execute("VACUUM ANALYZE usage_usagehour")
-        cursor.execute("SELECT pg_total_relation_size('usage_usagerecord'), pg_total_relation_size('usage_usagehour')")
+        cursor.execute("VACUUM ANALYZE usage_usageday")
+        cursor.execute("SELECT pg_total_relation_size('usage_usagerecord'), pg_total_relation_size('usage_usagehour')"
+                       " + pg_total_relation_size('usage_usageday')")
         record_bytes, hour_bytes = cursor.fetchone()
     records = UsageRecord.objects.count()
     hours = UsageHour.objects.count()
@@ -200,7 +212,8 @@ def database(database_url: str) -> list[str]:
     kept_raw = per_call * CALLS_PER_SECOND * 86400 * retention
     kept_hours = per_hour_row * ENDPOINTS * TOKENS * MODELS * 24 * 400
     lines += [
-        f"Bytes per call row (table and indexes): {per_call:.0f}; per hourly row: {per_hour_row:.0f}",
+        f"Bytes per call row (table and indexes): {per_call:.0f}; per hourly row (its share of the daily rows "
+        f"included): {per_hour_row:.0f}",
         f"On disk at {CALLS_PER_SECOND} calls/s: call rows kept {retention} days (USAGE_RETENTION_DAYS default) "
         f"{kept_raw / 1e9:.1f} GB; hourly totals kept 400 days at {ENDPOINTS * TOKENS * MODELS} keys an hour "
         f"{kept_hours / 1e9:.2f} GB; both bounded by the retention, whatever the traffic's duration",
@@ -240,7 +253,8 @@ def database(database_url: str) -> list[str]:
     deleted, _ = services.purge(now=datetime.now(UTC) + timedelta(minutes=1))
     seconds = time.perf_counter() - started
     lines.append(f"Purge: {deleted:,} call rows in {seconds:.1f} s = {deleted / seconds:,.0f} rows/s "
-                 f"(batches of 10,000; an hour of traffic at {CALLS_PER_SECOND} calls/s is {total:,} rows)")
+                 f"(batches of 10,000; an hour of traffic at {CALLS_PER_SECOND} calls/s is "
+                 f"{CALLS_PER_SECOND * 3600:,} rows)")
     return lines
 
 

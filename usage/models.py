@@ -15,7 +15,8 @@ LATENCY_FIELDS: tuple[str, ...] = tuple(f"latency_le_{bound}" for bound in LATEN
 SUM_FIELDS: tuple[str, ...] = (
     "calls", "errors", "prompt_tokens", "completion_tokens", "cost_micros", "latency_ms_sum", *LATENCY_FIELDS,
 )
-KEY_FIELDS: tuple[str, ...] = ("hour", "endpoint_id", "connection_id", "token_id", "model")
+# Besides the period's start (`hour` or `day`), what one row of totals is for.
+KEY_FIELDS: tuple[str, ...] = ("endpoint_id", "connection_id", "token_id", "model")
 
 
 class UsageRecord(models.Model):
@@ -53,15 +54,14 @@ class UsageRecord(models.Model):
         return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
 
 
-class UsageHour(models.Model):
-    """The calls of one hour to one destination (endpoint, connection, model) by one token, added up.
+class Totals(models.Model):
+    """The calls of one period to one destination (endpoint, connection, model) by one token, added up.
 
     Ids are 0 where a call had none (a refused token, an unknown endpoint), so the key is unique as written.
     Latency is kept as counts per bucket (LATENCY_BUCKETS_MS), from which percentiles are estimated.
     """
 
     id = models.BigAutoField(primary_key=True)
-    hour = models.DateTimeField()
     endpoint_id = models.IntegerField(default=0)
     connection_id = models.IntegerField(default=0)
     token_id = models.IntegerField(default=0)
@@ -86,17 +86,48 @@ class UsageHour(models.Model):
     latency_le_60000 = models.IntegerField(default=0)
     latency_over = models.IntegerField(default=0)
 
+    PERIOD = ""  # the name of the field holding the period's start
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{getattr(self, self.PERIOD):%Y-%m-%d %H:00} {self.model or '-'} {self.calls} calls"
+
+
+class UsageHour(Totals):
+    """An hour's totals: the Usage tab's 24 hours and 7 days, the API by hour, the lists' last 24 hours."""
+
+    hour = models.DateTimeField()
+
+    PERIOD = "hour"
+
     class Meta:
         ordering = ["-hour"]
-        constraints = [models.UniqueConstraint(fields=KEY_FIELDS, name="usage_hour_key")]
+        constraints = [models.UniqueConstraint(fields=("hour", *KEY_FIELDS), name="usage_hour_key")]
         indexes = [
             models.Index(fields=["endpoint_id", "hour"], name="usage_hour_endpoint"),
             models.Index(fields=["connection_id", "hour"], name="usage_hour_connection"),
             models.Index(fields=["token_id", "hour"], name="usage_hour_token"),
         ]
 
-    def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H:00} {self.model or '-'} {self.calls} calls"
+
+class UsageDay(Totals):
+    """A day's totals (UTC), written alongside the hour's: the Usage tab's 30 days and the API by day read
+    24 times fewer rows."""
+
+    day = models.DateTimeField()
+
+    PERIOD = "day"
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [models.UniqueConstraint(fields=("day", *KEY_FIELDS), name="usage_day_key")]
+        indexes = [
+            models.Index(fields=["endpoint_id", "day"], name="usage_day_endpoint"),
+            models.Index(fields=["connection_id", "day"], name="usage_day_connection"),
+            models.Index(fields=["token_id", "day"], name="usage_day_token"),
+        ]
 
 
 class Price(models.Model):

@@ -10,7 +10,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import LATENCY_BUCKETS_MS, LATENCY_FIELDS, KEY_FIELDS, SUM_FIELDS, Price, UsageHour, UsageRecord
+from .models import (
+    KEY_FIELDS, LATENCY_BUCKETS_MS, LATENCY_FIELDS, SUM_FIELDS, Price, Totals, UsageDay, UsageHour, UsageRecord,
+)
 from .calls import Call
 
 logger = logging.getLogger("usage")
@@ -49,6 +51,10 @@ def hour_of(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp - timestamp % 3600, tz=UTC)
 
 
+def day_of(hour: datetime) -> datetime:
+    return hour.replace(hour=0)
+
+
 def write_calls(calls: list[Call]) -> None:
     """One row per call, and each call added to its hour's totals, in one transaction."""
     records, hours = [], {}
@@ -75,33 +81,41 @@ def write_calls(calls: list[Call]) -> None:
         totals["cost_micros"] += cost or 0
         totals["latency_ms_sum"] += call.latency_ms
         totals[latency_field(call.latency_ms)] += 1
+    days: dict[tuple, dict] = {}
+    for (hour, *rest), totals in hours.items():
+        day = days.setdefault((day_of(hour), *rest), {**dict.fromkeys(SUM_FIELDS, 0), "last_at": 0.0})
+        for name in SUM_FIELDS:
+            day[name] += totals[name]
+        day["provider"], day["last_at"] = totals["provider"], max(day["last_at"], totals["last_at"])
     with transaction.atomic():
         UsageRecord.objects.bulk_create(records, batch_size=1000)
-        add_to_hours(hours)
+        add_to_totals(UsageHour, hours)
+        add_to_totals(UsageDay, days)
 
 
-def add_to_hours(hours: dict[tuple, dict]) -> None:
-    """Add each hour's totals to its row, created if missing: one statement that any number of processes
+def add_to_totals(model: type[Totals], periods: dict[tuple, dict]) -> None:
+    """Add each period's totals to its row, created if missing: one statement that any number of processes
     may run at once (INSERT … ON CONFLICT DO UPDATE adds, on PostgreSQL and SQLite alike)."""
-    if not hours:
+    if not periods:
         return
-    table = connection.ops.quote_name(UsageHour._meta.db_table)
+    table = connection.ops.quote_name(model._meta.db_table)
     quote = connection.ops.quote_name
-    columns = [*KEY_FIELDS, "provider", "last_at", *SUM_FIELDS]
+    key = (model.PERIOD, *KEY_FIELDS)
+    columns = [*key, "provider", "last_at", *SUM_FIELDS]
     quoted = [quote(c) for c in columns]
     sums = ", ".join(f"{quote(name)} = {table}.{quote(name)} + excluded.{quote(name)}" for name in SUM_FIELDS)
     greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"  # SQLite's two-argument MAX
     sql = (
         f"INSERT INTO {table} ({', '.join(quoted)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(quoted[:len(KEY_FIELDS)])}) DO UPDATE SET {sums}, "
+        f"ON CONFLICT ({', '.join(quoted[:len(key)])}) DO UPDATE SET {sums}, "
         f"{quote('provider')} = excluded.{quote('provider')}, "
         f"{quote('last_at')} = {greatest}({table}.{quote('last_at')}, excluded.{quote('last_at')})"
     )
     adapt = connection.ops.adapt_datetimefield_value
     rows = []
-    for (hour, *ids), totals in sorted(hours.items(), key=lambda item: item[0]):  # one lock order everywhere
+    for (start, *ids), totals in sorted(periods.items(), key=lambda item: item[0]):  # one lock order everywhere
         last_at = datetime.fromtimestamp(totals["last_at"], tz=UTC)
-        rows.append([adapt(hour), *ids, totals["provider"], adapt(last_at), *(totals[name] for name in SUM_FIELDS)])
+        rows.append([adapt(start), *ids, totals["provider"], adapt(last_at), *(totals[name] for name in SUM_FIELDS)])
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
@@ -138,8 +152,9 @@ def purge_now(*, now: datetime | None, batch_size: int) -> tuple[int, int]:
     now = now or timezone.now()
     records = delete_in_batches(UsageRecord.objects.filter(at__lt=now - timedelta(days=settings.USAGE_RETENTION_DAYS)),
                                 batch_size)
-    hours = delete_in_batches(
-        UsageHour.objects.filter(hour__lt=now - timedelta(days=settings.USAGE_HOURLY_RETENTION_DAYS)), batch_size)
+    cutoff = now - timedelta(days=settings.USAGE_HOURLY_RETENTION_DAYS)
+    hours = delete_in_batches(UsageHour.objects.filter(hour__lt=cutoff), batch_size)
+    delete_in_batches(UsageDay.objects.filter(day__lt=cutoff), batch_size)
     return records, hours
 
 

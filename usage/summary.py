@@ -1,5 +1,5 @@
-"""Usage added up from the hourly totals, for the Usage tab, the API and the lists: a few queries whatever the
-traffic (the totals grow with hours × destinations × tokens, never with calls)."""
+"""Usage added up from the hourly and daily totals, for the Usage tab, the API and the lists: a few queries
+whatever the traffic (the totals grow with periods × destinations × tokens, never with calls)."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -8,21 +8,22 @@ from decimal import Decimal
 from django.apps import apps
 from django.conf import settings
 from django.db.models import Max, Q, QuerySet, Sum
-from django.db.models.functions import TruncDay
 from django.utils import timezone
 
-from .models import LATENCY_FIELDS, SUM_FIELDS, UsageHour
+from .models import KEY_FIELDS, LATENCY_FIELDS, SUM_FIELDS, Totals, UsageDay, UsageHour
 from .services import percentile
 
 GROUPS = ("hour", "day")
 BREAKDOWNS = ("endpoint", "connection", "token", "model")
 LAST_USED_DAYS = 31
+TABLES: dict[str, type[Totals]] = {"hour": UsageHour, "day": UsageDay}
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 
 @dataclass(frozen=True)
 class Filters:
-    """Which hours and whose calls: [since, until) to the hour, optionally one endpoint, connection or token."""
+    """Which periods and whose calls: [since, until) to the hour or day, optionally one endpoint, connection
+    or token."""
 
     since: datetime
     until: datetime
@@ -30,8 +31,11 @@ class Filters:
     connection_id: int | None = None
     token_id: int | None = None
 
-    def hours(self) -> QuerySet[UsageHour]:
-        queryset = UsageHour.objects.filter(hour__gte=floor(self.since, "hour"), hour__lt=self.until)
+    def rows(self, group: str) -> QuerySet[Totals]:
+        """The totals of the hours or days (UsageHour or UsageDay) in the span, filtered."""
+        model = TABLES[group]
+        queryset = model.objects.filter(**{f"{model.PERIOD}__gte": floor(self.since, group),
+                                           f"{model.PERIOD}__lt": self.until})
         for field in ("endpoint_id", "connection_id", "token_id"):
             if getattr(self, field) is not None:
                 queryset = queryset.filter(**{field: getattr(self, field)})
@@ -45,6 +49,15 @@ def floor(moment: datetime, group: str) -> datetime:
 
 def sums() -> dict:
     return {name: Sum(name) for name in SUM_FIELDS}
+
+
+def added(rows) -> dict:
+    """Rows of sums added up (in Python: they are few, one per period or per destination)."""
+    total = dict.fromkeys(SUM_FIELDS, 0)
+    for row in rows:
+        for name in SUM_FIELDS:
+            total[name] += row.get(name) or 0
+    return total
 
 
 def described(row: dict) -> dict:
@@ -66,32 +79,35 @@ def described(row: dict) -> dict:
     }
 
 
-def series(filters: Filters, group: str) -> list[dict]:
-    """One row per hour or day from `since` to `until`, empty ones included (a chart's x axis): one query."""
-    queryset = filters.hours()
-    if group == "day":
-        queryset = queryset.annotate(start=TruncDay("hour", tzinfo=UTC))
-        rows = queryset.values("start").annotate(**sums()).order_by("start")
-    else:
-        rows = queryset.values("hour").annotate(**sums()).order_by("hour")
-    found = {(row.get("start") or row.get("hour")): row for row in rows}
+def series(filters: Filters, group: str) -> tuple[list[dict], dict]:
+    """One row per hour or day from `since` to `until`, empty ones included (a chart's x axis), and their
+    totals: one query."""
+    period = TABLES[group].PERIOD
+    found = {row[period]: row for row in filters.rows(group).values(period).annotate(**sums()).order_by(period)}
     result, moment, step = [], floor(filters.since, group), STEP[group]
     while moment < filters.until:
         result.append({"start": moment, **described(found.get(moment, {}))})
         moment += step
-    return result
+    return result, described(added(found.values()))
 
 
-def totals(filters: Filters) -> dict:
-    return described(filters.hours().aggregate(**sums()))
+def destinations(filters: Filters, group: str) -> list[dict]:
+    """The sums of each endpoint × connection × token × model in the span: one query, a row per destination
+    and token (not per call or period), from which every top table is added up."""
+    return list(filters.rows(group).values(*KEY_FIELDS).annotate(**sums()).order_by())
 
 
-def top(filters: Filters, by: str, limit: int = 10) -> list[dict]:
-    """The `limit` endpoints, connections, tokens or models with the most calls, with their current names."""
+def top(rows: list[dict], by: str, limit: int = 10) -> list[dict]:
+    """The `limit` endpoints, connections, tokens or models with the most calls, with their current names:
+    added up from `destinations()`, plus one query for the names."""
     key = "model" if by == "model" else f"{by}_id"
-    rows = list(filters.hours().values(key).annotate(**sums()).order_by("-calls", key)[:limit])
-    labels = {row[key]: row[key] or "—" for row in rows} if by == "model" else names(by, [row[key] for row in rows])
-    return [{"key": row[key], "name": labels.get(row[key], ""), **described(row)} for row in rows]
+    grouped: dict = {}
+    for row in rows:
+        grouped.setdefault(row[key], []).append(row)
+    ranked = sorted(((value, added(members)) for value, members in grouped.items()),
+                    key=lambda item: (-item[1]["calls"], str(item[0])))[:limit]
+    labels = {value: value or "—" for value, _ in ranked} if by == "model" else names(by, [v for v, _ in ranked])
+    return [{"key": value, "name": labels.get(value, ""), **described(sums_)} for value, sums_ in ranked]
 
 
 def names(kind: str, ids) -> dict[int, str]:

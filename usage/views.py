@@ -111,10 +111,10 @@ class UsagePageView(SettingsPageMixin, TemplateView):
         until = timezone.now()
         filters = summary.Filters(since=until - span, until=until, endpoint_id=picked["endpoint"],
                                   connection_id=picked["connection"], token_id=picked["token"])
-        rows = summary.series(filters, group)
+        rows, totals = summary.series(filters, group)
         for row in rows:
             row["ok"] = row["calls"] - row["errors"]
-        totals = summary.totals(filters)
+        destinations = summary.destinations(filters, group)
         context.update(
             periods=[(key, value[0]) for key, value in PERIODS.items()], period=period, period_label=label,
             filters=[(kind, kind.capitalize(), options, picked[kind]) for kind, options in choices.items()],
@@ -125,7 +125,7 @@ class UsagePageView(SettingsPageMixin, TemplateView):
                 ("Tokens", charts.stacked_bars("Tokens in and out", rows, TOKENS, group)),
                 ("Cost", charts.stacked_bars("Cost", rows, COST, group, charts.money)),
             ],
-            tops=[(title, kind, summary.top(filters, kind)) for kind, title in TOP],
+            tops=[(title, kind, summary.top(destinations, kind)) for kind, title in TOP],
             group=group, csv_url=csv_url(filters, group, choices),
         )
         return context

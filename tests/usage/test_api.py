@@ -73,10 +73,12 @@ def test_filters_by_endpoint_connection_and_token(viewer, traffic):
 
 def test_since_and_until_bound_the_span_and_days_group_it(viewer, traffic):
     since, until = NOW - timedelta(days=3), NOW - timedelta(hours=12)
-    document = get(viewer, since=since.isoformat(), until=until.isoformat(), group="day").json()
+    document = get(viewer, since=since.isoformat(), until=until.isoformat()).json()
     assert document["totals"]["calls"] == 9  # 30 and 60 hours ago
     assert sum(row["calls"] for row in document["results"]) == 9
-    assert all(row["start"].endswith("T00:00:00Z") for row in document["results"])
+    by_day = get(viewer, since=(NOW - timedelta(days=4)).isoformat(), group="day").json()
+    assert all(row["start"].endswith("T00:00:00Z") for row in by_day["results"]) and len(by_day["results"]) == 5
+    assert by_day["totals"]["calls"] == 15 and by_day["since"].endswith("T00:00:00Z")
 
 
 def test_by_adds_the_top_rows_with_current_names(viewer, traffic):
@@ -143,6 +145,6 @@ def test_the_query_count_does_not_grow_with_endpoints_or_tokens(viewer, traffic,
         write_calls(calls_at(3, endpoint_id=endpoint.pk, connection_id=endpoint.connection_id, token_id=position + 100))
     for by in ("endpoint", "token"):
         viewer.force_authenticate(django_user_model.objects.get(username="analyst"))  # no cached permissions
-        # the user's permissions (2), the totals, the series, the top rows, the top's names
-        with django_assert_num_queries(6):
+        # the user's permissions (2), the series (with its totals), the destinations (every top), the top's names
+        with django_assert_num_queries(5):
             assert get(viewer, by=by, limit=50).status_code == 200

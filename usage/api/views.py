@@ -83,12 +83,12 @@ class UsageView(APIView):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters, group = query.validated_data["filters"], query.validated_data["group"]
-        report = {
-            "since": summary.floor(filters.since, "hour"), "until": filters.until, "group": group,
-            "totals": summary.totals(filters), "results": summary.series(filters, group),
-        }
+        rows, totals = summary.series(filters, group)
+        report = {"since": summary.floor(filters.since, group), "until": filters.until, "group": group,
+                  "totals": totals, "results": rows}
         if query.validated_data.get("by"):
-            report["top"] = summary.top(filters, query.validated_data["by"], query.validated_data["limit"])
+            report["top"] = summary.top(summary.destinations(filters, group), query.validated_data["by"],
+                                        query.validated_data["limit"])
         data = UsageReportSerializer(report).data
         if "top" not in report:
             data.pop("top", None)
