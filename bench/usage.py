@@ -6,8 +6,8 @@ the Usage tab. Not a test.
 2. With --database-url (PostgreSQL, as `make bench` gives it): 30 days of hourly totals at 100 calls/s spread
    over 300 endpoint × token × model keys an hour (and the daily totals), plus 15 minutes of call rows
    (90,000) written by the writer's own code in its batches (its throughput), then bytes per call and per
-   hourly row, what the
-   retention keeps on disk, the Usage tab's time for 24 hours, 7 and 30 days, the API's, and the purge's.
+   hourly row, what the retention keeps on disk, the Usage tab's time for 24 hours, 7 and 30 days, the
+   API's, the lists', and the purge's.
 
     .venv/bin/python bench/usage.py [--database-url postgres://...]
 """
