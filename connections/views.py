@@ -41,7 +41,8 @@ class ConnectionListView(SettingsPageMixin, ListView):
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
-        context["connections"] = with_last_day_of_usage("connection", context["connections"])
+        # A connection's last use is its own last_used_at, written by the gateway.
+        context["connections"] = with_last_day_of_usage("connection", context["connections"], last_used=False)
         return context
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import Max, Q, QuerySet, Sum
+from django.db.models import Max, QuerySet, Sum
 from django.utils import timezone
 
 from .models import KEY_FIELDS, LATENCY_FIELDS, SUM_FIELDS, Totals, UsageDay, UsageHour
@@ -131,23 +131,29 @@ def choices(kind: str) -> list[tuple[int, str]]:
     return list(model.objects.order_by("name").values_list("pk", "name"))
 
 
-def last_day_by(kind: str, ids) -> dict[int, dict]:
-    """Calls and errors of the current hour and the 23 before it, and the latest call of the last
-    LAST_USED_DAYS, for each of these endpoints or connections: one query on the hourly totals."""
-    field = f"{kind}_id"
+def last_day_by(kind: str, ids, *, last_used: bool = True) -> dict[int, dict]:
+    """Calls and errors of the current hour and the 23 before it (hourly totals), and the latest call of the
+    last LAST_USED_DAYS (daily totals), for each of these endpoints or connections: two queries."""
+    field, wanted = f"{kind}_id", [i for i in ids if i]
     since = floor(timezone.now(), "hour") - timedelta(hours=23)
-    rows = (UsageHour.objects.filter(**{f"{field}__in": [i for i in ids if i]},
-                                     hour__gte=since - timedelta(days=LAST_USED_DAYS))
-            .values(field).annotate(calls=Sum("calls", filter=Q(hour__gte=since)),
-                                    errors=Sum("errors", filter=Q(hour__gte=since)), last_at=Max("last_at")))
-    return {row[field]: row for row in rows}
+    found: dict[int, dict] = {}
+    for row in (UsageHour.objects.filter(**{f"{field}__in": wanted}, hour__gte=since)
+                .values(field).annotate(calls=Sum("calls"), errors=Sum("errors"))):
+        found[row[field]] = row
+    if not last_used:
+        return found
+    last_used_since = floor(timezone.now(), "day") - timedelta(days=LAST_USED_DAYS)
+    for row in (UsageDay.objects.filter(**{f"{field}__in": wanted}, day__gte=last_used_since)
+                .values(field).annotate(last_at=Max("last_at"))):
+        found.setdefault(row[field], {})["last_at"] = row["last_at"]
+    return found
 
 
-def with_last_day_of_usage(kind: str, rows) -> list:
+def with_last_day_of_usage(kind: str, rows, *, last_used: bool = True) -> list:
     """The rows of a list page (endpoints or connections), each with `calls_24h`, `errors_24h` and
-    `usage_last_at`: one query for the whole page."""
+    `usage_last_at` (unless not `last_used`: rows that keep their own): two queries for the whole page."""
     rows = list(rows)
-    usage = last_day_by(kind, [row.pk for row in rows])
+    usage = last_day_by(kind, [row.pk for row in rows], last_used=last_used)
     for row in rows:
         found = usage.get(row.pk, {})
         row.calls_24h, row.errors_24h = found.get("calls") or 0, found.get("errors") or 0

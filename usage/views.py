@@ -64,9 +64,11 @@ class MetricsView(APIView):
 
 # --- The Usage tab ----------------------------------------------------------------------------------------
 
-PERIODS = {"24h": ("Last 24 hours", timedelta(hours=24), "hour"),
-           "7d": ("Last 7 days", timedelta(days=7), "hour"),
-           "30d": ("Last 30 days", timedelta(days=30), "day")}
+# label, span, the charts' period, the top tables' period. Where the tables add up days, the span starts at
+# midnight (UTC), so that charts and tables cover the same calls.
+PERIODS = {"24h": ("Last 24 hours", timedelta(hours=24), "hour", "hour"),
+           "7d": ("Last 7 days", timedelta(days=7), "hour", "day"),
+           "30d": ("Last 30 days", timedelta(days=30), "day", "day")}
 CALLS = (charts.Series("ok", "calls", "chart-ok"), charts.Series("errors", "errors", "chart-error"))
 LATENCY = (charts.Series("latency_p50_ms", "p50", "chart-p50"), charts.Series("latency_p95_ms", "p95", "chart-p95"))
 TOKENS = (charts.Series("prompt_tokens", "tokens in", "chart-in"),
@@ -105,18 +107,20 @@ class UsagePageView(SettingsPageMixin, TemplateView):
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
         period = self.request.GET.get("period") if self.request.GET.get("period") in PERIODS else "24h"
-        label, span, group = PERIODS[period]
+        label, span, group, tops_group = PERIODS[period]
         choices = {kind: summary.choices(kind) for kind in ("endpoint", "connection", "token")}
         picked = {kind: chosen_id(self.request, kind, options) for kind, options in choices.items()}
         until = timezone.now()
-        filters = summary.Filters(since=until - span, until=until, endpoint_id=picked["endpoint"],
+        since = until - span if tops_group == "hour" else summary.floor(until - span, "day")
+        filters = summary.Filters(since=since, until=until, endpoint_id=picked["endpoint"],
                                   connection_id=picked["connection"], token_id=picked["token"])
         rows, totals = summary.series(filters, group)
         for row in rows:
             row["ok"] = row["calls"] - row["errors"]
-        destinations = summary.destinations(filters, group)
+        destinations = summary.destinations(filters, tops_group)
         context.update(
             periods=[(key, value[0]) for key, value in PERIODS.items()], period=period, period_label=label,
+            since=filters.since,
             filters=[(kind, kind.capitalize(), options, picked[kind]) for kind, options in choices.items()],
             totals=totals, error_rate=(100 * totals["errors"] / totals["calls"]) if totals["calls"] else None,
             charts=[

@@ -183,7 +183,8 @@ def test_list_costs_the_same_queries_with_200_connections_and_1000_endpoints(
         Endpoint(name=f"ep-{number:04d}", connection=connections[number % 200], model="gpt-4o-mini", task="chat")
         for number in range(1000)
     )
-    # session, user, user permissions, group permissions, count, page of connections, their endpoints, their usage
+    # session, user, user permissions, group permissions, count, page of connections, their endpoints, their
+    # calls of the last 24 hours
     with django_assert_num_queries(8):
         first = client.get(LIST_URL)
     with django_assert_num_queries(8):
