@@ -121,10 +121,7 @@ class Recorder:
             self.wake.set()
             thread.join(10)
         if self.buffer:
-            try:
-                self.flush()
-            finally:
-                close_old_connections()
+            self.flush()  # on the caller's thread and connection (the process is ending)
 
 
 def write_calls(calls: list[Call], dropped: int) -> None:
