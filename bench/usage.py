@@ -136,7 +136,7 @@ def database(database_url: str) -> list[str]:
     from endpoints.models import Endpoint
     from usage import services
     from usage.calls import Call
-    from usage.models import LATENCY_FIELDS, UsageDay, UsageHour, UsageRecord
+    from usage.models import LATENCY_FIELDS, UsageDay, UsageHour, UsageHourOverall, UsageRecord
 
     call_command("migrate", verbosity=0)
     admin = get_user_model().objects.create_superuser("bench", password="bench-admin-password-1")
@@ -173,6 +173,12 @@ def database(database_url: str) -> list[str]:
             UsageHour.objects.bulk_create(batch)
             batch = []
     UsageHour.objects.bulk_create(batch)
+    keys = ENDPOINTS * TOKENS * MODELS
+    for hour in range(DAYS * 24):
+        [row] = totals(UsageHourOverall, "hour", now - timedelta(hours=hour), per_key * keys)[:1]
+        row.endpoint_id = row.connection_id = row.token_id = 0
+        row.model = row.provider = ""
+        row.save()
     today = now.replace(hour=0)
     for day in range(DAYS + 1):
         UsageDay.objects.bulk_create(totals(UsageDay, "day", today - timedelta(days=day), per_key * 24))

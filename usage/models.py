@@ -112,6 +112,19 @@ class UsageHour(Totals):
         ]
 
 
+class UsageHourOverall(Totals):
+    """An hour's totals over every destination and token (its key fields are always 0 and ""): the charts
+    of the unfiltered Usage tab read one row per hour instead of one per destination and token."""
+
+    hour = models.DateTimeField()
+
+    PERIOD = "hour"
+
+    class Meta:
+        ordering = ["-hour"]
+        constraints = [models.UniqueConstraint(fields=("hour", *KEY_FIELDS), name="usage_hour_overall_key")]
+
+
 class UsageDay(Totals):
     """A day's totals (UTC), written alongside the hour's: the Usage tab's 30 days and the API by day read
     24 times fewer rows."""

@@ -11,7 +11,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import (
-    KEY_FIELDS, LATENCY_BUCKETS_MS, LATENCY_FIELDS, SUM_FIELDS, Price, Totals, UsageDay, UsageHour, UsageRecord,
+    KEY_FIELDS, LATENCY_BUCKETS_MS, LATENCY_FIELDS, SUM_FIELDS, Price, Totals, UsageDay, UsageHour, UsageHourOverall,
+    UsageRecord,
 )
 from .calls import Call
 
@@ -82,7 +83,12 @@ def write_calls(calls: list[Call]) -> None:
         totals["latency_ms_sum"] += call.latency_ms
         totals[latency_field(call.latency_ms)] += 1
     days: dict[tuple, dict] = {}
+    overall: dict[tuple, dict] = {}
     for (hour, *rest), totals in hours.items():
+        every = overall.setdefault((hour, 0, 0, 0, ""), {**dict.fromkeys(SUM_FIELDS, 0), "last_at": 0.0})
+        for name in SUM_FIELDS:
+            every[name] += totals[name]
+        every["provider"], every["last_at"] = "", max(every["last_at"], totals["last_at"])
         day = days.setdefault((day_of(hour), *rest), {**dict.fromkeys(SUM_FIELDS, 0), "last_at": 0.0})
         for name in SUM_FIELDS:
             day[name] += totals[name]
@@ -90,6 +96,7 @@ def write_calls(calls: list[Call]) -> None:
     with transaction.atomic():
         UsageRecord.objects.bulk_create(records, batch_size=1000)
         add_to_totals(UsageHour, hours)
+        add_to_totals(UsageHourOverall, overall)
         add_to_totals(UsageDay, days)
 
 
@@ -154,6 +161,7 @@ def purge_now(*, now: datetime | None, batch_size: int) -> tuple[int, int]:
                                 batch_size)
     cutoff = now - timedelta(days=settings.USAGE_HOURLY_RETENTION_DAYS)
     hours = delete_in_batches(UsageHour.objects.filter(hour__lt=cutoff), batch_size)
+    delete_in_batches(UsageHourOverall.objects.filter(hour__lt=cutoff), batch_size)
     delete_in_batches(UsageDay.objects.filter(day__lt=cutoff), batch_size)
     return records, hours
 

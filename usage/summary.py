@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Max, QuerySet, Sum
 from django.utils import timezone
 
-from .models import KEY_FIELDS, LATENCY_FIELDS, SUM_FIELDS, Totals, UsageDay, UsageHour
+from .models import KEY_FIELDS, LATENCY_FIELDS, SUM_FIELDS, Totals, UsageDay, UsageHour, UsageHourOverall
 from .services import percentile
 
 GROUPS = ("hour", "day")
@@ -31,9 +31,14 @@ class Filters:
     connection_id: int | None = None
     token_id: int | None = None
 
-    def rows(self, group: str) -> QuerySet[Totals]:
-        """The totals of the hours or days (UsageHour or UsageDay) in the span, filtered."""
-        model = TABLES[group]
+    @property
+    def filtered(self) -> bool:
+        return any(getattr(self, f) is not None for f in ("endpoint_id", "connection_id", "token_id"))
+
+    def rows(self, group: str, *, overall: bool = False) -> QuerySet[Totals]:
+        """The totals of the hours or days (UsageHour or UsageDay) in the span, filtered; `overall`: from one
+        row per hour over every destination (UsageHourOverall) when nothing is filtered."""
+        model = UsageHourOverall if overall and group == "hour" and not self.filtered else TABLES[group]
         queryset = model.objects.filter(**{f"{model.PERIOD}__gte": floor(self.since, group),
                                            f"{model.PERIOD}__lt": self.until})
         for field in ("endpoint_id", "connection_id", "token_id"):
@@ -83,7 +88,8 @@ def series(filters: Filters, group: str) -> tuple[list[dict], dict]:
     """One row per hour or day from `since` to `until`, empty ones included (a chart's x axis), and their
     totals: one query."""
     period = TABLES[group].PERIOD
-    found = {row[period]: row for row in filters.rows(group).values(period).annotate(**sums()).order_by(period)}
+    rows = filters.rows(group, overall=True).values(period).annotate(**sums()).order_by(period)
+    found = {row[period]: row for row in rows}
     result, moment, step = [], floor(filters.since, group), STEP[group]
     while moment < filters.until:
         result.append({"start": moment, **described(found.get(moment, {}))})

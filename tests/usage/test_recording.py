@@ -10,7 +10,7 @@ from tests.fakes.openai import STREAM_USAGE
 from tests.fakes.openai import chunk_document, sse
 from tests.fakes.server import FakeServer, Reply, closed_port
 from tests.provider_fixtures import CHAT_BODY
-from usage.models import LATENCY_FIELDS, Price, UsageDay, UsageRecord
+from usage.models import LATENCY_FIELDS, Price, UsageDay, UsageHourOverall, UsageRecord
 
 
 def post(client, path: str, body: object):
@@ -161,3 +161,5 @@ def test_records_of_separate_flushes_add_to_the_same_hour(gateway, openai_chat, 
     assert hour.calls == 2 and UsageRecord.objects.count() == 2
     [day] = UsageDay.objects.all()  # the day's totals, written alongside
     assert (day.calls, day.prompt_tokens, day.day) == (2, 10, hour.hour.replace(hour=0))
+    [overall] = UsageHourOverall.objects.all()  # and the hour's over every destination
+    assert (overall.calls, overall.endpoint_id, overall.hour) == (2, 0, hour.hour)
