@@ -22,6 +22,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402  (after the settings are set up)
+from django.db import connections as db_connections  # noqa: E402
 
 from core.asgi_http import printable  # noqa: E402
 from core.health import HEALTH_THREAD, healthz_asgi  # noqa: E402
@@ -72,11 +73,18 @@ class Site:
             elif message["type"] == "lifespan.shutdown":
                 await upstream.close_sessions()
                 # The calls served so far are written before the worker exits (on a thread: it waits for the database).
-                await asyncio.get_running_loop().run_in_executor(None, RECORDER.stop)
+                await asyncio.get_running_loop().run_in_executor(None, write_recorded_usage)
                 DATABASE.shutdown()
                 HEALTH_THREAD.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def write_recorded_usage() -> None:
+    try:
+        RECORDER.stop()
+    finally:
+        db_connections.close_all()  # this thread's, opened for the write
 
 
 class BoundedBody:
