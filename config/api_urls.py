@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 from audit.api.views import AuditEntryViewSet
 from connections.api.views import ConnectionViewSet, ProviderListView
 from endpoints.api.views import EndpointViewSet
+from usage.api.views import UsageView
 
 
 class Router(DefaultRouter):
@@ -24,6 +25,7 @@ router.register("audit", AuditEntryViewSet, basename="audit")
 app_name = "api"
 urlpatterns = [
     path("providers/", ProviderListView.as_view(), name="providers"),
+    path("usage/", UsageView.as_view(), name="usage"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file and our template has no inline style (CSP); Swagger
     # UI's stylesheet draws its icons as `data:` images, allowed on this page only.

@@ -7,9 +7,11 @@
 - Everything else (pages, admin, API, static files) is Django's ASGI handler, unchanged.
 
 Lifespan: at startup the loop is adopted as the server's (the provider client keeps its connection pools on
-it); at shutdown the provider connections and database threads are closed.
+it); at shutdown the provider connections and database threads are closed, and the usage recorded so far is
+written.
 """
 
+import asyncio
 import logging
 import os
 import time
@@ -20,12 +22,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402  (after the settings are set up)
+from django.db import connections as db_connections  # noqa: E402
 
 from core.asgi_http import printable  # noqa: E402
 from core.health import HEALTH_THREAD, healthz_asgi  # noqa: E402
 from gateway.app import GatewayApp  # noqa: E402
 from gateway.views import DATABASE  # noqa: E402
 from providers import upstream  # noqa: E402
+from usage.recorder import RECORDER  # noqa: E402
 
 access_log = logging.getLogger("access")
 # Django's handler receives a request's whole body before any middleware sees it: a body without a declared
@@ -68,10 +72,19 @@ class Site:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await upstream.close_sessions()
+                # The calls served so far are written before the worker exits (on a thread: it waits for the database).
+                await asyncio.get_running_loop().run_in_executor(None, write_recorded_usage)
                 DATABASE.shutdown()
                 HEALTH_THREAD.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def write_recorded_usage() -> None:
+    try:
+        RECORDER.stop()
+    finally:
+        db_connections.close_all()  # this thread's, opened for the write
 
 
 class BoundedBody:

@@ -1,6 +1,8 @@
 """gunicorn settings for `make run`: ASGI workers (config/workers.py), a timeout above the gateway's own."""
 
 import os
+import tempfile
+from pathlib import Path
 
 _port = os.environ.get("PORT", "5000")
 _host = os.environ.get("HOST", "127.0.0.1")
@@ -20,3 +22,21 @@ keepalive = 5
 backlog = 2048
 # The application writes one access-log line per request (config/asgi.py, ACCESS_LOG); gunicorn's is off.
 accesslog = None
+
+# Prometheus' multiprocess mode (usage/metrics.py): each worker writes its counts to files here, and a scrape of
+# any worker adds them all up. Set before any worker imports prometheus_client; emptied when the server starts.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llmc-metrics-")
+
+
+def on_starting(server) -> None:
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    metrics_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

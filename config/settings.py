@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "connections",
     "endpoints",
     "tokens",
+    "usage",
     "gateway",
 ]
 
@@ -322,3 +323,21 @@ HEALTH_CHECKS = ["core.health.database_answers", "connections.health.keys_read_t
 
 # The rows audit entries can name (audit/models.py), so that pages show a renamed subject's current name.
 AUDIT_SUBJECTS = {"connection": "connections.Connection", "endpoint": "endpoints.Endpoint"}
+
+# --- Usage (usage/): every gateway call recorded off its path, hourly totals kept longer --------------------
+# Each process buffers calls and writes them from a thread: every USAGE_FLUSH_SECONDS, or once
+# USAGE_FLUSH_CALLS wait; past USAGE_BUFFER_CALLS waiting (the database down) the newest are dropped and counted.
+USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=1.0)
+USAGE_FLUSH_CALLS = env.int("USAGE_FLUSH_CALLS", default=500)
+USAGE_BUFFER_CALLS = env.int("USAGE_BUFFER_CALLS", default=100_000)
+USAGE_WRITER_THREAD = True
+# Days one row per call is kept, and days the hourly totals (the Usage tab, the API's hours and days) are kept.
+USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=7)
+USAGE_HOURLY_RETENTION_DAYS = env.int("USAGE_HOURLY_RETENTION_DAYS", default=400)
+# /metrics: readable with a bearer token whose user holds usage.view_metrics, or from these addresses
+# (exact IPs or networks, e.g. 10.0.0.0/8), as the socket's peer or, BEHIND_PROXY, the proxy's X-Forwarded-For.
+METRICS_ALLOWED_ADDRESSES = env.list("METRICS_ALLOWED_ADDRESSES", default=[])
+# The rows usage records name by id (usage/models.py), so that its pages and API show their current names.
+USAGE_SUBJECTS = {
+    "endpoint": "endpoints.Endpoint", "connection": "connections.Connection", "token": "tokens.ApiToken",
+}

@@ -26,3 +26,5 @@ AUTHENTICATION_BACKENDS = [
     "tests.login_support.AxesBackendAllowingTestClientLogin",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Tests write recorded calls where they can see them: `usage.recorder.RECORDER.flush()` on their own thread.
+USAGE_WRITER_THREAD = False

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 
 from core.health import healthz
 from core.names import NameConverter
+from usage.views import MetricsView
 
 # `<name:name>` in the apps' URL patterns (registered before their `include()` imports them).
 register_converter(NameConverter, "name")
@@ -19,10 +20,12 @@ urlpatterns = [
     path("settings/", include("connections.urls")),
     path("settings/endpoints/", include("endpoints.urls")),
     path("settings/", include("audit.urls")),
+    path("settings/", include("usage.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/v1/", include("config.api_urls")),
     path("settings/tokens/", include("tokens.urls")),
 ]

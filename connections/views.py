@@ -21,6 +21,7 @@ from django.views.generic.detail import SingleObjectMixin
 from audit.models import AuditEntry
 from core.names import could_name_something
 from core.ui import PAGE_SIZE, SettingsPageMixin, safe_next
+from usage.summary import with_last_day_of_usage
 
 from .editing import RowLockedForEdit
 from .forms import ConnectionForm
@@ -38,7 +39,7 @@ class ConnectionListView(SettingsPageMixin, ListView):
     template_name = "connections/connection_list.html"
     context_object_name = "connections"
     paginate_by = PAGE_SIZE
-    # One query for the page of connections and one for all their endpoints, however many rows.
+    # One query for the page of connections, one for all their endpoints, one for their usage, however many rows.
     queryset = Connection.objects.order_by("name").prefetch_related("endpoints")
     rotation_filters = (Rotation.DUE_SOON, Rotation.OVERDUE)
 
@@ -71,6 +72,12 @@ class ConnectionListView(SettingsPageMixin, ListView):
             "environment_all": urlencode({k: v for k, v in self.filters.items() if k != "environment"}),
             "key_max_age_days": settings.KEY_MAX_AGE_DAYS,
         }
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        # A connection's last use is its own last_used_at, written by the gateway.
+        context["connections"] = with_last_day_of_usage("connection", context["connections"], last_used=False)
+        return context
 
 
 class ConnectionFormMixin:

@@ -9,6 +9,7 @@ from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 from connections.models import Connection
 from core.names import could_name_something
 from core.ui import PAGE_SIZE, SettingsPageMixin
+from usage.summary import with_last_day_of_usage
 
 from .forms import EndpointForm
 from .models import Endpoint
@@ -25,6 +26,11 @@ class EndpointListView(SettingsPageMixin, ListView):
         .only("name", "model", "task", "enabled", *Endpoint.limit_fields, "connection__name", "connection__provider")
         .order_by("name")
     )
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        context["endpoints"] = with_last_day_of_usage("endpoint", context["endpoints"])
+        return context
 
 
 class EndpointFormMixin:

@@ -20,6 +20,7 @@ from core.asgi_http import (
 from core.unavailable import DATABASE_DOWN, MESSAGE, RETRY_AFTER_SECONDS
 from providers import errors
 from providers.errors import GatewayError
+from usage import recorder as usage
 
 from . import views
 
@@ -72,14 +73,20 @@ class GatewayApp:
                 retry_after=str(RETRY_AFTER_SECONDS)))
             return
         self.in_flight += 1
+        call = usage.begin(recorded=method == "POST")  # calls of a model, not the list of models
         try:
             answer = await self.answer(request, send, method, view, arguments)
             if answer is not None:
+                if call is not None:
+                    call.status = answer.status
                 await self.respond(request, send, answer)
         except ClientGone:
-            pass
+            if call is not None:
+                call.error = usage.CLIENT_GONE
         finally:
             self.in_flight -= 1
+            if call is not None:
+                usage.finish(call)
 
     async def answer(self, request: Request, send: Send, method: str, view: View, arguments: dict) -> Answer | None:
         try:
@@ -89,8 +96,10 @@ class GatewayApp:
             caller = await views.authenticate(request)
             return await view(request, send, caller, **arguments)
         except GatewayError as error:
+            note_error(error.code)
             return views.error_answer(error)
         except DATABASE_DOWN as error:
+            note_error("database_unavailable")
             logger.warning("Database unavailable while serving %s %s: %s", request.method, request.path,
                            type(error).__name__)
             return json_answer(503, error_body("database_unavailable", MESSAGE, "server_error"),
@@ -98,6 +107,7 @@ class GatewayApp:
         except ClientGone:
             raise
         except Exception:
+            note_error("internal_error")
             logger.exception("Gateway error serving %s %s", request.method, request.path)
             return json_answer(500, error_body("internal_error", "Server error.", "server_error"))
 
@@ -109,6 +119,11 @@ class GatewayApp:
 
     async def refuse(self, request: Request, send: Send, error: GatewayError) -> None:
         await self.respond(request, send, views.error_answer(error))
+
+
+def note_error(code: str) -> None:
+    if (call := usage.current()) is not None:
+        call.error = code
 
 
 def error_body(code: str, message: str, type_: str = "invalid_request_error") -> dict:

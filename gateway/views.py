@@ -22,11 +22,13 @@ from core.asgi_http import (
 from core.db_threads import DatabaseThreads
 from core.names import could_name_something
 from endpoints.models import Endpoint
-from providers import client, errors
+from providers import client, errors, upstream
 from providers.adapters.base import EventStream
 from providers.errors import GatewayError
 from tokens.authentication import bearer_token
 from tokens.models import ApiToken, Caller
+from usage import recorder as usage
+from usage.meter import MeteredStream, note_answer
 
 from .limits import NOTHING_TO_COUNT, Admission, add_tokens, admit, limits_of
 
@@ -55,6 +57,8 @@ async def authenticate(request: Request) -> Caller:
     """The token's caller, who must be allowed to view endpoints; 401 or 403 otherwise."""
     token = bearer_token(request.header("authorization"))
     caller = await DATABASE.run(ApiToken.caller, token, permission=PERMISSION) if token else None
+    if caller is not None:
+        note_caller(caller)
     if caller is None:
         raise GatewayError(401, errors.AUTHENTICATION, "invalid_api_key",
                            "Send a valid API token as 'Authorization: Bearer <token>'.")
@@ -65,6 +69,11 @@ async def authenticate(request: Request) -> Caller:
         raise GatewayError(403, "permission_error", "token_scope",
                            "This token is limited to reading the API; it cannot call the gateway.")
     return caller
+
+
+def note_caller(caller: Caller) -> None:
+    if (call := usage.current()) is not None:
+        call.token_id, call.user_id = caller.token_id, caller.user_id
 
 
 async def read_json_body(request: Request) -> object:
@@ -106,7 +115,10 @@ def endpoint_for_call(name: str, caller: Caller, task: str | None) -> tuple[Endp
 async def find_endpoint(name: object, caller: Caller, task: str | None = None) -> tuple[Endpoint, Admission]:
     if not isinstance(name, str) or not name:
         raise GatewayError(400, errors.INVALID_REQUEST, "model_required", "Name the endpoint to call in 'model'.")
-    return await DATABASE.run(endpoint_for_call, name, caller, task)
+    endpoint, admission = await DATABASE.run(endpoint_for_call, name, caller, task)
+    if (noted := usage.current()) is not None:
+        noted.endpoint_id, noted.endpoint = endpoint.pk, endpoint.name
+    return endpoint, admission
 
 
 def require_task(endpoint: Endpoint, task: str) -> None:
@@ -172,27 +184,50 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
     except SecretsUnavailable as error:
         # 503, not 500: the stored secrets need an operator (a re-entered key or the missing encryption key).
         raise GatewayError(503, errors.UNAVAILABLE, "connection_secrets_unavailable", str(error)) from None
-    answer = await client.call(account, endpoint.target, body)
+    noted = usage.current()
+    hide_usage = False
+    if noted is not None:
+        noted.connection_id, noted.provider, noted.model = connection.pk, connection.provider, endpoint.target.model
+        body, hide_usage = ask_for_stream_usage(account, body)
+        attempts = upstream.count_requests()
+    try:
+        answer = await client.call(account, endpoint.target, body)
+    finally:
+        if noted is not None:
+            noted.attempts = attempts[0]
     if connection.last_used_is_stale():
         asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
     if isinstance(answer, EventStream):
-        if not admission.counts_tokens:
-            await relay(request, send, answer)
-            return None
-        counting = TokenCountingStream(answer)
+        # Budgets count what the provider reports (the raw events); usage records what the client was sent.
+        counting = TokenCountingStream(answer) if admission.counts_tokens else None
+        stream = counting or answer
+        if noted is not None:
+            noted.status, noted.stream = 200, True
+            stream = MeteredStream(stream, noted, hide_usage_event=hide_usage)
         try:
-            await relay(request, send, counting)
+            await relay(request, send, stream)
         finally:
-            if counting.tokens:
+            if counting is not None and counting.tokens:
                 await DATABASE.run(record_tokens, admission, counting.tokens)
         return None
     if admission.counts_tokens and (tokens := total_tokens(answer)):
         # Before answering: the caller's next call, through any process, finds the budget already spent.
         await DATABASE.run(record_tokens, admission, tokens)
+    if noted is not None:
+        note_answer(noted, answer)
     return Answer(200, answer)
 
 
-async def relay(request: Request, send: Send, events: EventStream) -> None:
+def ask_for_stream_usage(account, body: object) -> tuple[object, bool]:
+    """A stream's body asking the provider to report usage where the catalogue says it can (and whether the
+    gateway asked on the client's behalf: then the usage-only event is held back from the client)."""
+    if (isinstance(body, dict) and body.get("stream") is True and "stream_options" not in body
+            and account.method.id in account.provider.stream_usage_methods):
+        return {**body, "stream_options": {"include_usage": True}}, True
+    return body, False
+
+
+async def relay(request: Request, send: Send, events: EventStream | MeteredStream) -> None:
     """The stream to the client until it ends, the client goes away or stops reading; the provider's
     request is closed at once either way."""
     streaming = asyncio.ensure_future(send_stream(send, request, events, write_timeout=settings.GATEWAY_TIMEOUT))

@@ -161,6 +161,8 @@ class Provider:
     openai_path: str = ""
     # Builds the default address from config when one template is not enough (Vertex AI's global location).
     address: Callable[[Mapping[str, str]], str] | None = None
+    # Auth methods whose API reports a stream's token usage when asked (`stream_options.include_usage`).
+    stream_usage_methods: tuple[str, ...] = ()
     auth_method_ids: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):
@@ -297,6 +299,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             ),
             "https://api.openai.com/v1",
             OPENAI_ADAPTER,
+            stream_usage_methods=("api_key",),
         )
     ),
     simple_api_key_provider(

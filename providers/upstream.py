@@ -19,6 +19,7 @@ server's loop when there is one and otherwise a loop of its own whose sessions i
 """
 
 import asyncio
+import contextvars
 import email.utils
 import json
 import logging
@@ -317,6 +318,18 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# Requests sent to providers for the call being served, retries included (a caller counting them sets a
+# fresh [0] in its context: count_requests()); sign-in requests for an access token are not counted.
+REQUESTS_SENT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("requests_sent", default=None)
+
+
+def count_requests() -> list[int]:
+    """From now on in this context, each provider request sent adds one to the returned counter."""
+    counter = [0]
+    REQUESTS_SENT.set(counter)
+    return counter
+
+
 async def send(
     method: str,
     url: str,
@@ -328,8 +341,11 @@ async def send(
     data: Mapping[str, str] | None = None,
     stream: bool = False,
     allow_loopback: bool = False,
+    counted: bool = True,
 ) -> UpstreamResponse:
     """Send one provider request; the body is read (bounded) unless `stream` (then the caller closes it).
+
+    `counted`: False for a sign-in (an access token request), which count_requests() leaves out.
 
     `json_body` is sent as JSON, `data` as a form (OAuth token requests), `content` as exact bytes (a signed
     body). Raises aiohttp.ClientError subclasses and asyncio.TimeoutError (connect, read, protocol),
@@ -345,7 +361,10 @@ async def send(
     check_literal_address(target, allow_loopback=allow_loopback)
     session = sessions().get(allow_loopback)
     connect_retries = retry_after_retries = 0
+    counter = REQUESTS_SENT.get() if counted else None
     while True:
+        if counter is not None:
+            counter[0] += 1
         try:
             raw = await session.request(
                 method, target, headers=headers, json=json_body, data=content if content is not None else data,

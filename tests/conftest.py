@@ -35,6 +35,15 @@ def is_local(host) -> bool:
         return False
 
 
+@pytest.fixture(autouse=True)
+def usage_not_carried_over():
+    """Calls a test makes are recorded in the process's buffer; none outlives the test (or its database)."""
+    from usage.recorder import RECORDER
+
+    yield
+    RECORDER.buffer.clear()
+
+
 # Names tests make resolve to addresses of their choosing (a DNS they control), e.g. to rebind to loopback.
 FAKE_DNS: dict[str, str] = {}
 

@@ -6,8 +6,9 @@ JSON-escaping change, so one search finds the value as is, URL-encoded, JSON-esc
 piece of it; base64 is found through the encodings of the marker at each of the three byte alignments.
 The exits: the settings pages and fragments, the admin, every API response and the OpenAPI schema, command
 output, everything logged at DEBUG (as the configured handler prints it, and as caplog records it), error
-pages with DEBUG off, gateway and Test answers to a provider that echoes what it was sent, audit rows and
-the raw database (every column through a cursor; on SQLite also the database's byte image).
+pages with DEBUG off, gateway and Test answers to a provider that echoes what it was sent, audit rows,
+the raw database (every column through a cursor; on SQLite also the database's byte image), and what usage
+tracking recorded of the gateway's calls (its rows, the Usage tab, the usage API as JSON and CSV, /metrics).
 """
 
 import base64
@@ -19,6 +20,7 @@ from urllib.parse import quote
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.core.management import call_command
+from django.forms.models import model_to_dict
 from django.db import connection as db_connection
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
@@ -37,6 +39,8 @@ from providers.oauth import TOKENS
 from tests.fakes.google_token import make_service_account
 from tests.fakes.server import FakeServer, RecordedRequest, Reply
 from tokens.models import ApiToken
+from usage.models import UsageHour, UsageRecord
+from usage.recorder import RECORDER
 
 pytestmark = pytest.mark.django_db
 
@@ -351,8 +355,30 @@ def test_gateway_errors_from_a_provider_echoing_the_credentials_carry_no_secret(
     # The provider did receive (and so echoed) the credentials: the answers above had them to leak.
     echoed = [r for r in echo.server.requests if NEEDLE_PATTERN.search(f"{r.target} {r.headers} {r.body!r}")]
     assert len(echoed) >= len(planted_connections) * 10
+
+    # What usage tracking recorded of those calls: its rows, the Usage tab, the API (JSON and CSV), /metrics.
+    RECORDER.flush()
+    assert UsageRecord.objects.count() >= len(planted_connections) * 15
+    for record in UsageRecord.objects.all():
+        sweep.check(f"usage record {record.pk}", f"{record!r} {record} {model_to_dict(record)}")
+    for hour in UsageHour.objects.all():
+        sweep.check(f"usage hour {hour.pk}", f"{hour!r} {model_to_dict(hour)}")
+    pages = Client()
+    pages.force_login(admin_user)
+    api = api_client(admin_user)
+    for period in ("24h", "7d", "30d"):
+        sweep.response(f"Usage tab {period}", pages.get("/settings/usage/", {"period": period}))
+    for connection in planted_connections:
+        sweep.response(f"Usage tab of {connection.name}", pages.get("/settings/usage/", {"connection": connection.pk}))
+    for by in ("endpoint", "connection", "token", "model"):
+        for output in ("json", "csv"):
+            sweep.response(f"API usage by {by} ({output})", api.get("/api/v1/usage/", {"by": by, "format": output}))
+    sweep.response("metrics", api.get("/metrics"))
+    for url in ["/admin/usage/usagerecord/", "/admin/usage/price/", "/admin/usage/price/add/",
+                f"/admin/usage/usagerecord/{UsageRecord.objects.first().pk}/change/"]:
+        sweep.response(f"admin {url}", pages.get(url))
     sweep.check("gateway logs at DEBUG", debug_logs())
-    sweep.assert_clean("gateway error bodies")
+    sweep.assert_clean("gateway error bodies, usage records, Usage tab, usage API, metrics")
 
 
 # A view that fails while handling a connection, with the secret in its exception (the worst case).

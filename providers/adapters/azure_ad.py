@@ -62,7 +62,7 @@ async def fetch_token(account: Account) -> tuple[str, float]:
     }).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
     try:
-        response = await upstream.send("POST", token_url(account), headers=headers, content=form)
+        response = await upstream.send("POST", token_url(account), headers=headers, content=form, counted=False)
     except TRANSPORT_ERRORS as error:
         failure = errors.from_transport_error(error, provider=ENTRA)
         logger.warning("Connection %s: no Entra ID token: %s (%s)", account.name, failure.code,

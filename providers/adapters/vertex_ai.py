@@ -87,7 +87,8 @@ async def obtain_token(account: Account, info: dict) -> tuple[str, float]:
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
     for attempt in range(1, TOKEN_ATTEMPTS + 1):
         try:
-            response = await upstream.send("POST", info["token_uri"], headers=headers, content=form)
+            response = await upstream.send("POST", info["token_uri"], headers=headers, content=form,
+                                           counted=False)
         except TRANSPORT_ERRORS as error:
             failure = errors.from_transport_error(error, provider=TOKEN_SERVICE)
             logger.warning("Connection %s: no access token: %s", account.name, failure.code)

@@ -55,8 +55,9 @@ def test_list_costs_the_same_queries_with_1000_endpoints(client, django_user_mod
         Endpoint(name=f"ep-{number:04d}", connection=connections[number % 20], model="claude-x", task="chat")
         for number in range(1000)
     )
-    # session, user, user permissions, group permissions, count, page of endpoints with their connections
-    with django_assert_num_queries(6):
+    # session, user, user permissions, group permissions, count, page of endpoints with their connections, their
+    # calls of the last 24 hours, their last use
+    with django_assert_num_queries(8):
         page = client.get(LIST_URL).content.decode()
     assert page.count('<th scope="row"') == 50 and "Page 1 of 20" in page
 

@@ -149,8 +149,7 @@ class FakeOpenAI(ServedFake):
             })
         elif body.get("stream"):
             reply = Reply(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-                          chunks=self.stream_events(model, usage=bool((body.get("stream_options") or {})
-                                                                       .get("include_usage"))))
+                          chunks=self.stream_events(model, usage=stream_usage_asked(body)))
         else:
             reply = Reply.json(chat_completion(model))
         reply.delay = delay
@@ -163,11 +162,18 @@ class FakeOpenAI(ServedFake):
             if position == 0 and self.stream_gate is not None:
                 self.stream_gate.wait(10)
         yield sse(chunk_document(model, {}, finish_reason="stop"))
-        if usage:  # OpenAI's last chunk when asked with stream_options.include_usage: no choices, the usage
-            yield sse({**chunk_document(model, {}), "choices": [],
-                       "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+        if usage:  # as OpenAI does with stream_options.include_usage: a last chunk without choices
+            yield sse({**chunk_document(model, {}), "choices": [], "usage": STREAM_USAGE})
         if self.stream_done:
             yield b"data: [DONE]\n\n"
+
+
+STREAM_USAGE = {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}
+
+
+def stream_usage_asked(body: dict) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def presented_key(request: RecordedRequest) -> str | None:
