@@ -57,8 +57,11 @@ class ConnectionListView(SettingsPageMixin, ListView):
         return queryset
 
     def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        # A connection's last use is its own last_used_at, written by the gateway.
+        context["connections"] = with_last_day_of_usage("connection", context["connections"], last_used=False)
         return {
-            **super().get_context_data(**kwargs),
+            **context,
             "filters": self.filters,
             "filter_query": urlencode(self.filters),
             "rotation_choices": [
@@ -72,12 +75,6 @@ class ConnectionListView(SettingsPageMixin, ListView):
             "environment_all": urlencode({k: v for k, v in self.filters.items() if k != "environment"}),
             "key_max_age_days": settings.KEY_MAX_AGE_DAYS,
         }
-
-    def get_context_data(self, **kwargs) -> dict:
-        context = super().get_context_data(**kwargs)
-        # A connection's last use is its own last_used_at, written by the gateway.
-        context["connections"] = with_last_day_of_usage("connection", context["connections"], last_used=False)
-        return context
 
 
 class ConnectionFormMixin:

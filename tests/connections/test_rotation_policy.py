@@ -160,8 +160,8 @@ def test_pages_of_a_filtered_list_keep_the_filter(client, django_user_model, dja
         for n in range(60)
     )
 
-    # session, user, user permissions, group permissions, count, page of connections, their endpoints
-    with django_assert_num_queries(7):
+    # session, user, user permissions, group permissions, count, page of connections, their endpoints, their usage
+    with django_assert_num_queries(8):
         page = client.get(LIST_URL, {"rotation": "overdue"}).content.decode()
 
     assert 'href="?rotation=overdue&amp;page=2"' in page

@@ -197,15 +197,22 @@ def exchange(served, raw_requests: list[bytes]) -> list[bytes]:
                 answers.append(b"")
                 continue
             head = b""
-            while not head.endswith(b"\r\n\r\n"):
-                byte = stream.read(1)
-                if not byte:
-                    break
-                head += byte
-            length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
-                           if line.startswith(b"content-length:")), 0)
-            answers.append(head + stream.read(length))
+            try:
+                while not head.endswith(b"\r\n\r\n"):
+                    byte = stream.read(1)
+                    if not byte:
+                        break
+                    head += byte
+                length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                               if line.startswith(b"content-length:")), 0)
+                answers.append(head + stream.read(length))
+            except ConnectionResetError:
+                answers += [RESET] * (len(raw_requests) - len(answers))
+                break
     return answers
+
+
+RESET = b"(connection reset)"
 
 
 def request(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> bytes:
@@ -222,6 +229,9 @@ def test_the_next_request_on_a_connection_is_answered_after_an_early_refusal_of_
 
     answers = exchange(served, [refused, healthz])
 
+    if size > 100_000 and answers[0] == RESET:
+        # Closed with the body's rest unread: the kernel may answer it with a reset that overtakes the 401.
+        return
     assert answers[0].startswith(b"HTTP/1.1 401")
     # The unread body was drained (a small one) or the connection closed after the answer (a big one): never
     # taken for the next request.
