@@ -123,7 +123,9 @@ class Adapter:
             if response.media_type not in self.stream_types:
                 response.close()
                 raise errors.not_a_stream(account.label, response.media_type)
-            return self.relay_stream(account, target, response)
+            include_usage = isinstance(body.get("stream_options"), dict) and \
+                body["stream_options"].get("include_usage") is True
+            return self.relay_stream(account, target, response, include_usage=include_usage)
         try:
             document = response.json()
         except ValueError:
@@ -173,8 +175,13 @@ class Adapter:
         )
         raise failure
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> "EventStream":
-        """Server-sent events passed through as they arrive, always ending with `data: [DONE]`."""
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> "EventStream":
+        """Server-sent events passed through as they arrive, always ending with `data: [DONE]`.
+
+        `include_usage`: the request asked for the usage chunk (a translating adapter writes it; a provider
+        that speaks OpenAI's API was sent the option and answers it itself)."""
         return EventStream(response, relay_events(response, provider=account.label, name=account.name), account)
 
 
