@@ -84,7 +84,9 @@ class BedrockAdapter(Adapter):
         url = f"{control_base(account)}/foundation-models?byOutputModality=EMBEDDING"
         return signed_call(account, "GET", url, None)
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> EventStream:
         """Converse streams come in AWS's event-stream encoding: translated as they arrive."""
         stream = ConverseStream(target.model, provider=account.label, name=account.name)
         return EventStream(response, stream.relay(response), account)

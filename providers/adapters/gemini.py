@@ -270,7 +270,9 @@ class GeminiAdapter(Adapter):
             return embeddings_response(target.model, document)
         return chat_response(target.model, document)
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> EventStream:
         events = translate_stream(response, model="", provider=account.label, name=account.name)
         return EventStream(response, events, account)
 

@@ -164,7 +164,9 @@ class VertexAIAdapter(Adapter):
             return predict_response(target.model, document)
         return gemini.chat_response(target.model, document)
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> EventStream:
         events = gemini.translate_stream(response, model="", provider=account.label, name=account.name)
         return EventStream(response, events, account)
 
