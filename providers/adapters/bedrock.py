@@ -46,6 +46,7 @@ STOP_REASONS = {
     "content_filtered": "content_filter",
     "guardrail_intervened": "content_filter",
     "tool_use": "tool_calls",
+    "model_context_window_exceeded": "length",
 }
 
 
@@ -88,7 +89,7 @@ class BedrockAdapter(Adapter):
         self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
     ) -> EventStream:
         """Converse streams come in AWS's event-stream encoding: translated as they arrive."""
-        stream = ConverseStream(target.model, provider=account.label, name=account.name)
+        stream = ConverseStream(target.model, provider=account.label, name=account.name, include_usage=include_usage)
         return EventStream(response, stream.relay(response), account)
 
     def parse_response(self, target: Target, document: object) -> dict:
@@ -96,13 +97,15 @@ class BedrockAdapter(Adapter):
         if not isinstance(message, dict) or not isinstance(message.get("content"), list):
             raise errors.invalid_response("Amazon Bedrock")
         blocks = [block for block in message["content"] if isinstance(block, dict)]
-        usage = document.get("usage") or {}
+        reasoning = [((block["reasoningContent"].get("reasoningText") or {}).get("text") or "")
+                     for block in blocks if isinstance(block.get("reasoningContent"), dict)]
         return translate.chat_completion(
             model=target.model,
             content="".join(block["text"] for block in blocks if isinstance(block.get("text"), str)),
             finish_reason=STOP_REASONS.get(document.get("stopReason"), "stop"),
-            usage_=translate.usage(usage.get("inputTokens"), usage.get("outputTokens")),
+            usage_=usage_of(document.get("usage")),
             tool_calls=[tool_call(block["toolUse"]) for block in blocks if isinstance(block.get("toolUse"), dict)],
+            reasoning_content="".join(text for text in reasoning if isinstance(text, str)),
         )
 
     async def embed(self, account: Account, target: Target, body: dict) -> dict:
@@ -193,6 +196,10 @@ def sigv4_headers(
 def converse_request(body: dict) -> dict:
     """An OpenAI chat body as a Converse request (system apart, alternating roles, inferenceConfig, tools)."""
     translate.refuse_options_not_carried(body, carried=("tools", "tool_choice"), provider="Amazon Bedrock")
+    if body.get("tools") and body.get("tool_choice") == "none":
+        # Converse's toolChoice is auto, any or one tool: the model could still call one of the tools sent.
+        raise GatewayError(400, errors.INVALID_REQUEST, "unsupported_parameter",
+                           "'tool_choice' \"none\" cannot be carried to Amazon Bedrock: leave the tools out instead.")
     system, rest = translate.split_system(body["messages"])
     request: dict = {"messages": converse_messages(rest)}
     if system:
@@ -290,6 +297,14 @@ def tool_config(body: dict) -> dict:
     return config
 
 
+def usage_of(usage: object) -> dict:
+    """Converse's usage as OpenAI's: cache reads and writes are prompt tokens, the total is Bedrock's."""
+    usage = usage if isinstance(usage, dict) else {}
+    prompt = sum(int(usage.get(name) or 0) for name in ("inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens"))
+    return translate.usage(prompt, usage.get("outputTokens"), total_tokens=usage.get("totalTokens"),
+                           cached_tokens=usage.get("cacheReadInputTokens"))
+
+
 def tool_call(tool_use: dict) -> dict:
     return {"id": tool_use.get("toolUseId", ""), "type": "function",
             "function": {"name": tool_use.get("name", ""), "arguments": json.dumps(tool_use.get("input", {}))}}
@@ -301,23 +316,29 @@ def tool_call(tool_use: dict) -> dict:
 class ConverseStream:
     """Translates one converse-stream answer's events into OpenAI chunks, in order, as they arrive."""
 
-    def __init__(self, model: str, *, provider: str, name: str):
+    def __init__(self, model: str, *, provider: str, name: str, include_usage: bool = False):
         self.model = model
         self.provider = provider
         self.name = name
+        self.include_usage = include_usage
         self.id = translate.completion_id()
         self.created = int(time.time())
-        self.finish_reason: str | None = None  # held until the usage (metadata event) that follows it
+        # messageStop and metadata come in either order: the finish chunk waits for the end of the stream.
+        self.finish_reason: str | None = None
+        self.usage: dict | None = None
         self.tool_indexes: dict[int, int] = {}  # Converse content block index -> OpenAI tool call index
+        self.without_arguments: set[int] = set()  # tool calls whose arguments have not arrived yet
 
     async def relay(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
         buffer = EventStreamBuffer()
+        failed = True
         try:
             async for data in response.iter_bytes():
                 buffer.add_data(data)
                 for message in buffer:
                     for chunk in self.translate(message):
                         yield chunk
+            failed = False
         except GatewayError as failure:  # an exception event from Bedrock
             logger.warning("Connection %s: the stream ended with %s", self.name, failure.code)
             yield translate.sse(failure.body())
@@ -332,8 +353,11 @@ class ConverseStream:
             yield translate.sse(failure.body())
         finally:
             response.close()
-        if self.finish_reason is not None:
-            yield self.chunk({}, finish_reason=self.finish_reason)
+        if not failed and (self.finish_reason is not None or self.usage is not None):
+            yield self.chunk({}, finish_reason=self.finish_reason or "stop")
+            if self.include_usage:
+                yield translate.usage_chunk(id_=self.id, model=self.model, created=self.created,
+                                            usage_=self.usage or translate.usage(0, 0))
         yield translate.DONE
 
     def translate(self, message: EventStreamMessage) -> Iterator[bytes]:
@@ -354,6 +378,7 @@ class ConverseStream:
             tool_use = (payload.get("start") or {}).get("toolUse")
             if isinstance(tool_use, dict):
                 index = self.tool_indexes.setdefault(payload.get("contentBlockIndex", 0), len(self.tool_indexes))
+                self.without_arguments.add(index)
                 yield self.chunk({"tool_calls": [{"index": index, "id": tool_use.get("toolUseId", ""),
                                                   "type": "function",
                                                   "function": {"name": tool_use.get("name", ""), "arguments": ""}}]})
@@ -364,14 +389,20 @@ class ConverseStream:
             elif isinstance(delta.get("toolUse"), dict):
                 index = self.tool_indexes.get(payload.get("contentBlockIndex", 0), 0)
                 arguments = delta["toolUse"].get("input", "")
-                yield self.chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]})
+                if arguments:
+                    self.without_arguments.discard(index)
+                    yield self.chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]})
+            elif isinstance(delta.get("reasoningContent"), dict) and delta["reasoningContent"].get("text"):
+                yield self.chunk({"reasoning_content": delta["reasoningContent"]["text"]})
+        elif event == "contentBlockStop":
+            index = self.tool_indexes.get(payload.get("contentBlockIndex", 0))
+            if index in self.without_arguments:  # a tool without parameters: OpenAI's arguments are still JSON
+                self.without_arguments.discard(index)
+                yield self.chunk({"tool_calls": [{"index": index, "function": {"arguments": "{}"}}]})
         elif event == "messageStop":
             self.finish_reason = STOP_REASONS.get(payload.get("stopReason"), "stop")
         elif event == "metadata":
-            usage = payload.get("usage") or {}
-            yield self.chunk({}, finish_reason=self.finish_reason or "stop",
-                             usage_=translate.usage(usage.get("inputTokens"), usage.get("outputTokens")))
-            self.finish_reason = None
+            self.usage = usage_of(payload.get("usage"))
 
     def chunk(self, delta: dict, *, finish_reason: str | None = None, usage_: dict | None = None) -> bytes:
         return translate.chunk(id_=self.id, model=self.model, created=self.created, delta=delta,
