@@ -167,7 +167,8 @@ class VertexAIAdapter(Adapter):
     def relay_stream(
         self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
     ) -> EventStream:
-        events = gemini.translate_stream(response, model="", provider=account.label, name=account.name)
+        events = gemini.translate_stream(response, model="", provider=account.label, name=account.name,
+                                         include_usage=include_usage)
         return EventStream(response, events, account)
 
 
