@@ -21,7 +21,7 @@ from core.unavailable import DATABASE_DOWN, MESSAGE, RETRY_AFTER_SECONDS
 from providers import errors
 from providers.errors import GatewayError
 
-from . import views
+from . import passthrough, views
 
 logger = logging.getLogger("gateway")
 
@@ -32,6 +32,9 @@ ROUTES: tuple[tuple[str, re.Pattern, View], ...] = (
     ("POST", re.compile(r"v1/chat/completions"), views.chat_completions),
     ("POST", re.compile(r"v1/embeddings"), views.embeddings),
     ("GET", re.compile(r"v1/models"), views.models),
+    ("POST", re.compile(r"v1/responses"), passthrough.responses),
+    ("POST", re.compile(r"anthropic/v1/messages"), passthrough.anthropic_messages),
+    ("POST", re.compile(r"anthropic/v1/messages/count_tokens"), passthrough.anthropic_count_tokens),
     ("POST", re.compile(r"(?P<endpoint_name>[^/\x00]+)/invocations"), views.invocations),
 )
 
@@ -86,10 +89,11 @@ class GatewayApp:
             if request.method != method:
                 raise GatewayError(405, errors.INVALID_REQUEST, "method_not_allowed", f"Use {method}.",
                                    headers={"Allow": method})
-            await views.authenticate(request)
+            # A route may read the token where its provider's SDK sends a key, and answer in its shape.
+            await getattr(view, "authenticate", views.authenticate)(request)
             return await view(request, send, **arguments)
         except GatewayError as error:
-            return views.error_answer(error)
+            return getattr(view, "error_answer", views.error_answer)(error)
         except DATABASE_DOWN as error:
             logger.warning("Database unavailable while serving %s %s: %s", request.method, request.path,
                            type(error).__name__)

@@ -47,9 +47,11 @@ def error_answer(error: GatewayError) -> Answer:
 # --- The steps of a call ---------------------------------------------------------------------------------
 
 
-async def authenticate(request: Request) -> Caller:
-    """The token's caller, who must be allowed to view endpoints; 401 or 403 otherwise."""
-    token = bearer_token(request.header("authorization"))
+async def authenticate(request: Request, *, token: str | None = None) -> Caller:
+    """The token's caller, who must be allowed to view endpoints; 401 or 403 otherwise.
+
+    `token`: one a route found elsewhere than `Authorization: Bearer` (a provider SDK's own key header)."""
+    token = token or bearer_token(request.header("authorization"))
     caller = await DATABASE.run(ApiToken.caller, token, permission=PERMISSION) if token else None
     if caller is None:
         raise GatewayError(401, errors.AUTHENTICATION, "invalid_api_key",
@@ -107,6 +109,11 @@ def record_use(connection: Connection) -> None:
         logger.warning("Connection %s: could not record its last use (%s).", connection.name, type(error).__name__)
 
 
+def record_use_soon(connection: Connection) -> None:
+    """Record the connection's use off the call's path."""
+    asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
+
+
 async def call(request: Request, send: Send, endpoint: Endpoint, body: object) -> Answer | None:
     """Send the body to the endpoint's provider with its connection's current key; a stream is relayed as it
     arrives (then nothing is returned: it was sent)."""
@@ -118,7 +125,7 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object) -
         raise GatewayError(503, errors.UNAVAILABLE, "connection_secrets_unavailable", str(error)) from None
     answer = await client.call(account, endpoint.target, body)
     if connection.last_used_is_stale():
-        asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
+        record_use_soon(connection)
     if isinstance(answer, EventStream):
         await relay(request, send, answer)
         return None

@@ -10,9 +10,10 @@ import json
 from collections.abc import Iterator
 
 from ..account import Account
+from ..errors import GatewayError
 from ..upstream import UpstreamResponse
 from . import translate
-from .base import Adapter, EventStream, Target, UpstreamCall, accept_headers
+from .base import Adapter, EventStream, Target, UpstreamCall, accept_headers, sse_bytes
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -20,6 +21,11 @@ FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "le
                   "pause_turn": "stop", "refusal": "content_filter", "model_context_window_exceeded": "length"}
 PASSED_AS_IS = ("temperature", "top_p", "top_k")
 CARRIED_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls")  # of translate.ANSWER_OPTIONS; the others are refused
+# The Messages API's own routes, forwarded as they are (the caller's Anthropic SDK, our token for the key).
+NATIVE_PATHS = {"anthropic.messages": "/v1/messages", "anthropic.count_tokens": "/v1/messages/count_tokens"}
+NATIVE_HEADERS = ("anthropic-version", "anthropic-beta")
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}
 
 
 class AnthropicAdapter(Adapter):
@@ -39,6 +45,18 @@ class AnthropicAdapter(Adapter):
     @staticmethod
     def auth_headers(secrets: dict[str, str]) -> dict[str, str]:
         return {"x-api-key": secrets["api_key"], "anthropic-version": API_VERSION}
+
+    native_apis = tuple(NATIVE_PATHS)
+
+    async def build_forward_call(self, account: Account, target: Target, api: str, body: dict,
+                                 headers: dict[str, str]) -> UpstreamCall:
+        stream = body.get("stream") is True
+        passed = {name: value for name, value in headers.items() if name in NATIVE_HEADERS}
+        call_headers = {**self.auth_headers(account.secrets), **passed, **accept_headers(stream)}
+        return UpstreamCall("POST", f"{account.base_url()}{NATIVE_PATHS[api]}", call_headers, body, stream=stream)
+
+    def native_failure_event(self, failure: GatewayError) -> bytes:
+        return b"event: error\n" + sse_bytes(error_document(failure))
 
     def parse_response(self, target: Target, document: object) -> dict:
         document = super().parse_response(target, document)
@@ -65,6 +83,11 @@ class AnthropicAdapter(Adapter):
         return EventStream(
             response, translate.relay_translated(response, chunks, provider=account.label, name=account.name), account
         )
+
+
+def error_document(error: GatewayError) -> dict:
+    """A gateway error in Anthropic's shape, so that the Anthropic SDK reads it as Anthropic's own."""
+    return {"type": "error", "error": {"type": ERROR_TYPES.get(error.status, "api_error"), "message": error.message}}
 
 
 # --- Requests -------------------------------------------------------------------------------------------
