@@ -8,8 +8,6 @@ gateway sent must hold what the case expects, and the answer must be what the of
 
 import re
 
-import pytest
-
 from tests.fakes.corpus import CorpusFake
 from tests.fixtures.providers.corpus import (
     Case, assemble_stream, check_completion, check_error, check_stream, upstream_mismatches,
@@ -28,12 +26,6 @@ CHAT_PATHS = {
 STREAM_METHODS = {"streamGenerateContent", "converse-stream"}
 
 
-@pytest.fixture
-def corpus_fake():
-    with CorpusFake() as fake:
-        yield fake
-
-
 def connection_for(provider: str, fake: CorpusFake, make_connection, request) -> object:
     if provider == "openai":
         return make_connection("corpus", config={"base_url": f"{fake.url}/v1"})
@@ -48,7 +40,9 @@ def connection_for(provider: str, fake: CorpusFake, make_connection, request) ->
 
 
 def run_case(provider: str, case: Case, request) -> None:
-    """Send the case through the gateway and assert everything the case says (readable problems on failure)."""
+    """Send the case through the gateway and assert everything the case says (readable problems on failure).
+
+    Optional expectations fail too: a field the gateway emits must be right even where it may be left out."""
     fake = request.getfixturevalue("corpus_fake")
     gateway = request.getfixturevalue("gateway")
     connection = connection_for(provider, fake, request.getfixturevalue("make_connection"), request)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.providers.corpus import case
 
-from .corpus_support import corpus_fake, run_case  # noqa: F401 - corpus_fake is a fixture
+from .corpus_support import run_case
 
 pytestmark = pytest.mark.django_db
 
