@@ -16,6 +16,7 @@ from typing import NamedTuple
 from core import redaction
 
 from .. import errors, upstream
+from . import translate
 from ..account import Account
 from ..catalogue import TASKS
 from ..errors import GatewayError
@@ -123,9 +124,7 @@ class Adapter:
             if response.media_type not in self.stream_types:
                 response.close()
                 raise errors.not_a_stream(account.label, response.media_type)
-            include_usage = isinstance(body.get("stream_options"), dict) and \
-                body["stream_options"].get("include_usage") is True
-            return self.relay_stream(account, target, response, include_usage=include_usage)
+            return self.relay_stream(account, target, response, include_usage=translate.wants_usage(body))
         try:
             document = response.json()
         except ValueError:
