@@ -202,3 +202,15 @@ def test_responses_refuse_endpoints_of_other_providers(responses_sdk, claude, fa
         responses_sdk.responses.create(model="claude", input="Hi")
     assert caught.value.body["code"] == "wrong_provider"
     assert fake_claude.requests == []
+
+
+def test_the_body_size_limit_is_the_other_routes(site, token, claude, fake_claude):
+    from gateway.views import MAX_BODY_BYTES
+
+    huge = {"model": "claude", "max_tokens": 10, "messages": [{"role": "user", "content": "x" * MAX_BODY_BYTES}]}
+    response = site.post("/gateway/anthropic/v1/messages", huge, content_type="application/json",
+                         HTTP_X_API_KEY=token)
+
+    assert response.status_code == 413
+    assert json.loads(response.content)["error"]["type"] == "request_too_large"
+    assert fake_claude.requests == []
