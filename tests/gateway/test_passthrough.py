@@ -214,3 +214,71 @@ def test_the_body_size_limit_is_the_other_routes(site, token, claude, fake_claud
     assert response.status_code == 413
     assert json.loads(response.content)["error"]["type"] == "request_too_large"
     assert fake_claude.requests == []
+
+
+# --- Claude on Vertex AI, through the Anthropic route ---------------------------------------------------
+
+
+class FakeVertexClaude:
+    """Claude on Vertex AI: `publishers/anthropic/models/<model>:rawPredict|streamRawPredict` and
+    `count-tokens:rawPredict`, an access token from the fake token service; Anthropic's answers."""
+
+    def __init__(self, token_valid):
+        from tests.fakes.server import FakeServer
+
+        self.token_valid = token_valid
+        self.claude = FakeAnthropic()
+        self.server = FakeServer(self.handle)
+
+    def handle(self, request):
+        from tests.fakes.server import Reply
+
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not self.token_valid(bearer):
+            return Reply.json({"error": {"code": 401, "message": "bad token", "status": "UNAUTHENTICATED"}}, 401)
+        body = request.json()
+        if body.get("anthropic_version") != "vertex-2023-10-16":
+            return Reply.json({"error": {"code": 400, "message": "anthropic_version", "status": "INVALID_ARGUMENT"}},
+                              400)
+        prefix = "/v1/projects/my-project-123/locations/us-east5/publishers/anthropic/models/"
+        if request.path == f"{prefix}count-tokens:rawPredict":
+            return Reply.json({"input_tokens": 7})
+        model, _, method = request.path.removeprefix(prefix).partition(":")
+        if "model" in body or method not in ("rawPredict", "streamRawPredict"):
+            return Reply.json({"error": {"code": 404, "message": "no such route", "status": "NOT_FOUND"}}, 404)
+        if method == "streamRawPredict":
+            return Reply(200, {"Content-Type": "text/event-stream"}, chunks=self.claude.events(model))
+        return Reply.json({"id": "msg_vertex", "type": "message", "role": "assistant", "model": model,
+                           "content": [{"type": "text", "text": "Hello from Claude on Vertex"}],
+                           "stop_reason": "end_turn", "stop_sequence": None,
+                           "usage": {"input_tokens": 5, "output_tokens": 6}})
+
+
+@pytest.fixture
+def vertex_claude(fake_google_token, service_account, make_connection, make_endpoint):
+    fake = FakeVertexClaude(fake_google_token.valid)
+    connection = make_connection("vertex-claude", provider="vertex_ai", auth_method="service_account",
+                                 secrets={"service_account_json": service_account},
+                                 config={"project_id": "my-project-123", "location": "us-east5",
+                                         "base_url": fake.server.url})
+    make_endpoint("vertex-claude", connection, model="claude-sonnet-4-5@20250929")
+    yield fake
+    fake.server.stop()
+    fake.claude.stop()
+
+
+def test_claude_on_vertex_through_the_anthropic_route(asgi_live_server, token, vertex_claude):
+    with anthropic.Anthropic(base_url=f"{asgi_live_server.url}/gateway/anthropic", api_key=token,
+                             max_retries=0, timeout=10) as client:
+        message = client.messages.create(model="vertex-claude", max_tokens=10, messages=MESSAGES)
+        with client.messages.stream(model="vertex-claude", max_tokens=10, messages=MESSAGES) as stream:
+            text = "".join(stream.text_stream)
+        counted = client.messages.count_tokens(model="vertex-claude", messages=MESSAGES)
+
+    assert message.content[0].text == "Hello from Claude on Vertex"
+    assert text == "Hello from Claude" and counted.input_tokens == 7
+    sent = vertex_claude.server.requests
+    assert [request.path.rsplit(":", 1)[-1] for request in sent] == ["rawPredict", "streamRawPredict", "rawPredict"]
+    assert sent[0].path.endswith("/claude-sonnet-4-5@20250929:rawPredict")  # Vertex names versions with @
+    assert sent[2].json()["model"] == "claude-sonnet-4-5@20250929"  # count-tokens names the model in the body
+    assert token not in sent_headers(vertex_claude.server)
