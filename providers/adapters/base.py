@@ -195,6 +195,10 @@ class Adapter:
         response = await self.send(account, call)
         if not call.stream:
             return redact_answer(account, response.content)
+        return self.relay_native(account, response)
+
+    def relay_native(self, account: Account, response: UpstreamResponse) -> "EventStream":
+        """A native stream relayed line by line as it comes (server-sent events, no [DONE] added)."""
         if response.media_type not in STREAM_TYPES:
             response.close()
             raise errors.not_a_stream(account.label, response.media_type)

@@ -16,6 +16,8 @@ Streams come in AWS's binary event-stream encoding, decoded with botocore's Even
 arrive, and go out as OpenAI chunks ending with `data: [DONE]`.
 """
 
+import base64
+import binascii
 import json
 import logging
 import time
@@ -31,14 +33,16 @@ from .. import errors
 from ..account import Account
 from ..errors import GatewayError
 from ..upstream import TRANSPORT_ERRORS, UpstreamResponse
-from . import translate
-from .base import Adapter, EventStream, Target, UpstreamCall, validate_body
+from . import anthropic, translate
+from .base import Adapter, EventStream, Target, UpstreamCall, sse_bytes, validate_body
 
 logger = logging.getLogger("gateway")
 
 SERVICE = "bedrock"  # the SigV4 service name of both the runtime and the control plane
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 COHERE_BATCH = 96  # texts per Cohere embed request, Bedrock's limit
+# Claude on Bedrock (InvokeModel) takes Anthropic's Messages body with this version instead of model and stream.
+ANTHROPIC_VERSION = "bedrock-2023-05-31"
 STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -91,6 +95,32 @@ class BedrockAdapter(Adapter):
         """Converse streams come in AWS's event-stream encoding: translated as they arrive."""
         stream = ConverseStream(target.model, provider=account.label, name=account.name, include_usage=include_usage)
         return EventStream(response, stream.relay(response), account)
+
+    # Anthropic's Messages API for Claude models (InvokeModel): the answer is Anthropic's own, and a stream's
+    # events, which Bedrock wraps in its event-stream encoding, go out as Anthropic's server-sent events.
+    native_apis = ("anthropic.messages",)
+    native_failure_event = anthropic.AnthropicAdapter.native_failure_event
+
+    async def build_forward_call(self, account: Account, target: Target, api: str, body: dict,
+                                 headers: dict[str, str]) -> UpstreamCall:
+        if "anthropic." not in target.model:
+            raise GatewayError(400, errors.INVALID_REQUEST, "wrong_provider",
+                               "Amazon Bedrock endpoints serve Anthropic's API only for Claude models (anthropic.*).")
+        stream = body.get("stream") is True
+        payload = {"anthropic_version": ANTHROPIC_VERSION,
+                   **{name: value for name, value in body.items() if name not in ("model", "stream")}}
+        betas = [beta.strip() for beta in headers.get("anthropic-beta", "").split(",") if beta.strip()]
+        if betas:
+            payload["anthropic_beta"] = betas
+        url = f"{account.base_url()}/model/{quote(target.model, safe='')}/"
+        url += "invoke-with-response-stream" if stream else "invoke"
+        return signed_call(account, "POST", url, payload, stream=stream)
+
+    def relay_native(self, account: Account, response: UpstreamResponse) -> EventStream:
+        if response.media_type != EVENT_STREAM:
+            response.close()
+            raise errors.not_a_stream(account.label, response.media_type)
+        return EventStream(response, native_events(response, provider=account.label, name=account.name), account)
 
     def parse_response(self, target: Target, document: object) -> dict:
         message = document.get("output", {}).get("message") if isinstance(document, dict) else None
@@ -407,6 +437,39 @@ class ConverseStream:
     def chunk(self, delta: dict, *, finish_reason: str | None = None, usage_: dict | None = None) -> bytes:
         return translate.chunk(id_=self.id, model=self.model, created=self.created, delta=delta,
                                finish_reason=finish_reason, usage_=usage_)
+
+
+async def native_events(response: UpstreamResponse, *, provider: str, name: str) -> AsyncIterator[bytes]:
+    """InvokeModel's response stream (each `chunk` event holding one Anthropic event, base64'd) as Anthropic's
+    server-sent events; an exception ends it with Anthropic's error event."""
+    buffer = EventStreamBuffer()
+    try:
+        async for data in response.iter_bytes():
+            buffer.add_data(data)
+            for message in buffer:
+                headers = message.headers
+                if headers.get(":message-type") == "exception":
+                    raise stream_exception(headers.get(":exception-type", ""), message.payload, provider)
+                if headers.get(":message-type") == "error":
+                    raise GatewayError(502, errors.UPSTREAM, "upstream_error",
+                                       f"{provider} ended the stream with {headers.get(':error-code', 'an error')}.")
+                if headers.get(":event-type") != "chunk":
+                    continue
+                event = json.loads(base64.b64decode(json.loads(message.payload)["bytes"]))
+                yield f"event: {event.get('type', 'message')}\n".encode() + sse_bytes(event)
+    except GatewayError as failure:
+        logger.warning("Connection %s: the stream ended with %s", name, failure.code)
+        yield anthropic.AnthropicAdapter.native_failure_event(None, failure)
+    except (ParserError, ValueError, KeyError, TypeError, binascii.Error) as error:
+        logger.warning("Connection %s: unreadable event stream (%s)", name, type(error).__name__)
+        yield anthropic.AnthropicAdapter.native_failure_event(None, GatewayError(
+            502, errors.UPSTREAM, "upstream_invalid_response", f"{provider} sent an unreadable event stream."))
+    except TRANSPORT_ERRORS as error:
+        failure = errors.from_transport_error(error, provider=provider)
+        logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
+        yield anthropic.AnthropicAdapter.native_failure_event(None, failure)
+    finally:
+        response.close()
 
 
 def stream_exception(kind: str, payload: bytes, provider: str) -> GatewayError:

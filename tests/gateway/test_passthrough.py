@@ -282,3 +282,47 @@ def test_claude_on_vertex_through_the_anthropic_route(asgi_live_server, token, v
     assert sent[0].path.endswith("/claude-sonnet-4-5@20250929:rawPredict")  # Vertex names versions with @
     assert sent[2].json()["model"] == "claude-sonnet-4-5@20250929"  # count-tokens names the model in the body
     assert token not in sent_headers(vertex_claude.server)
+
+
+# --- Claude on Amazon Bedrock, through the Anthropic route ----------------------------------------------
+
+
+@pytest.fixture
+def bedrock_claude(make_connection, make_endpoint):
+    from tests.fakes.bedrock import ACCESS_KEY_ID, FakeBedrock
+
+    with FakeBedrock(secret_access_key=PLANTED_KEY) as fake:
+        connection = make_connection(
+            "bedrock", provider="bedrock", auth_method="access_key",
+            secrets={"aws_access_key_id": ACCESS_KEY_ID, "aws_secret_access_key": PLANTED_KEY},
+            config={"region": "us-east-1", "base_url": fake.url})
+        make_endpoint("bedrock-claude", connection, model="anthropic.claude-sonnet-4-5-20250929-v1:0")
+        make_endpoint("bedrock-nova", connection, model="amazon.nova-pro-v1:0")
+        yield fake
+
+
+def test_claude_on_bedrock_through_the_anthropic_route(claude_sdk, bedrock_claude):
+    message = claude_sdk.messages.create(model="bedrock-claude", max_tokens=10, messages=MESSAGES,
+                                         extra_headers={"anthropic-beta": "context-1m-2025-08-07"})
+    with claude_sdk.messages.stream(model="bedrock-claude", max_tokens=10, messages=MESSAGES) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+
+    assert message.id == "msg_bdrk_01" and message.content[0].text == "Hello from the fake"
+    assert text == "Hello from the fake" and final.usage.output_tokens == 5
+    sent = bedrock_claude.requests
+    assert [request.path for request in sent] == [
+        "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke",
+        "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"]
+    assert sent[0].json() == {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": MESSAGES,
+                              "anthropic_beta": ["context-1m-2025-08-07"]}
+    assert sent[0].headers["authorization"].startswith("AWS4-HMAC-SHA256 ")  # signed, as the fake checked
+
+
+def test_bedrock_endpoints_of_other_models_are_refused(claude_sdk, bedrock_claude):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude_sdk.messages.create(model="bedrock-nova", max_tokens=10, messages=MESSAGES)
+    assert "Claude models" in caught.value.body["error"]["message"]
+    with pytest.raises(anthropic.BadRequestError):
+        claude_sdk.messages.count_tokens(model="bedrock-claude", messages=MESSAGES)
+    assert bedrock_claude.requests == []
