@@ -22,7 +22,7 @@ from providers import errors
 from providers.errors import GatewayError
 from usage import recorder as usage
 
-from . import views
+from . import passthrough, views
 
 logger = logging.getLogger("gateway")
 
@@ -33,6 +33,9 @@ ROUTES: tuple[tuple[str, re.Pattern, View], ...] = (
     ("POST", re.compile(r"v1/chat/completions"), views.chat_completions),
     ("POST", re.compile(r"v1/embeddings"), views.embeddings),
     ("GET", re.compile(r"v1/models"), views.models),
+    ("POST", re.compile(r"v1/responses"), passthrough.responses),
+    ("POST", re.compile(r"anthropic/v1/messages"), passthrough.anthropic_messages),
+    ("POST", re.compile(r"anthropic/v1/messages/count_tokens"), passthrough.anthropic_count_tokens),
     ("POST", re.compile(r"(?P<endpoint_name>[^/\x00]+)/invocations"), views.invocations),
 )
 
@@ -93,11 +96,12 @@ class GatewayApp:
             if request.method != method:
                 raise GatewayError(405, errors.INVALID_REQUEST, "method_not_allowed", f"Use {method}.",
                                    headers={"Allow": method})
-            caller = await views.authenticate(request)
+            # A route may read the token where its provider's SDK sends a key, and answer in its shape.
+            caller = await getattr(view, "authenticate", views.authenticate)(request)
             return await view(request, send, caller, **arguments)
         except GatewayError as error:
             note_error(error.code)
-            return views.error_answer(error)
+            return getattr(view, "error_answer", views.error_answer)(error)
         except DATABASE_DOWN as error:
             note_error("database_unavailable")
             logger.warning("Database unavailable while serving %s %s: %s", request.method, request.path,

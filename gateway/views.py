@@ -53,9 +53,11 @@ def error_answer(error: GatewayError) -> Answer:
 # --- The steps of a call ---------------------------------------------------------------------------------
 
 
-async def authenticate(request: Request) -> Caller:
-    """The token's caller, who must be allowed to view endpoints; 401 or 403 otherwise."""
-    token = bearer_token(request.header("authorization"))
+async def authenticate(request: Request, *, token: str | None = None) -> Caller:
+    """The token's caller, who must be allowed to view endpoints; 401 or 403 otherwise.
+
+    `token`: one a route found elsewhere than `Authorization: Bearer` (a provider SDK's own key header)."""
+    token = token or bearer_token(request.header("authorization"))
     caller = await DATABASE.run(ApiToken.caller, token, permission=PERMISSION) if token else None
     if caller is not None:
         note_caller(caller)
@@ -174,6 +176,11 @@ class TokenCountingStream:
         await self.events.aclose()
 
 
+def record_use_soon(connection: Connection) -> None:
+    """Record the connection's use off the call's path."""
+    asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
+
+
 async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
                admission: Admission = NOTHING_TO_COUNT) -> Answer | None:
     """Send the body to the endpoint's provider with its connection's current key; a stream is relayed as it
@@ -196,7 +203,7 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
         if noted is not None:
             noted.attempts = attempts[0]
     if connection.last_used_is_stale():
-        asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
+        record_use_soon(connection)
     if isinstance(answer, EventStream):
         # Budgets count what the provider reports (the raw events); usage records what the client was sent.
         counting = TokenCountingStream(answer) if admission.counts_tokens else None

@@ -161,7 +161,8 @@ class Provider:
     openai_path: str = ""
     # Builds the default address from config when one template is not enough (Vertex AI's global location).
     address: Callable[[Mapping[str, str]], str] | None = None
-    # Auth methods whose API reports a stream's token usage when asked (`stream_options.include_usage`).
+    # Auth methods whose streams report their token usage when asked (`stream_options.include_usage`): an
+    # OpenAI-family API where it honours the option; a translating client writes the usage chunk itself.
     stream_usage_methods: tuple[str, ...] = ()
     auth_method_ids: tuple[str, ...] = field(init=False)
 
@@ -266,7 +267,10 @@ OPENAI_ADAPTER = f"{ADAPTERS}.openai.OpenAIAdapter"
 def simple_api_key_provider(
     provider_id: str, label: str, tasks: tuple[str, ...], base_url: str, adapter: str = OPENAI_ADAPTER
 ) -> Provider:
-    return with_base_url(Provider(provider_id, label, tasks, (api_key_method(),), base_url, adapter))
+    # A translating client (any but OpenAI's) writes a stream's usage chunk when asked.
+    usage = ("api_key",) if adapter != OPENAI_ADAPTER else ()
+    return with_base_url(Provider(provider_id, label, tasks, (api_key_method(),), base_url, adapter,
+                                  stream_usage_methods=usage))
 
 
 PROVIDER_LIST: tuple[Provider, ...] = (
@@ -335,6 +339,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             VERTEX_REGIONAL_URL,
             f"{ADAPTERS}.vertex_ai.VertexAIAdapter",
             address=vertex_address,
+            stream_usage_methods=("service_account",),
         )
     ),
     with_base_url(
@@ -360,6 +365,7 @@ PROVIDER_LIST: tuple[Provider, ...] = (
             ),
             "https://bedrock-runtime.{region}.amazonaws.com",
             f"{ADAPTERS}.bedrock.BedrockAdapter",
+            stream_usage_methods=("access_key", "api_key"),
         )
     ),
     simple_api_key_provider("mistral", "Mistral", ("chat", "embeddings"), "https://api.mistral.ai/v1"),

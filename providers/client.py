@@ -26,6 +26,13 @@ async def call(account: Account, target: Target, body: object) -> bytes | EventS
     return redact_answer(account, json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode())
 
 
+async def forward(account: Account, target: Target, api: str, body: dict, headers: dict[str, str]) -> bytes | EventStream:
+    """A request in the provider's own API (`api`, e.g. "anthropic.messages") sent on unchanged but for the
+    endpoint's model and the account's credentials; the answer as the provider's bytes (redacted) or its
+    event stream. A 400 `wrong_provider` when the account's provider does not speak that API."""
+    return await adapter_for(account.provider.id).forward(account, target, api, body, headers)
+
+
 async def check_credentials(account: Account) -> CredentialsCheck:
     """Whether the provider accepts the account's credentials; never raises, never echoes a secret."""
     try:

@@ -352,6 +352,14 @@ def test_gateway_errors_from_a_provider_echoing_the_credentials_carry_no_secret(
             response = site.post("/gateway/v1/chat/completions", {**chat, "model": f"e-{connection.name}"},
                                    content_type="application/json", **auth)
             sweep.response(f"gateway /v1/chat/completions {connection.name} ({status})", response)
+            # The native pass-through routes (refused for other providers' endpoints, answered otherwise).
+            for path, body in (("/gateway/anthropic/v1/messages", {**chat, "max_tokens": 10}),
+                               ("/gateway/v1/responses", {"input": "hi"})):
+                for stream in (False, True):
+                    response = site.post(path, {**body, "model": f"e-{connection.name}", "stream": stream},
+                                         content_type="application/json", **auth)
+                    assert response.status_code >= 400, (path, connection.name)
+                    sweep.response(f"gateway {path} {connection.name} ({status}, stream={stream})", response)
     # The provider did receive (and so echoed) the credentials: the answers above had them to leak.
     echoed = [r for r in echo.server.requests if NEEDLE_PATTERN.search(f"{r.target} {r.headers} {r.body!r}")]
     assert len(echoed) >= len(planted_connections) * 10

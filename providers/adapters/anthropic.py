@@ -10,16 +10,22 @@ import json
 from collections.abc import Iterator
 
 from ..account import Account
+from ..errors import GatewayError
 from ..upstream import UpstreamResponse
 from . import translate
-from .base import Adapter, EventStream, Target, UpstreamCall, accept_headers
+from .base import Adapter, EventStream, Target, UpstreamCall, accept_headers, sse_bytes
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-                  "pause_turn": "stop", "refusal": "content_filter"}
+                  "pause_turn": "stop", "refusal": "content_filter", "model_context_window_exceeded": "length"}
 PASSED_AS_IS = ("temperature", "top_p", "top_k")
-CARRIED_OPTIONS = ("tools", "tool_choice")  # of translate.ANSWER_OPTIONS; the others are refused
+CARRIED_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls")  # of translate.ANSWER_OPTIONS; the others are refused
+# The Messages API's own routes, forwarded as they are (the caller's Anthropic SDK, our token for the key).
+NATIVE_PATHS = {"anthropic.messages": "/v1/messages", "anthropic.count_tokens": "/v1/messages/count_tokens"}
+NATIVE_HEADERS = ("anthropic-version", "anthropic-beta")
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}
 
 
 class AnthropicAdapter(Adapter):
@@ -40,6 +46,18 @@ class AnthropicAdapter(Adapter):
     def auth_headers(secrets: dict[str, str]) -> dict[str, str]:
         return {"x-api-key": secrets["api_key"], "anthropic-version": API_VERSION}
 
+    native_apis = tuple(NATIVE_PATHS)
+
+    async def build_forward_call(self, account: Account, target: Target, api: str, body: dict,
+                                 headers: dict[str, str]) -> UpstreamCall:
+        stream = body.get("stream") is True
+        passed = {name: value for name, value in headers.items() if name in NATIVE_HEADERS}
+        call_headers = {**self.auth_headers(account.secrets), **passed, **accept_headers(stream)}
+        return UpstreamCall("POST", f"{account.base_url()}{NATIVE_PATHS[api]}", call_headers, body, stream=stream)
+
+    def native_failure_event(self, failure: GatewayError) -> bytes:
+        return b"event: error\n" + sse_bytes(error_document(failure))
+
     def parse_response(self, target: Target, document: object) -> dict:
         document = super().parse_response(target, document)
         blocks = [block for block in document.get("content") or [] if isinstance(block, dict)]
@@ -55,13 +73,21 @@ class AnthropicAdapter(Adapter):
             usage_=usage_of(document.get("usage")),
             id_=document.get("id"),
             tool_calls=tool_calls,
+            reasoning_content="".join(block.get("thinking", "") for block in blocks if block.get("type") == "thinking"),
         )
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
-        chunks = StreamTranslation(account).chunks(response)
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> EventStream:
+        chunks = StreamTranslation(account, include_usage=include_usage).chunks(response)
         return EventStream(
             response, translate.relay_translated(response, chunks, provider=account.label, name=account.name), account
         )
+
+
+def error_document(error: GatewayError) -> dict:
+    """A gateway error in Anthropic's shape, so that the Anthropic SDK reads it as Anthropic's own."""
+    return {"type": "error", "error": {"type": ERROR_TYPES.get(error.status, "api_error"), "message": error.message}}
 
 
 # --- Requests -------------------------------------------------------------------------------------------
@@ -89,6 +115,8 @@ def messages_request(model: str, body: dict) -> dict:
     if body.get("tools"):
         request["tools"] = [anthropic_tool(tool) for tool in body["tools"] if isinstance(tool, dict)]
         choice = anthropic_tool_choice(body.get("tool_choice"))
+        if body.get("parallel_tool_calls") is False and (choice or {}).get("type") != "none":
+            choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
         if choice:
             request["tool_choice"] = choice
     if isinstance(body.get("user"), str):
@@ -199,7 +227,8 @@ def usage_of(usage: object, output_tokens: int | None = None) -> dict | None:
         return None
     prompt = sum(int(usage.get(name) or 0) for name in
                  ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
-    return translate.usage(prompt, usage.get("output_tokens") if output_tokens is None else output_tokens)
+    return translate.usage(prompt, usage.get("output_tokens") if output_tokens is None else output_tokens,
+                           cached_tokens=usage.get("cache_read_input_tokens"))
 
 
 def openai_tool_call(block: dict) -> dict:
@@ -210,11 +239,12 @@ def openai_tool_call(block: dict) -> dict:
 class StreamTranslation(translate.ChunkWriter):
     """Anthropic's stream events as OpenAI chunks, one translation per stream."""
 
-    def __init__(self, account: Account):
-        super().__init__()
+    def __init__(self, account: Account, *, include_usage: bool = False):
+        super().__init__(include_usage=include_usage)
         self.account = account
         self.input_usage: dict = {}
         self.tool_indexes: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self.without_arguments: set[int] = set()  # tool calls whose arguments have not arrived yet
 
     def translate(self, kind: str, document: dict) -> Iterator[bytes]:
         if kind == "message_start":
@@ -227,21 +257,30 @@ class StreamTranslation(translate.ChunkWriter):
             block = document.get("content_block") or {}
             if block.get("type") == "tool_use":
                 index = self.tool_indexes.setdefault(document.get("index", 0), len(self.tool_indexes))
+                self.without_arguments.add(index)
                 yield self.chunk({"tool_calls": [{"index": index, "id": block.get("id", ""), "type": "function",
                                                   "function": {"name": block.get("name", ""), "arguments": ""}}]})
         elif kind == "content_block_delta":
             delta = document.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
                 yield self.chunk({"content": delta["text"]})
+            elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                yield self.chunk({"reasoning_content": delta["thinking"]})
             elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
                 index = self.tool_indexes.get(document.get("index", 0), 0)
+                self.without_arguments.discard(index)
                 yield self.chunk({"tool_calls": [{"index": index,
                                                   "function": {"arguments": delta["partial_json"]}}]})
+        elif kind == "content_block_stop":
+            index = self.tool_indexes.get(document.get("index", 0))
+            if index in self.without_arguments:  # a tool without parameters: OpenAI's arguments are still JSON
+                self.without_arguments.discard(index)
+                yield self.chunk({"tool_calls": [{"index": index, "function": {"arguments": "{}"}}]})
         elif kind == "message_delta":
             delta = document.get("delta") or {}
             output = (document.get("usage") or {}).get("output_tokens")
-            yield self.chunk({}, finish_reason(delta.get("stop_reason")) or "stop",
-                             usage_of({**self.input_usage, **(document.get("usage") or {})}, output))
+            yield from self.finish(finish_reason(delta.get("stop_reason")) or "stop",
+                                   usage_of({**self.input_usage, **(document.get("usage") or {})}, output))
         elif kind == "error":
             error = document.get("error") or {}
             message = error.get("message") if isinstance(error, dict) else None

@@ -9,13 +9,14 @@ Everything else, including the error mapping and redaction, is shared here. Adap
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from core import redaction
 
 from .. import errors, upstream
+from . import translate
 from ..account import Account
 from ..catalogue import TASKS
 from ..errors import GatewayError
@@ -123,7 +124,7 @@ class Adapter:
             if response.media_type not in self.stream_types:
                 response.close()
                 raise errors.not_a_stream(account.label, response.media_type)
-            return self.relay_stream(account, target, response)
+            return self.relay_stream(account, target, response, include_usage=translate.wants_usage(body))
         try:
             document = response.json()
         except ValueError:
@@ -173,8 +174,53 @@ class Adapter:
         )
         raise failure
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> "EventStream":
-        """Server-sent events passed through as they arrive, always ending with `data: [DONE]`."""
+    # --- Native pass-through (the provider's own API, unchanged but for the model and the credentials) -----
+
+    # The provider APIs this adapter forwards as they are (e.g. "anthropic.messages", "openai.responses").
+    native_apis: tuple[str, ...] = ()
+
+    async def forward(self, account: Account, target: Target, api: str, body: dict,
+                      headers: dict[str, str]) -> "bytes | EventStream":
+        """Send a request in the provider's own format to its own route, with the endpoint's model and the
+        account's credentials, and hand back its answer as it came (bytes, redacted) or its event stream.
+
+        `headers`: the caller's headers this API defines (a version, beta flags), passed on as they are.
+        A provider error is a GatewayError, as for translated calls.
+        """
+        if api not in self.native_apis:
+            raise GatewayError(400, errors.INVALID_REQUEST, "wrong_provider",
+                               f"{account.label} endpoints cannot be called through this route.")
+        self.supports(account)
+        call = await self.build_forward_call(account, target, api, {**body, "model": target.model}, headers)
+        response = await self.send(account, call)
+        if not call.stream:
+            return redact_answer(account, response.content)
+        return self.relay_native(account, response)
+
+    def relay_native(self, account: Account, response: UpstreamResponse) -> "EventStream":
+        """A native stream relayed line by line as it comes (server-sent events, no [DONE] added)."""
+        if response.media_type not in STREAM_TYPES:
+            response.close()
+            raise errors.not_a_stream(account.label, response.media_type)
+        events = relay_events(response, provider=account.label, name=account.name, done=False,
+                              failure_event=self.native_failure_event)
+        return EventStream(response, events, account)
+
+    async def build_forward_call(self, account: Account, target: Target, api: str, body: dict,
+                                 headers: dict[str, str]) -> UpstreamCall:
+        raise NotImplementedError
+
+    def native_failure_event(self, failure: GatewayError) -> bytes:
+        """How a native stream that breaks off ends: an error event as the provider would send one."""
+        return b"event: error\n" + sse_bytes(failure.body())
+
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> "EventStream":
+        """Server-sent events passed through as they arrive, always ending with `data: [DONE]`.
+
+        `include_usage`: the request asked for the usage chunk (a translating adapter writes it; a provider
+        that speaks OpenAI's API was sent the option and answers it itself)."""
         return EventStream(response, relay_events(response, provider=account.label, name=account.name), account)
 
 
@@ -231,9 +277,14 @@ def event_stream_prefix(lines: bytes) -> int:
     return good
 
 
-async def relay_events(response: UpstreamResponse, *, provider: str, name: str) -> AsyncIterator[bytes]:
+async def relay_events(
+    response: UpstreamResponse, *, provider: str, name: str, done: bool = True,
+    failure_event: Callable[[GatewayError], bytes] | None = None,
+) -> AsyncIterator[bytes]:
     """The provider's events as they come, in whole lines, each checked to be an event stream's; anything
-    else, or a stream that breaks off, ends with an OpenAI error event; then [DONE]."""
+    else, or a stream that breaks off, ends with an error event (OpenAI's, or `failure_event`'s); then
+    [DONE] unless `done` is false (a provider API whose streams have no such end)."""
+    failure_event = failure_event or (lambda failure: sse_bytes(failure.body()))
     tail = pending = b""
     try:
         async for chunk in response.iter_bytes():
@@ -249,21 +300,23 @@ async def relay_events(response: UpstreamResponse, *, provider: str, name: str) 
             if good < len(lines):
                 failure = errors.invalid_stream(provider)
                 logger.warning("Connection %s: the provider's stream is not an event stream.", name)
-                yield event_separator(tail) + sse_bytes(failure.body())
+                yield event_separator(tail) + failure_event(failure)
                 tail, pending = b"\n\n", b""
                 break
     except TRANSPORT_ERRORS as error:
         failure = errors.from_transport_error(error, provider=provider)
         logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
-        yield event_separator(tail + pending) + sse_bytes(failure.body())
+        yield event_separator(tail + pending) + failure_event(failure)
         tail, pending = b"\n\n", b""
     finally:
         response.close()
     if pending and event_stream_prefix(pending + b"\n") > len(pending):
         tail = (tail + pending)[-64:]
         yield pending
-    if not ENDS_WITH_DONE.search(tail):
+    if done and not ENDS_WITH_DONE.search(tail):
         yield event_separator(tail) + DONE_EVENT
+    elif not done and (separator := event_separator(tail)):
+        yield separator  # the provider's last event, completed
 
 
 def sse_bytes(document: dict) -> bytes:

@@ -16,6 +16,8 @@ Streams come in AWS's binary event-stream encoding, decoded with botocore's Even
 arrive, and go out as OpenAI chunks ending with `data: [DONE]`.
 """
 
+import base64
+import binascii
 import json
 import logging
 import time
@@ -31,14 +33,16 @@ from .. import errors
 from ..account import Account
 from ..errors import GatewayError
 from ..upstream import TRANSPORT_ERRORS, UpstreamResponse
-from . import translate
-from .base import Adapter, EventStream, Target, UpstreamCall, validate_body
+from . import anthropic, translate
+from .base import Adapter, EventStream, Target, UpstreamCall, sse_bytes, validate_body
 
 logger = logging.getLogger("gateway")
 
 SERVICE = "bedrock"  # the SigV4 service name of both the runtime and the control plane
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 COHERE_BATCH = 96  # texts per Cohere embed request, Bedrock's limit
+# Claude on Bedrock (InvokeModel) takes Anthropic's Messages body with this version instead of model and stream.
+ANTHROPIC_VERSION = "bedrock-2023-05-31"
 STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -46,6 +50,7 @@ STOP_REASONS = {
     "content_filtered": "content_filter",
     "guardrail_intervened": "content_filter",
     "tool_use": "tool_calls",
+    "model_context_window_exceeded": "length",
 }
 
 
@@ -84,23 +89,53 @@ class BedrockAdapter(Adapter):
         url = f"{control_base(account)}/foundation-models?byOutputModality=EMBEDDING"
         return signed_call(account, "GET", url, None)
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> EventStream:
         """Converse streams come in AWS's event-stream encoding: translated as they arrive."""
-        stream = ConverseStream(target.model, provider=account.label, name=account.name)
+        stream = ConverseStream(target.model, provider=account.label, name=account.name, include_usage=include_usage)
         return EventStream(response, stream.relay(response), account)
+
+    # Anthropic's Messages API for Claude models (InvokeModel): the answer is Anthropic's own, and a stream's
+    # events, which Bedrock wraps in its event-stream encoding, go out as Anthropic's server-sent events.
+    native_apis = ("anthropic.messages",)
+    native_failure_event = anthropic.AnthropicAdapter.native_failure_event
+
+    async def build_forward_call(self, account: Account, target: Target, api: str, body: dict,
+                                 headers: dict[str, str]) -> UpstreamCall:
+        if "anthropic." not in target.model:
+            raise GatewayError(400, errors.INVALID_REQUEST, "wrong_provider",
+                               "Amazon Bedrock endpoints serve Anthropic's API only for Claude models (anthropic.*).")
+        stream = body.get("stream") is True
+        payload = {"anthropic_version": ANTHROPIC_VERSION,
+                   **{name: value for name, value in body.items() if name not in ("model", "stream")}}
+        betas = [beta.strip() for beta in headers.get("anthropic-beta", "").split(",") if beta.strip()]
+        if betas:
+            payload["anthropic_beta"] = betas
+        url = f"{account.base_url()}/model/{quote(target.model, safe='')}/"
+        url += "invoke-with-response-stream" if stream else "invoke"
+        return signed_call(account, "POST", url, payload, stream=stream)
+
+    def relay_native(self, account: Account, response: UpstreamResponse) -> EventStream:
+        if response.media_type != EVENT_STREAM:
+            response.close()
+            raise errors.not_a_stream(account.label, response.media_type)
+        return EventStream(response, native_events(response, provider=account.label, name=account.name), account)
 
     def parse_response(self, target: Target, document: object) -> dict:
         message = document.get("output", {}).get("message") if isinstance(document, dict) else None
         if not isinstance(message, dict) or not isinstance(message.get("content"), list):
             raise errors.invalid_response("Amazon Bedrock")
         blocks = [block for block in message["content"] if isinstance(block, dict)]
-        usage = document.get("usage") or {}
+        reasoning = [((block["reasoningContent"].get("reasoningText") or {}).get("text") or "")
+                     for block in blocks if isinstance(block.get("reasoningContent"), dict)]
         return translate.chat_completion(
             model=target.model,
             content="".join(block["text"] for block in blocks if isinstance(block.get("text"), str)),
             finish_reason=STOP_REASONS.get(document.get("stopReason"), "stop"),
-            usage_=translate.usage(usage.get("inputTokens"), usage.get("outputTokens")),
+            usage_=usage_of(document.get("usage")),
             tool_calls=[tool_call(block["toolUse"]) for block in blocks if isinstance(block.get("toolUse"), dict)],
+            reasoning_content="".join(text for text in reasoning if isinstance(text, str)),
         )
 
     async def embed(self, account: Account, target: Target, body: dict) -> dict:
@@ -191,6 +226,10 @@ def sigv4_headers(
 def converse_request(body: dict) -> dict:
     """An OpenAI chat body as a Converse request (system apart, alternating roles, inferenceConfig, tools)."""
     translate.refuse_options_not_carried(body, carried=("tools", "tool_choice"), provider="Amazon Bedrock")
+    if body.get("tools") and body.get("tool_choice") == "none":
+        # Converse's toolChoice is auto, any or one tool: the model could still call one of the tools sent.
+        raise GatewayError(400, errors.INVALID_REQUEST, "unsupported_parameter",
+                           "'tool_choice' \"none\" cannot be carried to Amazon Bedrock: leave the tools out instead.")
     system, rest = translate.split_system(body["messages"])
     request: dict = {"messages": converse_messages(rest)}
     if system:
@@ -288,6 +327,14 @@ def tool_config(body: dict) -> dict:
     return config
 
 
+def usage_of(usage: object) -> dict:
+    """Converse's usage as OpenAI's: cache reads and writes are prompt tokens, the total is Bedrock's."""
+    usage = usage if isinstance(usage, dict) else {}
+    prompt = sum(int(usage.get(name) or 0) for name in ("inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens"))
+    return translate.usage(prompt, usage.get("outputTokens"), total_tokens=usage.get("totalTokens"),
+                           cached_tokens=usage.get("cacheReadInputTokens"))
+
+
 def tool_call(tool_use: dict) -> dict:
     return {"id": tool_use.get("toolUseId", ""), "type": "function",
             "function": {"name": tool_use.get("name", ""), "arguments": json.dumps(tool_use.get("input", {}))}}
@@ -299,23 +346,29 @@ def tool_call(tool_use: dict) -> dict:
 class ConverseStream:
     """Translates one converse-stream answer's events into OpenAI chunks, in order, as they arrive."""
 
-    def __init__(self, model: str, *, provider: str, name: str):
+    def __init__(self, model: str, *, provider: str, name: str, include_usage: bool = False):
         self.model = model
         self.provider = provider
         self.name = name
+        self.include_usage = include_usage
         self.id = translate.completion_id()
         self.created = int(time.time())
-        self.finish_reason: str | None = None  # held until the usage (metadata event) that follows it
+        # messageStop and metadata come in either order: the finish chunk waits for the end of the stream.
+        self.finish_reason: str | None = None
+        self.usage: dict | None = None
         self.tool_indexes: dict[int, int] = {}  # Converse content block index -> OpenAI tool call index
+        self.without_arguments: set[int] = set()  # tool calls whose arguments have not arrived yet
 
     async def relay(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
         buffer = EventStreamBuffer()
+        failed = True
         try:
             async for data in response.iter_bytes():
                 buffer.add_data(data)
                 for message in buffer:
                     for chunk in self.translate(message):
                         yield chunk
+            failed = False
         except GatewayError as failure:  # an exception event from Bedrock
             logger.warning("Connection %s: the stream ended with %s", self.name, failure.code)
             yield translate.sse(failure.body())
@@ -330,8 +383,11 @@ class ConverseStream:
             yield translate.sse(failure.body())
         finally:
             response.close()
-        if self.finish_reason is not None:
-            yield self.chunk({}, finish_reason=self.finish_reason)
+        if not failed and (self.finish_reason is not None or self.usage is not None):
+            yield self.chunk({}, finish_reason=self.finish_reason or "stop")
+            if self.include_usage:
+                yield translate.usage_chunk(id_=self.id, model=self.model, created=self.created,
+                                            usage_=self.usage or translate.usage(0, 0))
         yield translate.DONE
 
     def translate(self, message: EventStreamMessage) -> Iterator[bytes]:
@@ -352,6 +408,7 @@ class ConverseStream:
             tool_use = (payload.get("start") or {}).get("toolUse")
             if isinstance(tool_use, dict):
                 index = self.tool_indexes.setdefault(payload.get("contentBlockIndex", 0), len(self.tool_indexes))
+                self.without_arguments.add(index)
                 yield self.chunk({"tool_calls": [{"index": index, "id": tool_use.get("toolUseId", ""),
                                                   "type": "function",
                                                   "function": {"name": tool_use.get("name", ""), "arguments": ""}}]})
@@ -362,18 +419,57 @@ class ConverseStream:
             elif isinstance(delta.get("toolUse"), dict):
                 index = self.tool_indexes.get(payload.get("contentBlockIndex", 0), 0)
                 arguments = delta["toolUse"].get("input", "")
-                yield self.chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]})
+                if arguments:
+                    self.without_arguments.discard(index)
+                    yield self.chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]})
+            elif isinstance(delta.get("reasoningContent"), dict) and delta["reasoningContent"].get("text"):
+                yield self.chunk({"reasoning_content": delta["reasoningContent"]["text"]})
+        elif event == "contentBlockStop":
+            index = self.tool_indexes.get(payload.get("contentBlockIndex", 0))
+            if index in self.without_arguments:  # a tool without parameters: OpenAI's arguments are still JSON
+                self.without_arguments.discard(index)
+                yield self.chunk({"tool_calls": [{"index": index, "function": {"arguments": "{}"}}]})
         elif event == "messageStop":
             self.finish_reason = STOP_REASONS.get(payload.get("stopReason"), "stop")
         elif event == "metadata":
-            usage = payload.get("usage") or {}
-            yield self.chunk({}, finish_reason=self.finish_reason or "stop",
-                             usage_=translate.usage(usage.get("inputTokens"), usage.get("outputTokens")))
-            self.finish_reason = None
+            self.usage = usage_of(payload.get("usage"))
 
     def chunk(self, delta: dict, *, finish_reason: str | None = None, usage_: dict | None = None) -> bytes:
         return translate.chunk(id_=self.id, model=self.model, created=self.created, delta=delta,
                                finish_reason=finish_reason, usage_=usage_)
+
+
+async def native_events(response: UpstreamResponse, *, provider: str, name: str) -> AsyncIterator[bytes]:
+    """InvokeModel's response stream (each `chunk` event holding one Anthropic event, base64'd) as Anthropic's
+    server-sent events; an exception ends it with Anthropic's error event."""
+    buffer = EventStreamBuffer()
+    try:
+        async for data in response.iter_bytes():
+            buffer.add_data(data)
+            for message in buffer:
+                headers = message.headers
+                if headers.get(":message-type") == "exception":
+                    raise stream_exception(headers.get(":exception-type", ""), message.payload, provider)
+                if headers.get(":message-type") == "error":
+                    raise GatewayError(502, errors.UPSTREAM, "upstream_error",
+                                       f"{provider} ended the stream with {headers.get(':error-code', 'an error')}.")
+                if headers.get(":event-type") != "chunk":
+                    continue
+                event = json.loads(base64.b64decode(json.loads(message.payload)["bytes"]))
+                yield f"event: {event.get('type', 'message')}\n".encode() + sse_bytes(event)
+    except GatewayError as failure:
+        logger.warning("Connection %s: the stream ended with %s", name, failure.code)
+        yield anthropic.AnthropicAdapter.native_failure_event(None, failure)
+    except (ParserError, ValueError, KeyError, TypeError, binascii.Error) as error:
+        logger.warning("Connection %s: unreadable event stream (%s)", name, type(error).__name__)
+        yield anthropic.AnthropicAdapter.native_failure_event(None, GatewayError(
+            502, errors.UPSTREAM, "upstream_invalid_response", f"{provider} sent an unreadable event stream."))
+    except TRANSPORT_ERRORS as error:
+        failure = errors.from_transport_error(error, provider=provider)
+        logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
+        yield anthropic.AnthropicAdapter.native_failure_event(None, failure)
+    finally:
+        response.close()
 
 
 def stream_exception(kind: str, payload: bytes, provider: str) -> GatewayError:

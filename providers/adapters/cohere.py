@@ -5,9 +5,9 @@ finish reasons, usage and the answer's content blocks differ. Embeddings (`/v2/e
 answer `embeddings.float`. Streams are translated event by event as they arrive.
 """
 
-import json
 from collections.abc import Iterator
 
+from .. import errors
 from ..account import Account
 from ..upstream import UpstreamResponse
 from . import translate
@@ -48,17 +48,24 @@ class CohereAdapter(Adapter):
             billed = ((document.get("meta") or {}).get("billed_units") or {}).get("input_tokens")
             return translate.embeddings(model=target.model, vectors=vectors, usage_=translate.usage(billed, 0))
         message = document.get("message") or {}
+        tool_calls = message.get("tool_calls") or None
+        content = message.get("content")
+        thinking = "".join(item.get("thinking") or "" for item in content if isinstance(item, dict)
+                           and item.get("type") == "thinking") if isinstance(content, list) else ""
         return translate.chat_completion(
             model=target.model,
-            content=translate.text_of(message.get("content")),
-            finish_reason=finish_reason(document.get("finish_reason")),
+            content=translate.text_of(content),  # tool_plan is Cohere's narration of its calls, not the answer
+            finish_reason=finish_reason(document.get("finish_reason"), bool(tool_calls)),
             usage_=usage_of(document.get("usage")),
             id_=document.get("id"),
-            tool_calls=message.get("tool_calls") or None,
+            tool_calls=tool_calls,
+            reasoning_content=thinking,
         )
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
-        chunks = StreamTranslation(account, target.model).chunks(response)
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> EventStream:
+        chunks = StreamTranslation(account, target.model, include_usage=include_usage).chunks(response)
         return EventStream(
             response, translate.relay_translated(response, chunks, provider=account.label, name=account.name), account
         )
@@ -80,10 +87,17 @@ def chat_request(model: str, body: dict) -> dict:
     stop = body.get("stop")
     if stop:
         request["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    choice = body.get("tool_choice")
+    if choice is not None and choice != "auto" and (not isinstance(choice, str) or choice not in TOOL_CHOICES):
+        # Cohere has no way to name the tool to call: only REQUIRED (some tool) or NONE.
+        raise errors.GatewayError(
+            400, errors.INVALID_REQUEST, "unsupported_parameter",
+            "'tool_choice' naming a function cannot be carried to Cohere: use \"auto\", \"required\" or \"none\".",
+        )
     if body.get("tools"):
         request["tools"] = body["tools"]  # Cohere v2 takes OpenAI's function tools as they are
-        if body.get("tool_choice") in TOOL_CHOICES:
-            request["tool_choice"] = TOOL_CHOICES[body["tool_choice"]]
+        if choice in TOOL_CHOICES:
+            request["tool_choice"] = TOOL_CHOICES[choice]
     if body.get("stream"):
         request["stream"] = True
     return request
@@ -119,9 +133,11 @@ def embed_request(model: str, body: dict) -> dict:
 # --- Answers --------------------------------------------------------------------------------------------
 
 
-def finish_reason(reason: object) -> str | None:
-    if reason is None:
-        return None
+def finish_reason(reason: object, tool_calls: bool = False) -> str:
+    """Cohere's finish reason as OpenAI's; an answer without one finished as OpenAI's would (ERROR and TIMEOUT
+    with the text so far are `stop`, as peers map them)."""
+    if reason is None or reason == "":
+        return "tool_calls" if tool_calls else "stop"
     return FINISH_REASONS.get(str(reason), "stop")
 
 
@@ -136,8 +152,8 @@ def usage_of(usage: object) -> dict | None:
 class StreamTranslation(translate.ChunkWriter):
     """Cohere v2's stream events as OpenAI chunks, one translation per stream."""
 
-    def __init__(self, account: Account, model: str):
-        super().__init__(model)
+    def __init__(self, account: Account, model: str, *, include_usage: bool = False):
+        super().__init__(model, include_usage=include_usage)
         self.account = account
         self.tool_index = -1
 
@@ -147,11 +163,13 @@ class StreamTranslation(translate.ChunkWriter):
             self.id = document.get("id") or self.id
             yield self.chunk({"role": "assistant", "content": ""})
         elif kind == "content-delta":
-            text = (message.get("content") or {}).get("text")
-            if text:
-                yield self.chunk({"content": text})
+            content = message.get("content") or {}
+            if content.get("text"):
+                yield self.chunk({"content": content["text"]})
+            elif content.get("thinking"):
+                yield self.chunk({"reasoning_content": content["thinking"]})
         elif kind == "tool-call-start":
-            self.tool_index += 1
+            self.tool_index = document["index"] if isinstance(document.get("index"), int) else self.tool_index + 1
             call = message.get("tool_calls") or {}
             function = call.get("function") or {}
             yield self.chunk({"tool_calls": [{"index": self.tool_index, "id": call.get("id", ""), "type": "function",
@@ -160,7 +178,8 @@ class StreamTranslation(translate.ChunkWriter):
         elif kind == "tool-call-delta":
             arguments = ((message.get("tool_calls") or {}).get("function") or {}).get("arguments")
             if arguments:
-                yield self.chunk({"tool_calls": [{"index": max(self.tool_index, 0),
+                index = document["index"] if isinstance(document.get("index"), int) else max(self.tool_index, 0)
+                yield self.chunk({"tool_calls": [{"index": index,
                                                   "function": {"arguments": arguments}}]})
         elif kind == "message-end":
             delta = document.get("delta") or {}
@@ -168,4 +187,5 @@ class StreamTranslation(translate.ChunkWriter):
                 yield translate.error_event(str(delta["error"]), provider=self.account.label,
                                             secrets=self.account.values_to_redact())
                 return
-            yield self.chunk({}, finish_reason(delta.get("finish_reason")) or "stop", usage_of(delta.get("usage")))
+            yield from self.finish(finish_reason(delta.get("finish_reason"), self.tool_index >= 0),
+                                   usage_of(delta.get("usage")))

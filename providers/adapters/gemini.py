@@ -8,8 +8,9 @@ Gemini models under another address and credential.
 
 import json
 import logging
-import time
+import uuid
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 from urllib.parse import quote
 
 from .. import errors
@@ -22,17 +23,17 @@ from .base import Adapter, EventStream, Target, UpstreamCall, accept_headers
 logger = logging.getLogger("gateway")
 
 API_VERSION = "v1beta"
-ROLES = {"user": "user", "assistant": "model"}
-FINISH_REASONS = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-}
+ROLES = {"user": "user", "assistant": "model", "tool": "user"}
+# Candidate finish reasons that withheld or cut the answer for its content: OpenAI's content_filter, and the
+# text (a recitation's partial text included) is not given, as peers do. Every other reason is `stop` (the
+# failed tool-call ones too: MALFORMED_FUNCTION_CALL, UNEXPECTED_TOOL_CALL, ...), but MAX_TOKENS.
+FILTERED = frozenset({
+    "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "LANGUAGE", "OTHER", "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "IMAGE_OTHER", "NO_IMAGE",
+})
+# A tool call's thought signature (Gemini 3 refuses the next turn without it) travels in its OpenAI id.
+SIGNATURE_SEPARATOR = "__thought__"
+TOOL_CHOICES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 # OpenAI sampling options with a direct Gemini `generationConfig` counterpart.
 GENERATION_OPTIONS = {
     "temperature": "temperature",
@@ -41,9 +42,9 @@ GENERATION_OPTIONS = {
     "presence_penalty": "presencePenalty",
     "frequency_penalty": "frequencyPenalty",
 }
-# Of translate.ANSWER_OPTIONS, what this translation carries (JSON mode as Gemini's JSON response type); the
-# others, tools among them, are refused.
-CARRIED_OPTIONS = (*GENERATION_OPTIONS, "response_format")
+# Of translate.ANSWER_OPTIONS, what this translation carries (JSON mode and schemas as Gemini's JSON response
+# type, tools as function declarations); the others are refused.
+CARRIED_OPTIONS = (*GENERATION_OPTIONS, "response_format", "tools", "tool_choice")
 
 
 def unsupported(message: str) -> GatewayError:
@@ -86,17 +87,25 @@ def inline_image(image: object) -> dict:
 
 
 def gemini_contents(messages: list) -> list[dict]:
-    """The conversation as Gemini `contents`; consecutive messages of one role become one turn."""
+    """The conversation as Gemini `contents`; consecutive messages of one role become one turn (so the results
+    of one turn's tool calls go back together, as Gemini wants them)."""
     contents: list[dict] = []
+    called: dict[str, str] = {}  # tool call id -> function name, from the assistant's earlier tool calls
     for message in messages:
         role = ROLES.get(message.get("role"))
         if role is None:
             raise unsupported(
-                f"Messages with role '{message.get('role')}' cannot be sent to Gemini; use system, user or assistant."
+                f"Messages with role '{message.get('role')}' cannot be sent to Gemini; use system, user, assistant "
+                "or tool."
             )
-        if message.get("tool_calls") or message.get("function_call"):
-            raise unsupported("Tool calls in messages cannot be sent to Gemini endpoints yet.")
-        parts = parts_of(message.get("content"))
+        if message.get("function_call"):
+            raise unsupported("'function_call' in messages cannot be sent to Gemini: use 'tool_calls'.")
+        if message.get("role") == "tool":
+            parts = [function_response(message, called)]
+        else:
+            parts = parts_of(message.get("content"))
+        if message.get("role") == "assistant":
+            parts += function_calls(message.get("tool_calls"), called)
         if not parts:
             continue
         if contents and contents[-1]["role"] == role:
@@ -106,6 +115,87 @@ def gemini_contents(messages: list) -> list[dict]:
     if not contents:
         raise GatewayError(400, errors.INVALID_REQUEST, "invalid_body", "The messages hold no user or assistant text.")
     return contents
+
+
+def function_calls(tool_calls: object, called: dict[str, str]) -> list[dict]:
+    """An assistant message's OpenAI tool calls as Gemini functionCall parts (remembering id -> name)."""
+    if tool_calls is None:
+        return []
+    if not isinstance(tool_calls, list):
+        raise GatewayError(400, errors.INVALID_REQUEST, "invalid_body", "'tool_calls' must be a list.")
+    parts = []
+    for call in tool_calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise GatewayError(400, errors.INVALID_REQUEST, "invalid_body",
+                               "Each tool call needs a 'function' with a 'name'.")
+        arguments = function.get("arguments") or "{}"
+        try:
+            args = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except ValueError:
+            raise GatewayError(400, errors.INVALID_REQUEST, "invalid_body",
+                               "A tool call's 'arguments' must be a JSON object.") from None
+        if not isinstance(args, dict):
+            raise GatewayError(400, errors.INVALID_REQUEST, "invalid_body",
+                               "A tool call's 'arguments' must be a JSON object.")
+        call_id = call.get("id") if isinstance(call.get("id"), str) else ""
+        called[call_id] = function["name"]
+        part: dict = {"functionCall": {"name": function["name"], "args": args}}
+        _, _, signature = call_id.partition(SIGNATURE_SEPARATOR)
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
+
+
+def function_response(message: dict, called: dict[str, str]) -> dict:
+    """A tool message as a functionResponse part: Gemini names the function, which OpenAI gives only in the
+    assistant's call with that id. A JSON object result goes as it is, anything else as `{"content": text}`."""
+    call_id = message.get("tool_call_id")
+    name = called.get(call_id) if isinstance(call_id, str) else None
+    if name is None:
+        raise GatewayError(
+            400, errors.INVALID_REQUEST, "invalid_body",
+            "A tool message must answer a tool call of an earlier assistant message (its 'tool_call_id'): Gemini "
+            "needs the function's name.",
+        )
+    text = translate.text_of(message.get("content"))
+    try:
+        result = json.loads(text)
+    except ValueError:
+        result = None
+    return {"functionResponse": {"name": name, "response": result if isinstance(result, dict) else {"content": text}}}
+
+
+def gemini_tools(body: dict) -> list[dict]:
+    """OpenAI function tools as one Gemini `functionDeclarations` tool; the schema goes as given (JSON Schema)."""
+    tools = body.get("tools")
+    if not tools:
+        return []
+    declarations = []
+    for tool in tools if isinstance(tools, list) else [None]:
+        function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise unsupported("'tools' other than functions (with a 'name') cannot be carried to Gemini.")
+        declaration: dict = {"name": function["name"]}
+        if isinstance(function.get("description"), str):
+            declaration["description"] = function["description"]
+        if isinstance(function.get("parameters"), dict):
+            declaration["parametersJsonSchema"] = function["parameters"]
+        declarations.append(declaration)
+    return [{"functionDeclarations": declarations}]
+
+
+def tool_config(choice: object) -> dict | None:
+    """OpenAI's tool_choice as Gemini's functionCallingConfig (a named function: ANY with only that one)."""
+    if choice is None:
+        return None
+    if isinstance(choice, str) and choice in TOOL_CHOICES:
+        return {"functionCallingConfig": {"mode": TOOL_CHOICES[choice]}}
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if isinstance(function, dict) and isinstance(function.get("name"), str):
+        return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [function["name"]]}}
+    raise unsupported("This 'tool_choice' cannot be carried to Gemini: use auto, required, none or a function.")
 
 
 def generation_config(body: dict) -> dict:
@@ -120,6 +210,12 @@ def generation_config(body: dict) -> dict:
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise GatewayError(400, errors.INVALID_REQUEST, "invalid_body",
+                               "'response_format' of type json_schema needs 'json_schema.schema', an object.")
+        config["responseJsonSchema"] = schema
     return config
 
 
@@ -130,6 +226,12 @@ def chat_request(body: dict) -> dict:
     request: dict = {"contents": gemini_contents(messages)}
     if system:
         request["systemInstruction"] = {"parts": [{"text": system}]}
+    tools = gemini_tools(body)
+    if tools:
+        request["tools"] = tools
+        config = tool_config(body.get("tool_choice"))
+        if config:
+            request["toolConfig"] = config
     config = generation_config(body)
     if config:
         request["generationConfig"] = config
@@ -154,45 +256,81 @@ def invalid(message: str) -> GatewayError:
     return GatewayError(502, errors.UPSTREAM, "upstream_invalid_response", message)
 
 
-def candidate_text(document: dict) -> tuple[str, str | None]:
-    """The first candidate's text parts joined (thoughts left out), and its OpenAI finish_reason."""
+def finish_reason(reason: object, tool_calls: bool) -> str:
+    """A candidate's finishReason as OpenAI's; an answer with tool calls finished to call them."""
+    if reason in FILTERED:
+        return "content_filter"
+    if reason == "MAX_TOKENS":
+        return "length"
+    return "tool_calls" if tool_calls else "stop"
+
+
+def tool_call_id(call: dict, signature: object) -> str:
+    """Gemini's id for the call when it gives one (else a new one), with its thought signature, if any."""
+    base = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else f"call_{uuid.uuid4().hex[:24]}"
+    return f"{base}{SIGNATURE_SEPARATOR}{signature}" if isinstance(signature, str) and signature else base
+
+
+class Candidate(NamedTuple):
+    """What the first candidate of one answer (or one stream event) holds, in OpenAI's terms."""
+
+    text: str
+    reasoning: str
+    tool_calls: list[dict]
+    reason: str | None  # Gemini's finishReason ("BLOCKED" for a prompt refused before any candidate)
+
+
+def read_candidate(document: dict) -> Candidate:
     candidates = document.get("candidates") or []
     if not candidates:
         blocked = (document.get("promptFeedback") or {}).get("blockReason")
-        return "", "content_filter" if blocked else None
+        return Candidate("", "", [], "SAFETY" if blocked else None)
     candidate = candidates[0] if isinstance(candidates[0], dict) else {}
-    parts = (candidate.get("content") or {}).get("parts") or []
-    text = "".join(
-        part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str)
-        and not part.get("thought")
-    )
+    parts = [part for part in (candidate.get("content") or {}).get("parts") or [] if isinstance(part, dict)]
+    text = reasoning = ""
+    tool_calls = []
+    for part in parts:
+        if isinstance(part.get("text"), str):
+            if part.get("thought"):
+                reasoning += part["text"]
+            else:
+                text += part["text"]
+        elif isinstance(part.get("functionCall"), dict):
+            call = part["functionCall"]
+            tool_calls.append({"id": tool_call_id(call, part.get("thoughtSignature")), "type": "function",
+                               "function": {"name": str(call.get("name") or ""),
+                                            "arguments": json.dumps(call.get("args") or {})}})
     reason = candidate.get("finishReason")
-    return text, (FINISH_REASONS.get(reason, "stop") if reason else None)
+    return Candidate(text, reasoning, tool_calls, reason if isinstance(reason, str) else None)
 
 
 def usage_of(metadata: object) -> dict | None:
-    """Gemini's usageMetadata as OpenAI usage; thinking tokens count as completion tokens, as OpenAI counts them."""
+    """Gemini's usageMetadata as OpenAI usage; thinking tokens count as completion tokens, as OpenAI counts them,
+    and cached tokens are part of the prompt's."""
     if not isinstance(metadata, dict):
         return None
-    prompt = metadata.get("promptTokenCount") or 0
-    completion = (metadata.get("candidatesTokenCount") or 0) + (metadata.get("thoughtsTokenCount") or 0)
-    usage = translate.usage(prompt, completion)
-    if metadata.get("totalTokenCount"):
-        usage["total_tokens"] = int(metadata["totalTokenCount"])
-    return usage
+    thoughts = metadata.get("thoughtsTokenCount") or 0
+    completion = (metadata.get("candidatesTokenCount") or 0) + thoughts
+    return translate.usage(metadata.get("promptTokenCount"), completion,
+                           total_tokens=metadata.get("totalTokenCount"),
+                           cached_tokens=metadata.get("cachedContentTokenCount"), reasoning_tokens=thoughts)
 
 
 def chat_response(model: str, document: object) -> dict:
     if not isinstance(document, dict):
         raise invalid("Gemini's answer is not a JSON object.")
-    text, finish_reason = candidate_text(document)
+    candidate = read_candidate(document)
+    reason = finish_reason(candidate.reason, bool(candidate.tool_calls))
+    withheld = reason == "content_filter"
     response_id = document.get("responseId")
     return translate.chat_completion(
         model=document.get("modelVersion") or model,
-        content=text,
-        finish_reason=finish_reason or "stop",
+        content=None if withheld else candidate.text,
+        finish_reason=reason,
         usage_=usage_of(document.get("usageMetadata")),
         id_=f"chatcmpl-{response_id}" if isinstance(response_id, str) and response_id else None,
+        tool_calls=None if withheld else candidate.tool_calls,
+        reasoning_content=None if withheld else candidate.reasoning,
     )
 
 
@@ -205,11 +343,13 @@ def embeddings_response(model: str, document: object) -> dict:
 
 
 async def translate_stream(
-    response: UpstreamResponse, *, model: str, provider: str, name: str
+    response: UpstreamResponse, *, model: str, provider: str, name: str, include_usage: bool = False
 ) -> AsyncIterator[bytes]:
-    """Gemini's server-sent events as OpenAI chunks, each written as its event arrives, then [DONE]."""
-    id_, created = translate.completion_id(), int(time.time())
-    started, finish_reason, usage = False, None, None
+    """Gemini's server-sent events as OpenAI chunks, each written as its event arrives, then [DONE].
+
+    Each event holds whole parts: a function call arrives complete, as one tool-call delta with its index."""
+    writer = translate.ChunkWriter(model, include_usage=include_usage)
+    started, reason, tool_calls = False, None, 0
     try:
         async for _, data in translate.read_events(response):
             try:
@@ -227,21 +367,25 @@ async def translate_stream(
                 break
             if not isinstance(document, dict):
                 continue
-            model = document.get("modelVersion") or model
-            text, reason = candidate_text(document)
-            finish_reason = reason or finish_reason
-            usage = usage_of(document.get("usageMetadata")) or usage
+            writer.model = document.get("modelVersion") or writer.model
+            candidate = read_candidate(document)
+            reason = candidate.reason or reason
+            writer.usage = usage_of(document.get("usageMetadata")) or writer.usage
             if not started:
                 started = True
-                yield translate.chunk(id_=id_, model=model, created=created,
-                                      delta={"role": "assistant", "content": text})
-            elif text:
-                yield translate.chunk(id_=id_, model=model, created=created, delta={"content": text})
+                yield writer.chunk({"role": "assistant", "content": candidate.text})
+            elif candidate.text:
+                yield writer.chunk({"content": candidate.text})
+            if candidate.reasoning:
+                yield writer.chunk({"reasoning_content": candidate.reasoning})
+            for call in candidate.tool_calls:
+                yield writer.chunk({"tool_calls": [{"index": tool_calls, **call}]})
+                tool_calls += 1
         else:
             if not started:
-                yield translate.chunk(id_=id_, model=model, created=created, delta={"role": "assistant", "content": ""})
-            yield translate.chunk(id_=id_, model=model, created=created, delta={},
-                                  finish_reason=finish_reason or "stop", usage_=usage)
+                yield writer.chunk({"role": "assistant", "content": ""})
+            for chunk in writer.finish(finish_reason(reason, tool_calls > 0)):
+                yield chunk
     except TRANSPORT_ERRORS as error:
         failure = errors.from_transport_error(error, provider=provider)
         logger.warning("Connection %s: the stream broke off: %s", name, failure.code)
@@ -270,8 +414,11 @@ class GeminiAdapter(Adapter):
             return embeddings_response(target.model, document)
         return chat_response(target.model, document)
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
-        events = translate_stream(response, model="", provider=account.label, name=account.name)
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> EventStream:
+        events = translate_stream(response, model="", provider=account.label, name=account.name,
+                                  include_usage=include_usage)
         return EventStream(response, events, account)
 
 

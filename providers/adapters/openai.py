@@ -38,6 +38,17 @@ class OpenAIAdapter(Adapter):
             return UpstreamCall("GET", url, headers, params=azure_params(account))
         return UpstreamCall("GET", f"{api_base(account)}/models", headers)
 
+    native_apis = ("openai.responses",)
+
+    async def build_forward_call(self, account: Account, target: Target, api: str, body: dict,
+                                 headers: dict[str, str]) -> UpstreamCall:
+        """The Responses API: `<base>/responses`; on Azure its v1 route, where the model is the deployment."""
+        stream = body.get("stream") is True
+        call_headers = {**await self.auth_headers(account), **accept_headers(stream)}
+        if account.method.id in AZURE_METHODS:
+            return UpstreamCall("POST", f"{azure_base(account)}/openai/v1/responses", call_headers, body, stream=stream)
+        return UpstreamCall("POST", f"{api_base(account)}/responses", call_headers, body, stream=stream)
+
     async def send(
         self, account: Account, call: UpstreamCall, *, redact_also: tuple[str, ...] = ()
     ) -> UpstreamResponse:

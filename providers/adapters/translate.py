@@ -77,17 +77,36 @@ def split_system(messages: list) -> tuple[str, list[dict]]:
     return "\n\n".join(part for part in system if part), rest
 
 
-def usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict:
+def usage(prompt_tokens: int | None, completion_tokens: int | None, *, total_tokens: int | None = None,
+          cached_tokens: int | None = None, reasoning_tokens: int | None = None) -> dict:
+    """OpenAI's usage; the total is the provider's when it gives one (it may count what the parts leave out),
+    and cached prompt tokens and reasoning tokens go in the details OpenAI reports them in."""
     prompt, completion = int(prompt_tokens or 0), int(completion_tokens or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    document = {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": int(total_tokens) if total_tokens else prompt + completion}
+    if cached_tokens:
+        document["prompt_tokens_details"] = {"cached_tokens": int(cached_tokens)}
+    if reasoning_tokens:
+        document["completion_tokens_details"] = {"reasoning_tokens": int(reasoning_tokens)}
+    return document
 
 
-def chat_completion(*, model: str, content: str, finish_reason: str | None, usage_: dict | None,
-                    id_: str | None = None, tool_calls: list | None = None) -> dict:
-    """An OpenAI `chat.completion` with one choice."""
-    message: dict = {"role": "assistant", "content": content}
+def wants_usage(body: dict) -> bool:
+    """Whether a streamed request asked for the usage chunk (`stream_options.include_usage`), as OpenAI reads it."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def chat_completion(*, model: str, content: str | None, finish_reason: str | None, usage_: dict | None,
+                    id_: str | None = None, tool_calls: list | None = None,
+                    reasoning_content: str | None = None) -> dict:
+    """An OpenAI `chat.completion` with one choice; no text is `content: null`, as OpenAI gives it (tool calls
+    only, a blocked answer). `reasoning_content` is the provider's thinking text, a field peers add."""
+    message: dict = {"role": "assistant", "content": content or None}
     if tool_calls:
         message["tool_calls"] = tool_calls
+    if reasoning_content:
+        message["reasoning_content"] = reasoning_content
     document = {
         "id": id_ or completion_id(),
         "object": "chat.completion",
@@ -115,16 +134,33 @@ def chunk(*, id_: str, model: str, created: int, delta: dict, finish_reason: str
     return sse(document)
 
 
+def usage_chunk(*, id_: str, model: str, created: int, usage_: dict) -> bytes:
+    """The last chunk of a stream that asked for `stream_options.include_usage`: empty `choices`, the usage."""
+    return sse({"id": id_, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [], "usage": usage_})
+
+
 class ChunkWriter:
     """One stream's OpenAI chunks: a stable id, model and creation time, and JSON events dispatched by kind.
 
-    Subclasses implement `translate(kind, document)` for their provider's event types.
+    Subclasses implement `translate(kind, document)` for their provider's event types and end with
+    `finish()`: one chunk with the finish reason, then the usage chunk when the request asked for it.
     """
 
-    def __init__(self, model: str = ""):
+    def __init__(self, model: str = "", *, include_usage: bool = False):
         self.id = completion_id()
         self.model = model
         self.created = int(time.time())
+        self.include_usage = include_usage
+        self.usage: dict | None = None  # the stream's usage, once the provider has said it
+
+    def finish(self, finish_reason: str, usage_: dict | None = None) -> Iterator[bytes]:
+        """The finish chunk, and the usage-only chunk after it when the request asked for one."""
+        self.usage = usage_ or self.usage
+        yield self.chunk({}, finish_reason)
+        if self.include_usage:
+            yield usage_chunk(id_=self.id, model=self.model, created=self.created,
+                              usage_=self.usage or usage(0, 0))
 
     async def chunks(self, response: UpstreamResponse) -> AsyncIterator[bytes]:
         """Each JSON event (its `type`, else its SSE event name) translated; other lines are skipped."""

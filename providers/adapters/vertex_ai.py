@@ -21,8 +21,8 @@ from ..account import Account
 from ..errors import GatewayError
 from ..oauth import TOKENS
 from ..upstream import TRANSPORT_ERRORS, UpstreamResponse
-from . import gemini, translate
-from .base import Adapter, EventStream, Target, UpstreamCall
+from . import anthropic, gemini, translate
+from .base import Adapter, EventStream, Target, UpstreamCall, accept_headers
 
 logger = logging.getLogger("gateway")
 
@@ -34,6 +34,8 @@ ASSERTION_LIFETIME = 3600  # seconds, as google-auth asks for
 DEFAULT_LIFETIME = 300.0  # when the token service does not say how long a token lives
 TOKEN_ATTEMPTS = 3  # issuing a token changes nothing: a 5xx is worth trying again (google-auth tries 3 times)
 TOKEN_RETRY_DELAY = 0.1
+# Claude on Vertex AI takes Anthropic's Messages body with this version in it instead of a `model`.
+ANTHROPIC_VERSION = "vertex-2023-10-16"
 
 
 # --- Tokens -------------------------------------------------------------------------------------------
@@ -146,6 +148,26 @@ class VertexAIAdapter(Adapter):
         headers = {**await self.auth_headers(account), "Accept": "application/json"}
         return UpstreamCall("GET", f"{project_base(account)}/endpoints", headers, params={"pageSize": "1"})
 
+    # Anthropic's Messages API for Claude models on Vertex AI (`rawPredict`): the answer and stream are
+    # Anthropic's own.
+    native_apis = tuple(anthropic.NATIVE_PATHS)
+    native_failure_event = anthropic.AnthropicAdapter.native_failure_event
+
+    async def build_forward_call(self, account: Account, target: Target, api: str, body: dict,
+                                 headers: dict[str, str]) -> UpstreamCall:
+        stream = body.get("stream") is True
+        call_headers = {**await self.auth_headers(account), **accept_headers(stream)}
+        if headers.get("anthropic-beta"):
+            call_headers["anthropic-beta"] = headers["anthropic-beta"]
+        models = f"{project_base(account)}/publishers/anthropic/models"
+        payload = {"anthropic_version": ANTHROPIC_VERSION, **body}
+        if api == "anthropic.count_tokens":
+            return UpstreamCall("POST", f"{models}/count-tokens:rawPredict", call_headers, payload)
+        del payload["model"]
+        method = "streamRawPredict" if stream else "rawPredict"
+        return UpstreamCall("POST", f"{models}/{quote(target.model, safe='@')}:{method}", call_headers, payload,
+                            stream=stream)
+
     async def auth_headers(self, account: Account) -> dict[str, str]:
         return {"Authorization": f"Bearer {await access_token(account)}"}
 
@@ -165,8 +187,11 @@ class VertexAIAdapter(Adapter):
             return predict_response(target.model, document)
         return gemini.chat_response(target.model, document)
 
-    def relay_stream(self, account: Account, target: Target, response: UpstreamResponse) -> EventStream:
-        events = gemini.translate_stream(response, model="", provider=account.label, name=account.name)
+    def relay_stream(
+        self, account: Account, target: Target, response: UpstreamResponse, *, include_usage: bool = False
+    ) -> EventStream:
+        events = gemini.translate_stream(response, model="", provider=account.label, name=account.name,
+                                         include_usage=include_usage)
         return EventStream(response, events, account)
 
 

@@ -5,6 +5,7 @@ accepted key, or without `anthropic-version`, is refused as Anthropic refuses it
 """
 
 import json
+import re
 from collections.abc import Iterator
 
 from .scripted import ScriptedFake, event_stream
@@ -43,13 +44,16 @@ class FakeAnthropic(ScriptedFake):
         return self.error_reply(401, "invalid x-api-key")
 
     def answer(self, request: RecordedRequest) -> Reply:
-        if request.headers.get("anthropic-version") != "2023-06-01":
+        if not re.fullmatch(r"20\d\d-\d\d-\d\d", request.headers.get("anthropic-version", "")):
             return self.error_reply(400, "anthropic-version: header is required")
         if request.method == "GET" and request.path == "/v1/models":
             model = {"type": "model", "id": "claude-sonnet-4-5", "display_name": "Claude Sonnet 4.5",
                      "created_at": "2025-09-29T00:00:00Z"}
             return Reply.json({"data": [model],
                                "has_more": True, "first_id": "claude-sonnet-4-5", "last_id": "claude-sonnet-4-5"})
+        if request.method == "POST" and request.path == "/v1/messages/count_tokens":
+            body = request.json()
+            return Reply.json({"input_tokens": 10 * len(body.get("messages", []))})
         if request.method != "POST" or request.path != "/v1/messages":
             return self.error_reply(404, f"Not found: {request.path}")
         body = request.json()

@@ -7,6 +7,7 @@ headers the request says it signed; a session token must match. `Authorization: 
 accepted for the Bedrock API keys in `api_keys`. Errors are `{"message"}` with an `x-amzn-ErrorType` header.
 """
 
+import base64
 import datetime
 import hmac
 import itertools
@@ -27,7 +28,7 @@ from .server import FakeServer, RecordedRequest, Reply, ServedFake
 
 ACCESS_KEY_ID = "AKIAFAKEBEDROCK12345"
 REGION = "us-east-1"
-MODEL_PATH = re.compile(r"/model/(?P<model>[^/]+)/(?P<action>converse|converse-stream|invoke)")
+MODEL_PATH = re.compile(r"/model/(?P<model>[^/]+)/(?P<action>converse|converse-stream|invoke|invoke-with-response-stream)")
 CONTENT = ["Hel", "lo", " from", " the", " fake"]
 SIGNATURE_MISMATCH = ("The request signature we calculated does not match the signature you provided. Check your "
                       "AWS Secret Access Key and signing method. Consult the service documentation for details.")
@@ -107,6 +108,8 @@ class FakeBedrock(ServedFake):
             body = request.json()
         except ValueError:
             return aws_error(400, "SerializationException", "The request body is not valid JSON.")
+        if model.startswith("anthropic.") and action.startswith("invoke"):
+            return self.claude(model, action, body)
         if action == "invoke":
             return self.embeddings(model, body)
         problem = converse_problem(body)
@@ -120,6 +123,28 @@ class FakeBedrock(ServedFake):
             "usage": {"inputTokens": 12, "outputTokens": 5, "totalTokens": 17},
             "metrics": {"latencyMs": 42},
         })
+
+    def claude(self, model: str, action: str, body: dict) -> Reply:
+        """InvokeModel for Claude: Anthropic's Messages body with Bedrock's anthropic_version, no model."""
+        if body.get("anthropic_version") != "bedrock-2023-05-31" or "model" in body or "stream" in body:
+            return aws_error(400, "ValidationException", "Malformed input request: extraneous key or version")
+        if action == "invoke-with-response-stream":
+            message = {"id": "msg_bdrk_01", "type": "message", "role": "assistant", "model": model, "content": [],
+                       "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 1}}
+            events = [{"type": "message_start", "message": message},
+                      {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                      *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+                        for piece in CONTENT),
+                      {"type": "content_block_stop", "index": 0},
+                      {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                       "usage": {"output_tokens": 5}},
+                      {"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 12}}]
+            return Reply(200, {"Content-Type": "application/vnd.amazon.eventstream"}, chunks=(
+                event("chunk", {"bytes": base64.b64encode(json.dumps(document).encode()).decode()})
+                for document in events))
+        return Reply.json({"id": "msg_bdrk_01", "type": "message", "role": "assistant", "model": model,
+                           "content": [{"type": "text", "text": "".join(CONTENT)}], "stop_reason": "end_turn",
+                           "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 5}})
 
     def authenticate(self, request: RecordedRequest) -> Reply | None:
         authorization = request.headers.get("authorization", "")

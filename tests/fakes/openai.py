@@ -20,7 +20,9 @@ from urllib.parse import quote
 from .server import FakeServer, RecordedRequest, Reply, ServedFake
 
 AZURE_PATH = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/(?P<kind>chat/completions|embeddings)")
-OPENAI_PATHS = {"/v1/chat/completions": "chat/completions", "/v1/embeddings": "embeddings", "/v1/models": "models"}
+OPENAI_PATHS = {"/v1/chat/completions": "chat/completions", "/v1/embeddings": "embeddings", "/v1/models": "models",
+                "/v1/responses": "responses"}
+AZURE_V1_PATHS = {"/openai/v1/responses": "responses"}  # Azure's v1 API: no api-version, the deployment in `model`
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
                422: "invalid_request_error", 429: "requests", 500: "server_error", 503: "server_error"}
 CONTENT = ["Hel", "lo", " from", " the", " fake"]
@@ -93,7 +95,9 @@ class FakeOpenAI(ServedFake):
         key = presented_key(request)
         if self.require_auth and not self.accepts(request, flavour, key):
             return Reply.json(error_document(401, incorrect_key_message(key), "invalid_api_key"), 401)
-        if flavour == "azure" and not request.query.get("api-version"):
+        if flavour == "azure-v1":
+            flavour = "azure"
+        elif flavour == "azure" and not request.query.get("api-version"):
             return Reply.json(error_document(404, "Resource not found: api-version is missing.", "404"), 404)
         return self.answer(request, flavour, kind, deployment)
 
@@ -111,6 +115,8 @@ class FakeOpenAI(ServedFake):
             return "openai", OPENAI_PATHS[path], ""
         if path == "/openai/models":
             return "azure", "models", ""
+        if path in AZURE_V1_PATHS:
+            return "azure-v1", AZURE_V1_PATHS[path], ""
         match = AZURE_PATH.fullmatch(path)
         if match:
             return "azure", match["kind"], match["deployment"]
@@ -147,6 +153,11 @@ class FakeOpenAI(ServedFake):
                 "model": model,
                 "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
             })
+        elif kind == "responses" and body.get("stream"):
+            reply = Reply(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                          chunks=self.response_events(model))
+        elif kind == "responses":
+            reply = Reply.json(response_document(model, "".join(CONTENT)))
         elif body.get("stream"):
             reply = Reply(200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
                           chunks=self.stream_events(model, usage=stream_usage_asked(body)))
@@ -168,12 +179,52 @@ class FakeOpenAI(ServedFake):
             yield b"data: [DONE]\n\n"
 
 
+    def response_events(self, model: str) -> Iterator[bytes]:
+        """The Responses API's stream: named events, each with its sequence number; no [DONE]."""
+        events = [("response.created", {"response": response_document(model, "", status="in_progress")}),
+                  ("response.output_item.added", {"output_index": 0, "item": message_item("", "in_progress")}),
+                  ("response.content_part.added", {"item_id": "msg_fake", "output_index": 0, "content_index": 0,
+                                                   "part": {"type": "output_text", "text": "", "annotations": []}})]
+        events += [("response.output_text.delta", {"item_id": "msg_fake", "output_index": 0, "content_index": 0,
+                                                   "delta": piece, "logprobs": []}) for piece in CONTENT]
+        text = "".join(CONTENT)
+        events += [
+            ("response.output_text.done", {"item_id": "msg_fake", "output_index": 0, "content_index": 0,
+                                           "text": text, "logprobs": []}),
+            ("response.content_part.done", {"item_id": "msg_fake", "output_index": 0, "content_index": 0,
+                                            "part": {"type": "output_text", "text": text, "annotations": []}}),
+            ("response.output_item.done", {"output_index": 0, "item": message_item(text, "completed")}),
+            ("response.completed", {"response": response_document(model, text)}),
+        ]
+        for number, (name, document) in enumerate(events):
+            yield f"event: {name}\ndata: {json.dumps({'type': name, 'sequence_number': number, **document})}\n\n".encode()
+            if name == "response.output_text.delta" and number == 3 and self.stream_gate is not None:
+                self.stream_gate.wait(10)
+
+
 STREAM_USAGE = {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}
 
 
 def stream_usage_asked(body: dict) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def message_item(text: str, status: str) -> dict:
+    content = [{"type": "output_text", "text": text, "annotations": []}] if text else []
+    return {"id": "msg_fake", "type": "message", "status": status, "role": "assistant", "content": content}
+
+
+def response_document(model: str, text: str, status: str = "completed") -> dict:
+    """A Responses API `response` object as OpenAI answers it."""
+    return {
+        "id": "resp_fake01", "object": "response", "created_at": 1700000000, "status": status, "model": model,
+        "output": [message_item(text, status)] if text else [], "parallel_tool_calls": True, "tool_choice": "auto",
+        "tools": [], "error": None, "incomplete_details": None, "instructions": None, "metadata": {},
+        "temperature": 1.0, "top_p": 1.0,
+        "usage": {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
+                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14} if text else None,
+    }
 
 
 def presented_key(request: RecordedRequest) -> str | None:

@@ -68,7 +68,8 @@ def test_the_sdk_reads_translated_providers_answers_and_streams(sdk, make_connec
         completion = sdk.chat.completions.create(model="claude", messages=messages)
         assert completion.choices[0].finish_reason == "tool_calls"
         assert completion.choices[0].message.tool_calls[0].function.name == "weather"
-        chunks = list(sdk.chat.completions.create(model="claude", messages=messages, stream=True))
+        chunks = list(sdk.chat.completions.create(model="claude", messages=messages, stream=True,
+                                                  stream_options={"include_usage": True}))
         assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == "Hello from Claude"
         assert chunks[-1].usage.total_tokens == 18
         assert sdk.embeddings.create(model="cohere-embed", input=["a", "b"]).data[1].embedding == [0.5, 0.25, 1.0]

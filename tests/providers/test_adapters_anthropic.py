@@ -116,7 +116,8 @@ def test_the_answer_is_an_openai_chat_completion(claude, fake_anthropic):
     assert answer["id"] == "msg_fake01" and answer["model"] == MODEL
     assert answer["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "Hello from Claude"},
                                   "finish_reason": "stop"}]
-    assert answer["usage"] == {"prompt_tokens": 15, "completion_tokens": 6, "total_tokens": 21}
+    assert answer["usage"] == {"prompt_tokens": 15, "completion_tokens": 6, "total_tokens": 21,
+                               "prompt_tokens_details": {"cached_tokens": 3}}  # cache reads count as prompt
 
 
 @pytest.mark.parametrize("stop_reason, finish_reason", [
@@ -153,6 +154,16 @@ def test_a_stream_is_translated_to_openai_chunks_as_events_arrive(claude, fake_a
                for event in events[:-1])
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert events[-2]["choices"][0]["finish_reason"] == "stop"
+    assert all("usage" not in event for event in events[:-1])  # not asked for
+    assert events[-1] == "[DONE]"
+
+
+def test_a_stream_asked_for_its_usage_ends_with_a_usage_chunk(claude, fake_anthropic):
+    body = {**CHAT_BODY, "stream": True, "stream_options": {"include_usage": True}}
+    events = events_of(b"".join(invoke(claude, body)))
+
+    assert events[-3]["choices"][0]["finish_reason"] == "stop" and "usage" not in events[-3]
+    assert events[-2]["choices"] == []
     assert events[-2]["usage"] == {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}
     assert events[-1] == "[DONE]"
 

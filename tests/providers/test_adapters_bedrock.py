@@ -178,12 +178,21 @@ def test_a_stream_is_decoded_and_translated_as_it_arrives(claude, fake_bedrock):
     assert documents[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert "".join(d["choices"][0]["delta"].get("content") or "" for d in documents) == "Hello from the fake"
     assert documents[-1]["choices"][0]["finish_reason"] == "stop"
-    assert documents[-1]["usage"] == {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
+    assert all("usage" not in d for d in documents)  # not asked for
     assert {d["model"] for d in documents} == {CLAUDE} and len({d["id"] for d in documents}) == 1
     assert received.endswith(b"data: [DONE]\n\n") and received.count(b"[DONE]") == 1
     request = fake_bedrock.requests[0]
     assert request.path == "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream"
     assert request.headers["accept"] == "application/vnd.amazon.eventstream"
+
+
+def test_a_stream_asked_for_its_usage_ends_with_a_usage_chunk(claude, fake_bedrock):
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    documents = stream_documents(b"".join(invoke(claude, body)))
+
+    assert documents[-2]["choices"][0]["finish_reason"] == "stop" and "usage" not in documents[-2]
+    assert documents[-1]["choices"] == []
+    assert documents[-1]["usage"] == {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
 
 
 def test_an_exception_inside_a_stream_ends_it_with_an_openai_error_then_done(claude, fake_bedrock):

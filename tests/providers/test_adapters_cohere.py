@@ -146,6 +146,15 @@ def test_a_stream_is_translated_to_openai_chunks_as_events_arrive(command, fake_
     assert all(event["id"] == "c14c80c3-fake" and event["model"] == MODEL for event in events[:-1])
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert events[-2]["choices"][0]["finish_reason"] == "stop"
+    assert all("usage" not in event for event in events[:-1])  # not asked for
+
+
+def test_a_stream_asked_for_its_usage_ends_with_a_usage_chunk(command, fake_cohere):
+    body = {**CHAT_BODY, "stream": True, "stream_options": {"include_usage": True}}
+    events = events_of(b"".join(invoke(command, body)))
+
+    assert events[-3]["choices"][0]["finish_reason"] == "stop" and "usage" not in events[-3]
+    assert events[-2]["choices"] == []
     assert events[-2]["usage"] == {"prompt_tokens": 70, "completion_tokens": 4, "total_tokens": 74}
 
 

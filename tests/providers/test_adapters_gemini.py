@@ -11,7 +11,7 @@ from connections.models import Connection
 from connections.services import connection_save
 from endpoints.models import Endpoint
 from providers.adapters import adapter_for
-from providers.adapters.gemini import GeminiAdapter, chat_response
+from providers.adapters.gemini import GeminiAdapter, chat_request, chat_response
 from providers.errors import GatewayError
 from tests.conftest import PLANTED_KEY
 from tests.providers.adapter_checks import assert_uncarried_options_refused
@@ -96,9 +96,10 @@ def test_an_inline_image_becomes_inline_data(gemini_chat, fake_gemini):
 
 @pytest.mark.parametrize("body, words", [
     ({"n": 2}, "'n' cannot be carried to Gemini"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "'tools' cannot be carried to Gemini"),
-    ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "role 'tool'"),
-    ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}]}, "Tool calls"),
+    ({"tools": [{"type": "web_search"}]}, "'tools' other than functions"),
+    ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "must answer a tool call"),
+    ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}]}, "needs a 'function'"),
+    ({"parallel_tool_calls": False}, "'parallel_tool_calls' cannot be carried to Gemini"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]}]},
      "only inline"),
     ({"messages": [{"role": "system", "content": "only a system message"}]}, "no user or assistant text"),
@@ -112,21 +113,24 @@ def test_what_cannot_be_translated_is_a_clear_400_before_any_call(gemini_chat, f
 
 
 def test_options_gemini_cannot_honour_are_refused_before_any_call(gemini_chat, fake_gemini):
-    assert_uncarried_options_refused(gemini_chat, fake_gemini, "Gemini", carried=("seed", "response_format"))
+    assert_uncarried_options_refused(gemini_chat, fake_gemini, "Gemini",
+                                     carried=("seed", "response_format", "tools", "tool_choice"))
 
 
-@pytest.mark.parametrize("reason, expected", [
-    ("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"), ("RECITATION", "content_filter"),
-    ("BLOCKLIST", "content_filter"), ("PROHIBITED_CONTENT", "content_filter"), ("OTHER", "stop"),
-    ("MALFORMED_FUNCTION_CALL", "stop"),
+@pytest.mark.parametrize("reason, expected, content", [
+    ("STOP", "stop", "ab"), ("MAX_TOKENS", "length", "ab"), ("MALFORMED_FUNCTION_CALL", "stop", "ab"),
+    # a flagged answer is withheld (OpenAI's content_filter has no text), a recitation's partial text too
+    ("SAFETY", "content_filter", None), ("RECITATION", "content_filter", None),
+    ("BLOCKLIST", "content_filter", None), ("PROHIBITED_CONTENT", "content_filter", None),
+    ("OTHER", "content_filter", None),
 ])
-def test_finish_reasons_map_to_openai(reason, expected):
+def test_finish_reasons_map_to_openai(reason, expected, content):
     document = {"candidates": [{"content": {"parts": [{"text": "a"}, {"text": "b"}]}, "finishReason": reason}]}
 
     answer = chat_response("gemini-2.0-flash", document)
 
     assert answer["choices"][0]["finish_reason"] == expected
-    assert answer["choices"][0]["message"]["content"] == "ab"
+    assert answer["choices"][0]["message"]["content"] == content
     assert answer["model"] == "gemini-2.0-flash"
 
 
@@ -141,13 +145,14 @@ def test_thoughts_are_left_out_and_count_as_completion_tokens():
     answer = chat_response("gemini-2.5-pro", document)
 
     assert answer["choices"][0]["message"]["content"] == "42"
-    assert answer["usage"] == {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
+    assert answer["usage"] == {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9,
+                               "completion_tokens_details": {"reasoning_tokens": 5}}
 
 
 def test_a_blocked_prompt_is_an_empty_content_filtered_answer():
     answer = chat_response("m", {"promptFeedback": {"blockReason": "SAFETY"}})
 
-    assert answer["choices"][0]["message"]["content"] == ""
+    assert answer["choices"][0]["message"]["content"] is None
     assert answer["choices"][0]["finish_reason"] == "content_filter"
 
 
@@ -212,6 +217,15 @@ def test_a_stream_is_translated_to_openai_chunks_as_events_arrive(gemini_chat, f
     assert [c["choices"][0]["delta"].get("content") for c in chunks[1:-1]] == ["lo", " from", " Gemini"]
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
     assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    assert "usage" not in chunks[-1]  # not asked for
+
+
+def test_a_stream_asked_for_its_usage_ends_with_a_usage_chunk(gemini_chat, fake_gemini):
+    body = {"messages": [{"role": "user", "content": "hi"}], "stream": True, "stream_options": {"include_usage": True}}
+    chunks = [json.loads(event) for event in data_events(b"".join(invoke(gemini_chat, body)))[:-1]]
+
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop" and "usage" not in chunks[-2]
+    assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"] == {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}
 
 
@@ -368,3 +382,22 @@ def test_the_test_button_reports_a_good_and_a_revoked_key(client, admin_user, ge
     text = response.content.decode()
     assert "failed (provider status 400)" in text and "API key not valid" in text
     assert PLANTED_KEY not in text
+
+
+def test_a_tool_calls_thought_signature_goes_back_with_the_call_next_turn():
+    """Gemini 3 refuses a turn that replays a function call without its thought signature."""
+    answer = chat_response("gemini-3-pro", {"candidates": [{"content": {"parts": [
+        {"functionCall": {"name": "weather", "args": {"city": "Oslo"}}, "thoughtSignature": "c2lnbmF0dXJl"}]},
+        "finishReason": "STOP"}]})
+    call = answer["choices"][0]["message"]["tool_calls"][0]
+
+    request = chat_request({"messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "Sunny"},
+    ]})
+
+    assert request["contents"][1] == {"role": "model", "parts": [
+        {"functionCall": {"name": "weather", "args": {"city": "Oslo"}}, "thoughtSignature": "c2lnbmF0dXJl"}]}
+    assert request["contents"][2] == {"role": "user", "parts": [
+        {"functionResponse": {"name": "weather", "response": {"content": "Sunny"}}}]}
