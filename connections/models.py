@@ -1,9 +1,13 @@
 from datetime import datetime
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import ExpressionWrapper, F
 from django.utils import timezone
+
+from encrypted_model_fields import fields as encrypted_fields
 
 from audit.models import AuditEntry
 from core.changes import RemembersLoadedState
@@ -113,26 +117,12 @@ class Connection(RemembersLoadedState, models.Model):
 
     def masked_secrets(self) -> dict[str, str]:
         """Field name → mask, or → `cannot be decrypted` for every field when no key decrypts the row."""
-        method = self.auth_method_spec
-        if not self.secrets_decryptable:
-            return {f.name: UNDECRYPTABLE_LABEL for f in (method.secret_fields if method else ())}
-        return {
-            name: mask_secret(value, method.secret_field(name) if method else None)
-            for name, value in self.secrets.items()
-        }
+        return masked_secrets(self.provider, self.auth_method, self.secrets)
 
     @property
     def credentials_display(self) -> str:
         """One line for lists: the mask (labelled when the method has several secrets)."""
-        if not self.secrets_decryptable:
-            return UNDECRYPTABLE_LABEL
-        masks = self.masked_secrets()
-        if not masks:
-            return "no credentials"
-        if len(masks) == 1:
-            return next(iter(masks.values()))
-        labels = catalogue.FIELD_LABELS
-        return ", ".join(f"{labels.get(name, name)}: {mask}" for name, mask in masks.items())
+        return credentials_display(self.provider, self.auth_method, self.secrets)
 
     def update_secrets(self, changes: dict) -> None:
         """Merge the given secret fields into the stored ones; empty values keep what is stored.
@@ -200,6 +190,55 @@ class Connection(RemembersLoadedState, models.Model):
     def touch_last_used(self, *, now: datetime | None = None) -> bool:
         """Record a gateway call (at most one write a minute); True if this wrote."""
         return touch_last_used(self, now=now)
+
+
+def masked_secrets(provider: str, auth_method: str, secrets: dict | UndecryptableSecrets) -> dict[str, str]:
+    """A connection's masks from its stored values (lists read them without building the model)."""
+    found = catalogue.PROVIDERS.get(provider)
+    method = found.auth_method(auth_method) if found else None
+    if isinstance(secrets, UndecryptableSecrets):
+        return {f.name: UNDECRYPTABLE_LABEL for f in (method.secret_fields if method else ())}
+    return {name: mask_secret(value, method.secret_field(name) if method else None) for name, value in secrets.items()}
+
+
+def credentials_display(provider: str, auth_method: str, secrets: dict | UndecryptableSecrets) -> str:
+    """One line for lists: the mask (labelled when the method has several secrets)."""
+    if isinstance(secrets, UndecryptableSecrets):
+        return UNDECRYPTABLE_LABEL
+    return credentials_line(masked_secrets(provider, auth_method, secrets))
+
+
+def credentials_line(masks: dict[str, str]) -> str:
+    """The masks of decryptable secrets on one line."""
+    if not masks:
+        return "no credentials"
+    if len(masks) == 1:
+        return next(iter(masks.values()))
+    labels = catalogue.FIELD_LABELS
+    return ", ".join(f"{labels.get(name, name)}: {mask}" for name, mask in masks.items())
+
+
+# The stored column as text, undecrypted: what `masks_of_stored()` takes.
+STORED_SECRETS = ExpressionWrapper(F("secrets"), output_field=models.TextField())
+
+
+def masks_of_stored(ciphertext: str | None, provider: str, auth_method: str) -> tuple[bool, dict[str, str]]:
+    """Whether the stored secrets decrypt, and their masks, from the column as stored (for lists).
+
+    Decrypting is most of a long list's time (an AES and an HMAC object a row), and lists show the same rows
+    again and again, so the masks are remembered by ciphertext, provider, method and the configured keys:
+    any change of the secrets writes a new ciphertext, and other keys are another entry. The masks, never
+    the secrets, are what is kept.
+    """
+    decryptable, masks = _masks_of_stored(encrypted_fields.CRYPTER, ciphertext, provider, auth_method)
+    return decryptable, dict(masks)
+
+
+@lru_cache(maxsize=8192)
+def _masks_of_stored(crypter, ciphertext: str | None, provider: str, auth_method: str) -> tuple[bool, tuple]:
+    secrets = Connection._meta.get_field("secrets").from_db_value(ciphertext, None, None)
+    masks = masked_secrets(provider, auth_method, secrets)
+    return not isinstance(secrets, UndecryptableSecrets), tuple(masks.items())
 
 
 def changed_keys(old: dict, new: dict) -> list[str]:

@@ -9,10 +9,11 @@ from rest_framework.response import Response
 
 from audit.api.serializers import AuditEntrySerializer
 from core.api import NAME_IN_URL, ModelPermissions, has_permission
+from core.api_lists import Computed, ValuesList, ValuesListMixin
 from providers import catalogue
 
 from ..editing import RowLockedForEdit
-from ..models import Connection
+from ..models import STORED_SECRETS, Connection, masks_of_stored
 from ..services import ConnectionInUse, connection_delete, connection_test
 from .serializers import ConnectionSerializer, ProviderSerializer
 
@@ -25,11 +26,16 @@ class ConnectionFilter(django_filters.FilterSet):
         fields = ["provider"]
 
 
-class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
+class ConnectionViewSet(RowLockedForEdit, ValuesListMixin, viewsets.ModelViewSet):
     """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
     queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related("endpoints")
     serializer_class = ConnectionSerializer
+    # The list reads values, not instances: the serializer's output, checked against it by the tests.
+    values_list = ValuesList(ConnectionSerializer, computed={
+        "secrets": Computed(("provider", "auth_method"), expressions={"stored_secrets": STORED_SECRETS}, represent=(
+            lambda row: masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])[1])),
+    })
     permission_classes = [ModelPermissions]
     lookup_field = "name"
     lookup_value_regex = NAME_IN_URL
