@@ -101,6 +101,11 @@ def measure(database_url: str | None, sizes: list[tuple[int, int]], reads: int, 
 
 # Where a request's own time goes, by the file (or built-in) each function is in: the first pattern that matches.
 PROFILE_CATEGORIES = (
+    ("middleware, sessions, users", r"django/core/handlers|django/middleware|django/contrib/(sessions|auth|messages)|"
+                                    r"axes/|csp/|whitenoise/|core/(body_limits|unavailable)|asgiref/"),
+    ("API views, filters, pagination", r"rest_framework/(views|viewsets|generics|mixins|pagination|request|response|"
+                                       r"negotiation|filters|permissions|authentication)|django_filters/|django/forms/|"
+                                       r"django/core/paginator|tokens/|core/api\.py|django/views/"),
     ("templates", r"django/template/|templatetags/"),
     ("dates, escaping, URLs", r"django/utils/(dateformat|html|safestring|text|formats|timezone|encoding)|django/urls/"
                               r"|urllib/parse|method 'strftime'|method 'isoformat'"),
@@ -111,6 +116,7 @@ PROFILE_CATEGORIES = (
     ("query building", r"django/db/models/(sql/|query\.py|expressions|lookups)"),
     ("database driver", r"django/db/backends/|sqlite3|psycopg|method 'execute'|method 'fetch"),
     ("JSON", r"json/|rest_framework/renderers"),
+    ("list rows (the pages' and the APIs' own code)", r"(connections|endpoints)/views|core/(ui|api_lists)"),
 )
 
 
@@ -130,7 +136,7 @@ def profile_surfaces(token: str, requests: int = 20) -> dict[str, str]:
     for surface in READS:
         client = page if surface in PAGES else api
         client.get(READ_PATHS[surface])
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)  # CPU time: other processes' load does not count
         started = time.process_time()
         profiler.enable()
         for _ in range(requests):
@@ -143,21 +149,34 @@ def profile_surfaces(token: str, requests: int = 20) -> dict[str, str]:
 
 
 def categorized(stats, requests: int, profiled: float) -> str:
-    """Own time per category (ms a request under cProfile, share), then the eight functions with most own time."""
+    """Own time per category (ms a request under cProfile, share), then the eight functions with most own time.
+
+    A built-in (`getattr`, `str.format`, a cursor's `execute`) counts for the category of the code calling it,
+    unless its own name says where it belongs (the database driver's methods).
+    """
+    def category(where: str) -> str:
+        return next((label for label, pattern in PROFILE_CATEGORIES if re.search(pattern, where)), "other")
+
+    def place(filename: str, line: int, name: str) -> str:
+        return f"{filename}:{line}({name})" if filename != "~" else name
+
     totals: dict[str, float] = {}
     functions = []
-    for (filename, line, name), (_, calls, own, _, _) in stats.stats.items():
-        where = f"{filename}:{line}({name})" if filename != "~" else name
-        category = next((label for label, pattern in PROFILE_CATEGORIES if re.search(pattern, where)),
-                        "other: middleware, auth, views, built-ins")
-        totals[category] = totals.get(category, 0.0) + own
+    for (filename, line, name), (_, calls, own, _, callers) in stats.stats.items():
+        where = place(filename, line, name)
         functions.append((own, calls, where))
+        if filename == "~" and category(where) == "other" and callers:
+            for (caller_file, caller_line, caller_name), caller_figures in callers.items():
+                label = category(place(caller_file, caller_line, caller_name))
+                totals[label] = totals.get(label, 0.0) + caller_figures[2]
+        else:
+            totals[category(where)] = totals.get(category(where), 0.0) + own
     total = sum(totals.values())
     shorten = re.compile(r"/\S*site-packages/|/\S*/wt-[^/]+/|/usr/lib/python3\.\d+/|" + re.escape(str(REPO)) + "/")
-    lines = [f"{requests} requests, {profiled * 1000 / requests:.1f} ms CPU each under cProfile "
-             f"(cProfile slows Python calls several times over; compare shares)"]
-    for category, own in sorted(totals.items(), key=lambda item: -item[1]):
-        lines.append(f"  {own * 1000 / requests:7.2f} ms {own / total:4.0%}  {category}")
+    lines = [f"{requests} requests, {profiled * 1000 / requests:.1f} ms CPU each under cProfile (which slows Python "
+             f"calls several times over: compare shares)"]
+    for label, own in sorted(totals.items(), key=lambda item: -item[1]):
+        lines.append(f"  {own * 1000 / requests:7.2f} ms {own / total:4.0%}  {label}")
     lines.append("  functions with the most own time:")
     for own, calls, where in sorted(functions, reverse=True)[:8]:
         lines.append(f"  {own * 1000 / requests:7.2f} ms {calls // requests:6d} calls  {shorten.sub('', where)}")

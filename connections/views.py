@@ -4,6 +4,8 @@ Writes go through `connection_save`/`connection_delete` so every change is audit
 registry decide what is valid. Pages never read a secret: they show masks (or `cannot be decrypted`).
 """
 
+from html import escape  # Django's escape() without its lazy-string wrapper: the same text, a third of the cost
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -12,7 +14,6 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.urls import reverse, reverse_lazy
@@ -22,7 +23,7 @@ from django.views.generic.detail import SingleObjectMixin
 
 from audit.models import AuditEntry
 from core.names import could_name_something
-from core.ui import PAGE_SIZE, SettingsPageMixin, name_url, safe_next, time_html
+from core.ui import PAGE_SIZE, SettingsPageMixin, name_urls, safe_next, time_html
 from providers import catalogue
 
 from .editing import RowLockedForEdit
@@ -97,6 +98,8 @@ def connection_rows(rows: list[dict], *, request, may_test: bool) -> str:
     providers = dict(Connection._meta.get_field("provider").flatchoices)
     endpoints = endpoint_links([row["id"] for row in rows])
     zone = timezone.get_current_timezone()
+    edit_url, delete_url, history_url, test_url = (name_urls(f"connections:{route}")
+                                                   for route in ("edit", "delete", "history", "test"))
     csrf_token, next_path = (escape(get_token(request)), escape(request.get_full_path())) if may_test else ("", "")
     html = []
     for row in rows:
@@ -107,17 +110,17 @@ def connection_rows(rows: list[dict], *, request, may_test: bool) -> str:
             name=name,
             description=(f'<span class="row-description">{escape(Truncator(row["description"]).chars(80))}</span>'
                          if row["description"] else ""),
-            provider=escape(providers.get(row["provider"], row["provider"])),
-            auth_method=escape(catalogue.auth_method_label(row["provider"], row["auth_method"])),
+            provider=escape(str(providers.get(row["provider"], row["provider"]))),
+            auth_method=escape(str(catalogue.auth_method_label(row["provider"], row["auth_method"]))),
             credentials=(f'<code class="mask">{credentials}</code>' if decryptable else
                          f'<span class="badge badge-danger" title="{UNDECRYPTABLE_TITLE}">{credentials}</span>'),
             endpoints=endpoints.get(row["id"], '<span class="muted">none</span>'),
             secrets_updated_at=time_html(row["secrets_updated_at"], zone),
             created_at=time_html(row["created_at"], zone),
-            edit_url=escape(name_url("connections:edit", row["name"])),
-            delete_url=escape(name_url("connections:delete", row["name"])),
-            history_url=escape(name_url("connections:history", row["name"])),
-            test=TEST_FORM.format(test_url=escape(name_url("connections:test", row["name"])), csrf_token=csrf_token,
+            edit_url=escape(edit_url(row["name"])),
+            delete_url=escape(delete_url(row["name"])),
+            history_url=escape(history_url(row["name"])),
+            test=TEST_FORM.format(test_url=escape(test_url(row["name"])), csrf_token=csrf_token,
                                   next=next_path, name=name) if may_test else "",
         ))
     return mark_safe("".join(html))
@@ -126,10 +129,11 @@ def connection_rows(rows: list[dict], *, request, may_test: bool) -> str:
 def endpoint_links(connection_ids: list[int]) -> dict[int, str]:
     """Connection id → its endpoints as links (disabled ones marked), in name order: one query for the page."""
     links: dict[int, list[str]] = {}
+    edit_url = name_urls("endpoints:edit")
     endpoints = Connection._meta.get_field("endpoints").related_model.objects  # the app above this one
     for connection_id, name, enabled in (endpoints.filter(connection_id__in=connection_ids)
                                          .order_by("name").values_list("connection_id", "name", "enabled")):
-        url = escape(name_url("endpoints:edit", name))
+        url = escape(edit_url(name))
         links.setdefault(connection_id, []).append(
             f'<a href="{url}">{escape(name)}</a>' if enabled else
             f'<a href="{url}" class="disabled-endpoint">{escape(name)}</a> <span class="muted">(disabled)</span>')

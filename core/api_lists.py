@@ -16,7 +16,6 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils import timezone
 from django.db.models import ForeignObjectRel, Model, QuerySet
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
@@ -128,7 +127,7 @@ def representation(field: serializers.Field) -> Callable[[], Callable[[Any], Any
                 return field.to_representation
 
             def represent(value):
-                if not isinstance(value, datetime) or not timezone.is_aware(value):
+                if type(value) is not datetime or value.utcoffset() is None:
                     return field.to_representation(value)
                 text = value.astimezone(zone).isoformat()
                 return text[:-6] + "Z" if text.endswith("+00:00") else text

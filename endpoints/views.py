@@ -1,16 +1,17 @@
 """The Endpoints tab of the settings page: list, create, edit, delete."""
 
+from html import escape  # Django's escape() without its lazy-string wrapper: the same text, a third of the cost
+
 from django.contrib import messages
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
 from connections.models import Connection
 from core.names import could_name_something
-from core.ui import PAGE_SIZE, SettingsPageMixin, name_url
+from core.ui import PAGE_SIZE, SettingsPageMixin, name_urls
 
 from .forms import EndpointForm
 from .models import Endpoint
@@ -59,20 +60,22 @@ def endpoint_rows(rows: list[dict]) -> str:
     """
     providers = dict(Connection._meta.get_field("provider").flatchoices)
     tasks = dict(Endpoint._meta.get_field("task").flatchoices)
+    connection_url, edit_url, delete_url = (name_urls("connections:edit"), name_urls("endpoints:edit"),
+                                            name_urls("endpoints:delete"))
     html = []
     for row in rows:
         name = escape(row["name"])
         provider = row["connection__provider"]
         html.append(ENDPOINT_ROW.format(
             name=name,
-            connection_url=escape(name_url("connections:edit", row["connection__name"])),
+            connection_url=escape(connection_url(row["connection__name"])),
             connection=escape(row["connection__name"]),
-            provider=escape(providers.get(provider, provider)),
+            provider=escape(str(providers.get(provider, provider))),
             model=escape(row["model"]),
-            task=escape(tasks.get(row["task"], row["task"])),
+            task=escape(str(tasks.get(row["task"], row["task"]))),
             enabled=ENABLED[bool(row["enabled"])],
-            edit_url=escape(name_url("endpoints:edit", row["name"])),
-            delete_url=escape(name_url("endpoints:delete", row["name"])),
+            edit_url=escape(edit_url(row["name"])),
+            delete_url=escape(delete_url(row["name"])),
         ))
     return mark_safe("".join(html))
 
