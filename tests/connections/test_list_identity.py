@@ -178,12 +178,19 @@ def test_the_endpoints_list_is_what_the_serializer_gave(api, rows, zone, query):
         assert response.content == serializer_page(EndpointSerializer, queryset, response, query)
 
 
+def test_a_filter_the_request_names_still_refuses_a_bad_value(api, rows):
+    for path in ("/api/v1/connections/?provider=nope", "/api/v1/endpoints/?task=nope&page_size=500"):
+        assert api.get(path).status_code == 400, path
+
+
 def test_the_schema_still_describes_each_listed_field(api, rows):
     """The lists answer what the OpenAPI schema (still built from the serializers) says they answer."""
     schema = SchemaGenerator().get_schema(request=None, public=True)
     components = schema["components"]["schemas"]
     for path, component in (("/api/v1/connections/", "Connection"), ("/api/v1/endpoints/", "Endpoint")):
-        listed = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        operation = schema["paths"][path]["get"]
+        assert {"page", "page_size", "ordering", "provider"} <= {parameter["name"] for parameter in operation["parameters"]}
+        listed = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert listed == {"$ref": f"#/components/schemas/Paginated{component}List"}
         page = components[f"Paginated{component}List"]["properties"]["results"]
         assert page["items"] == {"$ref": f"#/components/schemas/{component}"}
