@@ -1,15 +1,20 @@
 """The Endpoints tab of the settings page: list, create, edit, delete."""
 
+from html import escape  # Django's escape() without its lazy-string wrapper: the same text, a third of the cost
+
 from django.contrib import messages
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
 from connections.models import Connection
+from core.limits import limits_line
 from core.names import could_name_something
-from core.ui import PAGE_SIZE, SettingsPageMixin
-from usage.summary import with_last_day_of_usage
+from core.ui import PAGE_SIZE, SettingsPageMixin, name_urls, time_html, usage_cells
+from usage.summary import last_day_by
 
 from .forms import EndpointForm
 from .models import Endpoint
@@ -21,16 +26,74 @@ class EndpointListView(SettingsPageMixin, ListView):
     template_name = "endpoints/endpoint_list.html"
     context_object_name = "endpoints"
     paginate_by = PAGE_SIZE
-    queryset = (
-        Endpoint.objects.select_related("connection")
-        .only("name", "model", "task", "enabled", *Endpoint.limit_fields, "connection__name", "connection__provider")
-        .order_by("name")
+    # Values, not instances: the rows are rendered by `endpoint_rows()`.
+    queryset = Endpoint.objects.order_by("name").values(
+        "id", "name", "model", "task", "enabled", *Endpoint.limit_fields, "connection__name", "connection__provider"
     )
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
-        context["endpoints"] = with_last_day_of_usage("endpoint", context["endpoints"])
+        context["rows"] = endpoint_rows(context["object_list"], request=self.request)
         return context
+
+
+# One row of the Endpoints table, as the template language wrote it (the page's text around `{{ rows }}` is the
+# template's). Values are escaped before they go in; tests hold this equal to the template it replaced.
+ENDPOINT_ROW = """
+    <tr>
+      <th scope="row" class="name">{name}</th>
+      <td><a href="{connection_url}">{connection}</a></td>
+      <td>{provider}</td>
+      <td><code>{model}</code></td>
+      <td>{task}</td>
+      <td>{enabled}</td>
+      <td>{limits}</td>
+      <td class="number">{calls}</td>
+      <td class="number">{errors}</td>
+      <td>{last_used_at}</td>
+      <td class="row-actions">
+        <a href="{edit_url}" aria-label="Edit {name}">Edit</a>
+        <a href="{delete_url}" aria-label="Delete {name}" class="danger-link">Delete</a>
+      </td>
+    </tr>
+    """
+ENABLED = {True: '<span class="badge badge-ok">Yes</span>', False: '<span class="badge">No</span>'}
+
+
+def endpoint_rows(rows: list[dict], *, request) -> str:
+    """The table body for a page of endpoints (`EndpointListView.queryset` rows), as safe HTML.
+
+    Through the template engine the rows' `{% url %}` tags, lookups and escapes were most of the page's time.
+    """
+    providers = dict(Connection._meta.get_field("provider").flatchoices)
+    tasks = dict(Endpoint._meta.get_field("task").flatchoices)
+    connection_url, edit_url, delete_url = (name_urls("connections:edit"), name_urls("endpoints:edit"),
+                                            name_urls("endpoints:delete"))
+    usage = last_day_by("endpoint", [row["id"] for row in rows])
+    cells = usage_cells("endpoint", request)
+    zone = timezone.get_current_timezone()
+    html = []
+    for row in rows:
+        name = escape(row["name"])
+        provider = row["connection__provider"]
+        used = usage.get(row["id"], {})
+        calls, errors = cells(row["id"], name, used)
+        html.append(ENDPOINT_ROW.format(
+            name=name,
+            connection_url=escape(connection_url(row["connection__name"])),
+            connection=escape(row["connection__name"]),
+            provider=escape(str(providers.get(provider, provider))),
+            model=escape(row["model"]),
+            task=escape(str(tasks.get(row["task"], row["task"]))),
+            enabled=ENABLED[bool(row["enabled"])],
+            limits=escape(limits_line(row["requests_per_minute"], row["token_budget"], row["budget_period"])) or "—",
+            calls=calls,
+            errors=errors,
+            last_used_at=time_html(used.get("last_at"), zone),
+            edit_url=escape(edit_url(row["name"])),
+            delete_url=escape(delete_url(row["name"])),
+        ))
+    return mark_safe("".join(html))
 
 
 class EndpointFormMixin:

@@ -9,10 +9,11 @@ from rest_framework.response import Response
 
 from audit.api.serializers import AuditEntrySerializer
 from core.api import NAME_IN_URL, ModelPermissions, has_permission
+from core.api_lists import Computed, ValuesList, ValuesListMixin
 from providers import catalogue
 
 from ..editing import RowLockedForEdit
-from ..models import Connection, Rotation
+from ..models import STORED_SECRETS, Connection, KeyRotation, Rotation, key_rotation, masks_of_stored
 from ..services import ConnectionInUse, connection_delete, connection_test
 from .serializers import ConnectionSerializer, ProviderSerializer
 
@@ -30,11 +31,26 @@ class ConnectionFilter(django_filters.FilterSet):
         return queryset.rotation(value)
 
 
-class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
+ROTATION_COLUMNS = ("auth_method", "secrets_updated_at", "created_at", "key_max_age_days")
+
+
+def rotation_of(row: dict) -> KeyRotation:
+    return key_rotation(*(row[column] for column in ROTATION_COLUMNS))
+
+
+class ConnectionViewSet(RowLockedForEdit, ValuesListMixin, viewsets.ModelViewSet):
     """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
     queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related("endpoints")
     serializer_class = ConnectionSerializer
+    # The list reads values, not instances: the serializer's output, checked against it by the tests.
+    values_list = ValuesList(ConnectionSerializer, computed={
+        "secrets": Computed(("provider", "auth_method"), expressions={"stored_secrets": STORED_SECRETS}, represent=(
+            lambda row: masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])[1])),
+        "key_age_days": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).age_days, by_field=True),
+        "key_due_at": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).due_at, by_field=True),
+        "rotation_status": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).status, by_field=True),
+    })
     permission_classes = [ModelPermissions]
     lookup_field = "name"
     lookup_value_regex = NAME_IN_URL

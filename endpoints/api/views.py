@@ -3,6 +3,7 @@ from rest_framework import viewsets
 
 from connections.models import Environment
 from core.api import NAME_IN_URL, ModelPermissions
+from core.api_lists import ValuesList, ValuesListMixin
 from providers import catalogue
 
 from ..models import Endpoint
@@ -20,13 +21,15 @@ class EndpointFilter(django_filters.FilterSet):
         fields = ["provider", "connection", "task", "enabled"]
 
 
-class EndpointViewSet(viewsets.ModelViewSet):
+class EndpointViewSet(ValuesListMixin, viewsets.ModelViewSet):
     """Gateway endpoints, looked up by name; `connection` is the connection's name."""
 
     # The connection's secrets column is deferred: listing endpoints never decrypts credentials.
 
     queryset = Endpoint.objects.select_related("connection").defer("connection__secrets")
     serializer_class = EndpointSerializer
+    # The list reads values, not instances: the serializer's output, checked against it by the tests.
+    values_list = ValuesList(EndpointSerializer)
     permission_classes = [ModelPermissions]
     lookup_field = "name"
     lookup_value_regex = NAME_IN_URL
