@@ -183,7 +183,8 @@ def key_age_html(row: dict, now, zone) -> str:
         due = due.astimezone(zone) if timezone.is_aware(due) else due
         day = f"{due.year:04d}-{due.month:02d}-{due.day:02d}"
         badge = (f' <span class="badge badge-danger" title="Due {day}: rotate the key">Overdue</span>'
-                 if status == Rotation.OVERDUE else f' <span class="badge badge-warning" title="Due {day}">Due soon</span>')
+                 if status == Rotation.OVERDUE else
+                 f' <span class="badge badge-warning" title="Due {day}">Due soon</span>')
         return f"{age} d old{badge}"
     return f"{age} d old"
 

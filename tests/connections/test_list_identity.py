@@ -163,7 +163,7 @@ def test_the_connections_page_is_what_its_template_rendered(client, django_user_
         pages += page
     for shown in ("cannot be decrypted", "(disabled)", "never", "Access key ID: AKI...CDEF", "no credentials",
                   "&lt;script&gt;", "env-staging", "Development</span>", "no key", " d old", "Overdue</span>",
-                  "Due soon</span>", "1,234,567", '<span class="badge badge-danger">1,500</span>'):
+                  "Due soon</span>", "2,469,134", '<span class="badge badge-danger">3,000</span>'):
         assert shown in pages, shown
 
 
