@@ -189,6 +189,21 @@ def key_age_html(row: dict, now, zone) -> str:
     return f"{age} d old"
 
 
+def endpoint_links(connection_ids: list[int]) -> dict[int, str]:
+    """Connection id → its endpoints as links (disabled ones marked), in name order: one query for the page."""
+    links: dict[int, list[str]] = {}
+    edit_url = name_urls("endpoints:edit")
+    endpoints = Connection._meta.get_field("endpoints").related_model.objects  # the app above this one
+    for connection_id, name, enabled in (endpoints.filter(connection_id__in=connection_ids)
+                                         .order_by("name").values_list("connection_id", "name", "enabled")):
+        url = escape(edit_url(name))
+        links.setdefault(connection_id, []).append(
+            f'<a href="{url}">{escape(name)}</a>' if enabled else
+            f'<a href="{url}" class="disabled-endpoint">{escape(name)}</a> <span class="muted">(disabled)</span>')
+    return {key: "".join(f'<span class="endpoint-item">{link},</span> ' for link in items[:-1])
+            + f'<span class="endpoint-item">{items[-1]}</span> ' for key, items in links.items()}
+
+
 class ConnectionFormMixin:
     model = Connection
     form_class = ConnectionForm
