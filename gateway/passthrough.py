@@ -17,6 +17,7 @@ from providers.errors import GatewayError
 from tokens.authentication import bearer_token
 from tokens.models import Caller
 from usage import recorder as usage
+from usage.meter import note_answer
 
 from . import views
 
@@ -52,6 +53,8 @@ async def forward(request: Request, send: Send, caller: Caller, api: str, header
         return None
     if admission.counts_tokens and (tokens := views.total_tokens(answer)):
         await views.DATABASE.run(views.record_tokens, admission, tokens)
+    if noted is not None:
+        note_answer(noted, answer)
     return Answer(200, answer)
 
 

@@ -12,6 +12,8 @@ from connections.services import connection_save
 from tests.conftest import PLANTED_KEY
 from tests.fakes.anthropic import FakeAnthropic
 from tokens.models import ApiToken
+from usage.models import UsageRecord
+from usage.recorder import RECORDER
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,6 +74,16 @@ def test_the_anthropic_sdk_gets_the_providers_message_with_the_connections_key(c
     assert sent.json() == {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": MESSAGES,
                            "system": "Be brief.", "metadata": {"user_id": "u-1"}}  # only the model changed
     assert token not in sent_headers(fake_claude) and "authorization" not in sent.headers
+
+
+def test_a_call_is_recorded_in_usage_with_the_providers_token_counts(claude_sdk, claude):
+    claude_sdk.messages.create(model="claude", max_tokens=100, messages=MESSAGES)
+
+    RECORDER.flush()
+    [record] = UsageRecord.objects.all()
+    assert (record.endpoint_id, record.connection_id, record.provider, record.model, record.status) == (
+        claude.pk, claude.connection_id, "anthropic", "claude-sonnet-4-5", 200)
+    assert (record.prompt_tokens, record.completion_tokens) == (12 + 3, 6)  # cache reads are input too
 
 
 def test_our_token_may_come_as_a_bearer_token_too(asgi_live_server, token, claude, fake_claude):
