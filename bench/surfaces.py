@@ -479,9 +479,11 @@ def streams_section(runs: list[tuple[str, dict, str]], options: argparse.Namespa
         "Server CPU is the whole server process tree's, per completed stream and per relayed chunk. A `≥` marks "
         "a percentile that counts streams still waiting at the end.",
         "",
-        "The server: gunicorn with uvicorn workers (config/gunicorn.py, config/workers.py) was chosen over "
-        "granian and plain uvicorn by this measurement on the same machine: the rows below compare it with "
-        "granian serving the same application at the two levels that matter.",
+        "The server `make run` starts is gunicorn with uvicorn workers (config/gunicorn.py, config/workers.py): "
+        "gunicorn supervises the workers (heartbeat timeout, restart, graceful shutdown) and runs the hooks "
+        "`/metrics` needs in multiprocess mode. The rows marked granian serve the same application with granian "
+        "at the two levels that matter, in the same run, to show what the other server would change. The load "
+        "generator (stub and clients) shares the machine's 2 cores with the server.",
         "",
         *([f"![streams relayed against direct](benchmarks-streams.png)", ""] if measured else []),
         streams.table(measured),
