@@ -27,7 +27,7 @@ from .services import ConnectionInUse, connection_delete, connection_save, conne
 
 def endpoints_of(connection: Connection) -> QuerySet:
     """The endpoints (enabled or not) that keep a connection from being deleted."""
-    return connection.endpoints.order_by("name").only("id", "name", "enabled", "connection_id")
+    return connection.endpoints.order_by("name").only("id", "name", "enabled").distinct()
 
 
 class ConnectionListView(SettingsPageMixin, ListView):

@@ -1,8 +1,10 @@
 """The gateway's routes: OpenAI-shaped in, OpenAI-shaped out, every error as `{"error": {...}}`.
 
 Each call is one token lookup and one endpoint read (on the database threads, core/db_threads.py, so a
-stream never holds a connection), then the provider call on the event loop. Credentials are read from the
-connection on every call, so a rotated key is used by the next call in every server process.
+stream never holds a connection), then the provider calls on the event loop: a primary destination chosen by
+weight, then fallbacks in order on the failures the endpoint falls back on (gateway/routing.py), all within
+the endpoint's deadline. Credentials are read from the connections on every call, so a rotated key is used
+by the next call in every server process.
 """
 
 import asyncio
@@ -12,6 +14,8 @@ import re
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.db.models import Prefetch
+from django.utils import timezone
 
 from connections.models import Connection
 from connections.secrets import SecretsUnavailable
@@ -20,12 +24,14 @@ from core.asgi_http import (
 )
 from core.db_threads import DatabaseThreads
 from core.names import could_name_something
-from endpoints.models import Endpoint
+from endpoints.models import Destination, Endpoint, Route
 from providers import client, errors
 from providers.adapters.base import EventStream
 from providers.errors import GatewayError
 from tokens.authentication import bearer_token
 from tokens.models import ApiToken, Caller
+
+from . import routing
 
 logger = logging.getLogger("gateway")
 
@@ -108,27 +114,73 @@ def record_use(connection: Connection) -> None:
 
 
 async def call(request: Request, send: Send, endpoint: Endpoint, body: object) -> Answer | None:
-    """Send the body to the endpoint's provider with its connection's current key; a stream is relayed as it
-    arrives (then nothing is returned: it was sent)."""
-    connection = endpoint.connection
+    """Send the body to the endpoint's destinations until one answers (or a failure the endpoint does not
+    fall back on, or its deadline); a stream is relayed as it arrives (then nothing is returned: it was sent).
+
+    A stream falls back only until its provider has answered: once the answer has begun, the client has its
+    first byte and a failure is the stream's error event.
+    """
+    routes = routing.plan(endpoint, timezone.now())
+    if not routes:
+        raise GatewayError(503, errors.UNAVAILABLE, "endpoint_without_destinations",
+                           f"Endpoint '{endpoint.name}' has no destination to call.")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + endpoint.deadline_seconds
+    failures: list[tuple[Route, GatewayError]] = []
+    bookkeeping: list[asyncio.Future] = []
     try:
-        account = connection.account()
+        for route in routes:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    answer = await attempt(route, body)
+            except TimeoutError:
+                failures.append((route, routing.deadline_passed(endpoint)))
+                raise routing.all_failed(failures) from None
+            except GatewayError as error:
+                failures.append((route, error))
+                if len(routes) > 1 and (seconds := routing.cooldown_seconds(error)) is not None:
+                    bookkeeping.append(loop.create_task(DATABASE.run(start_cooldown, route.destination, seconds)))
+                if routing.failure_class(error) not in endpoint.fallback_on or len(failures) == len(routes):
+                    raise routing.all_failed(failures) from None
+                continue
+            break
+    finally:
+        if bookkeeping:
+            await asyncio.gather(*bookkeeping)
+    headers = routing.route_headers(route, len(failures) + 1)
+    connection = route.connection()
+    if connection.last_used_is_stale():
+        loop.create_task(DATABASE.run(record_use, connection))
+    if isinstance(answer, EventStream):
+        await relay(request, send, answer, headers)
+        return None
+    return Answer(200, answer, headers=headers)
+
+
+async def attempt(route: Route, body: object) -> bytes | EventStream:
+    """One destination's answer, with its connection's current credentials."""
+    try:
+        account = route.connection().account()
     except SecretsUnavailable as error:
         # 503, not 500: the stored secrets need an operator (a re-entered key or the missing encryption key).
         raise GatewayError(503, errors.UNAVAILABLE, "connection_secrets_unavailable", str(error)) from None
-    answer = await client.call(account, endpoint.target, body)
-    if connection.last_used_is_stale():
-        asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
-    if isinstance(answer, EventStream):
-        await relay(request, send, answer)
-        return None
-    return Answer(200, answer)
+    return await client.call(account, route.destination.target, body)
 
 
-async def relay(request: Request, send: Send, events: EventStream) -> None:
+def start_cooldown(destination: Destination, seconds: float) -> None:
+    """Bookkeeping must not fail a call: a cooldown not written only means the next call tries it again."""
+    try:
+        destination.start_cooldown(seconds)
+    except DatabaseError as error:
+        logger.warning("Destination %s: could not record its cooldown (%s).", destination.label, type(error).__name__)
+
+
+async def relay(request: Request, send: Send, events: EventStream, headers: dict[str, str]) -> None:
     """The stream to the client until it ends, the client goes away or stops reading; the provider's
     request is closed at once either way."""
-    streaming = asyncio.ensure_future(send_stream(send, request, events, write_timeout=settings.GATEWAY_TIMEOUT))
+    streaming = asyncio.ensure_future(
+        send_stream(send, request, events, write_timeout=settings.GATEWAY_TIMEOUT, headers=headers)
+    )
     gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
         await asyncio.wait({streaming, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -168,10 +220,15 @@ embeddings = openai_route("embeddings")
 
 
 def enabled_endpoints() -> list[dict]:
+    """Each enabled endpoint, owned by its first primary destination's provider."""
+    destinations = Destination.objects.select_related("connection").only("endpoint_id", "connection__provider")
+    endpoints = Endpoint.objects.filter(enabled=True).only("name", "created_at").order_by("name").prefetch_related(
+        Prefetch("destinations", queryset=destinations.order_by("position"))
+    )
     return [
-        {"id": e.name, "object": "model", "created": int(e.created_at.timestamp()), "owned_by": e.connection.provider}
-        for e in Endpoint.objects.filter(enabled=True).select_related("connection").defer("connection__secrets")
-        .order_by("name")
+        {"id": e.name, "object": "model", "created": int(e.created_at.timestamp()),
+         "owned_by": next((d.connection.provider for d in e.destinations.all()), "")}
+        for e in endpoints
     ]
 
 

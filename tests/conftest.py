@@ -7,7 +7,7 @@ from encrypted_model_fields import fields as encrypted_fields
 
 from connections.models import Connection
 from connections.services import connection_save
-from endpoints.models import Endpoint
+from endpoints.models import Destination, Endpoint
 
 # Which tests run on which database (SQLite always; the database-touching ones on PostgreSQL too).
 pytest_plugins = ["tests.databases", "tests.provider_fixtures"]
@@ -115,10 +115,20 @@ def make_connection(db):
 
 @pytest.fixture
 def make_endpoint(db):
-    def make(name: str, connection: Connection, model: str = "gpt-4o-mini", task: str = "chat", **fields) -> Endpoint:
-        endpoint = Endpoint(name=name, connection=connection, model=model, task=task, **fields)
+    def make(name: str, connection: Connection, model: str = "gpt-4o-mini", task: str = "chat",
+             fallbacks: tuple[tuple[Connection, str], ...] = (), **fields) -> Endpoint:
+        """An endpoint with one primary destination (the connection and model), then `fallbacks` in order."""
+        endpoint = Endpoint(name=name, task=task, **fields)
         endpoint.full_clean()
+        destinations = [Destination(endpoint=endpoint, connection=connection, model=model, weight=100)]
+        destinations += [Destination(endpoint=endpoint, connection=c, model=m, role="fallback") for c, m in fallbacks]
+        for destination in destinations:
+            destination.full_clean(exclude=["endpoint"], validate_constraints=False)
+        endpoint.check_destinations(destinations)
         endpoint.save()
+        for position, destination in enumerate(destinations):
+            destination.endpoint, destination.position = endpoint, position
+            destination.save()
         return endpoint
 
     return make
