@@ -52,8 +52,18 @@ class BaseDestinationFormSet(BaseInlineFormSet):
         self.queryset = self.queryset.select_related("connection").order_by("position") if self.instance.pk else self.queryset
 
     def destinations(self) -> list[Destination]:
-        """The destinations as the valid formset leaves them, in call order (not saved)."""
-        return [form.instance for form in self.ordered_forms]
+        """The destinations as the cleaned rows leave them, in their Order (then as listed); not saved."""
+        kept = [
+            (index, form) for index, form in enumerate(self.forms)
+            if (index < self.initial_form_count() or form.has_changed()) and not self._should_delete_form(form)
+        ]
+
+        def order(item):
+            index, form = item
+            value = form.cleaned_data.get("ORDER")
+            return (value is None, value or 0, index)
+
+        return [form.instance for _, form in sorted(kept, key=order)]
 
     def clean(self) -> None:
         super().clean()

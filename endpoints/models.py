@@ -274,8 +274,8 @@ class Destination(models.Model):
             provider = catalogue.PROVIDERS.get(self.connection.provider)
             if provider and task not in provider.tasks:
                 errors["connection"] = (
-                    f"{self.connection.name} is a {provider.label} connection, which does not serve {task}; "
-                    f"it serves: {', '.join(provider.tasks)}."
+                    f"{provider.label} (connection {self.connection.name}) does not support {task}; "
+                    f"it supports: {', '.join(provider.tasks)}."
                 )
         if errors:
             raise ValidationError(errors)

@@ -163,3 +163,18 @@ def asgi_live_server(transactional_db):
     yield Live()
     server.should_exit = True
     thread.join(10)
+
+
+def bulk_endpoints(rows) -> list[Endpoint]:
+    """Many endpoints at once, each with one primary destination: rows of (name, connection, model, task[, enabled])."""
+    rows = list(rows)
+    endpoints = Endpoint.objects.bulk_create(
+        Endpoint(name=row[0], task=row[3], enabled=row[4] if len(row) > 4 else True) for row in rows
+    )
+    if any(endpoint.pk is None for endpoint in endpoints):
+        endpoints = list(Endpoint.objects.filter(name__in=[row[0] for row in rows]).order_by("id"))
+    Destination.objects.bulk_create(
+        Destination(endpoint=endpoint, connection_id=getattr(row[1], "pk", row[1]), model=row[2], weight=100)
+        for endpoint, row in zip(endpoints, rows)
+    )
+    return endpoints
