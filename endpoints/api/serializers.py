@@ -78,15 +78,14 @@ class EndpointSerializer(ModelCleanSerializer):
         destinations = given if given is not None else (
             list(endpoint.destinations.select_related("connection")) if endpoint.pk else []
         )
-        errors: list[dict] = []
-        for destination in destinations:
+        errors: dict[str, dict] = {}  # by position in the list, as DRF reports a nested list's errors
+        for index, destination in enumerate(destinations):
             destination.endpoint = endpoint
             try:
                 destination.full_clean(exclude=["endpoint", "position"], validate_constraints=False)
-                errors.append({})
             except DjangoValidationError as error:
-                errors.append(django_errors_to_drf(error))
-        if any(errors):
+                errors[str(index)] = django_errors_to_drf(error)
+        if errors:
             raise serializers.ValidationError({"destinations": errors})
         try:
             endpoint.check_destinations(destinations)
