@@ -274,7 +274,7 @@ class Destination(models.Model):
             provider = catalogue.PROVIDERS.get(self.connection.provider)
             if provider and task not in provider.tasks:
                 errors["connection"] = (
-                    f"{provider.label} (connection {self.connection.name}) does not support {task}; "
+                    f"{provider.label} does not support {task} (connection {self.connection.name}); "
                     f"it supports: {', '.join(provider.tasks)}."
                 )
         if errors:

@@ -191,7 +191,8 @@ def planted_connections(echo, admin_user) -> list[Connection]:
         # An edit (field names audited) and a key rotation, so history and audit rows exist for both.
         connection.description = "sweep, edited"
         connection_save(connection=connection, actor=admin_user)
-        Endpoint.objects.create(name=f"e-{connection.name}", connection=connection, model="m", task="chat")
+        Endpoint.objects.create(name=f"e-{connection.name}", task="chat").destinations.create(
+            connection=connection, model="m", weight=100)
         made.append(connection)
     return made
 

@@ -146,7 +146,7 @@ def test_it_refuses_a_task_the_provider_lacks(api, make_connection):
 
     assert response.status_code == 400
     error = response.json()["destinations"]["0"]["connection"][0]
-    assert "Anthropic (connection claude) does not support embeddings" in error
+    assert "Anthropic does not support embeddings (connection claude)" in error
 
 
 def test_it_updates_with_patch_and_put(api, chat, make_connection):

@@ -17,7 +17,7 @@ def test_a_destinations_provider_must_serve_the_task(make_connection):
     with pytest.raises(ValidationError) as caught:
         destination(anthropic, weight=100, endpoint=Endpoint(name="embed", task="embeddings")).full_clean(
             exclude=["endpoint"], validate_constraints=False)
-    assert "Anthropic (connection claude) does not support embeddings" in caught.value.message_dict["connection"][0]
+    assert "Anthropic does not support embeddings (connection claude)" in caught.value.message_dict["connection"][0]
 
 
 def test_an_unknown_task_is_named(db):

@@ -186,7 +186,7 @@ def test_create_refuses_a_task_the_provider_does_not_support(admin_client, make_
     anthropic = make_connection("anthropic-dev", provider="anthropic")
     response = admin_client.post(CREATE_URL, endpoint_data(anthropic, task="embeddings"))
     error = response.context["destinations"].forms[0].errors["connection"][0]
-    assert "Anthropic (connection anthropic-dev) does not support embeddings" in error
+    assert "Anthropic does not support embeddings (connection anthropic-dev)" in error
     assert not Endpoint.objects.exists()
 
 

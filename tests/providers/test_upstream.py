@@ -85,7 +85,7 @@ def test_an_openai_connection_pointing_at_loopback_is_refused_at_call_time(make_
     settings.ALLOWED_PRIVATE_HOSTS = []  # …and no longer
 
     with pytest.raises(GatewayError) as raised:
-        run(adapter_for("openai").invoke(connection.account(), endpoint.target, CHAT_BODY))
+        run(adapter_for("openai").invoke(connection.account(), endpoint.destinations.get().target, CHAT_BODY))
 
     assert (raised.value.status, raised.value.code) == (502, "upstream_address_refused")
     assert fake_openai.requests == []
@@ -321,7 +321,7 @@ def test_an_endless_answer_is_read_only_up_to_the_limit_and_memory_stays_flat(st
         peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for _ in range(3):
             with pytest.raises(GatewayError) as raised:
-                run(adapter_for("openai").invoke(endpoint.connection.account(), endpoint.target, CHAT_BODY))
+                run(adapter_for("openai").invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, CHAT_BODY))
         grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
 
     if status == 200:
@@ -339,6 +339,6 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading(make_connect
     with FakeServer(lambda request: Reply(200, {"Content-Type": "application/json"}, body)) as server:
         endpoint = make_endpoint("chat", make_connection(config={"base_url": f"{server.url}/v1"}))
         with pytest.raises(GatewayError) as raised:
-            run(adapter_for("openai").invoke(endpoint.connection.account(), endpoint.target, CHAT_BODY))
+            run(adapter_for("openai").invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, CHAT_BODY))
 
     assert raised.value.code == "upstream_response_too_large"
