@@ -4,6 +4,7 @@ failures an endpoint names (and never on a refused request), streams, the deadli
 import json
 from collections import Counter
 
+import httpx
 import openai
 import pytest
 from django.contrib.auth.models import Permission
@@ -219,11 +220,14 @@ def test_a_rotated_key_on_a_fallbacks_connection_is_used_on_the_next_call(gatewa
     assert backup_fake.presented_keys() == [BACKUP_KEY, ROTATED_KEY]
 
 
-def test_the_split_follows_the_weights_over_2000_calls(gateway, make_connection, make_endpoint):
+@pytest.mark.django_db(transaction=True)
+def test_the_split_follows_the_weights_over_2000_calls(asgi_live_server, caller, make_connection):
     keys = {"east": "sk-east-SECRET-0000000000-aaaaEAST", "west": "sk-west-SECRET-1111111111-bbbbWEST",
             "north": "sk-north-SECRET-2222222222-ccccNORTH"}
     weights = {"east": 50, "west": 30, "north": 20}
-    with FakeOpenAI(keys=set(keys.values())) as fake:
+    with FakeOpenAI(keys=set(keys.values())) as fake, httpx.Client(
+        base_url=asgi_live_server.url, headers={"Authorization": f"Bearer {caller[1]}"}, timeout=10
+    ) as client:
         made = {name: make_connection(name, secrets={"api_key": key}, config={"base_url": fake.base_url})
                 for name, key in keys.items()}
         endpoint = Endpoint(name="chat", task="chat")
@@ -233,8 +237,11 @@ def test_the_split_follows_the_weights_over_2000_calls(gateway, make_connection,
                                        position=position)
         routing.CHOOSER.seed(19)
 
-        answered = Counter(call(gateway)["x-llmc-destination"].split("/")[0] for _ in range(2000))
-
+        answered = Counter(
+            client.post("/gateway/v1/chat/completions", json={**CHAT_BODY, "model": "chat"})
+            .headers["x-llmc-destination"].split("/")[0]
+            for _ in range(2000)
+        )
         presented = Counter(fake.presented_keys())
     assert sum(answered.values()) == 2000
     for name, weight in weights.items():

@@ -20,7 +20,7 @@ LOGGERS = ("httpx", "httpcore", "gateway", "providers", "django")
 
 def invoke(endpoint: Endpoint, body: dict):
     """Call the endpoint's adapter as the routes do (the endpoint and connection fresh from the database)."""
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)
     return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 

@@ -52,7 +52,7 @@ def ad_chat(make_endpoint, ad_connection) -> Endpoint:
 
 
 def invoke(endpoint: Endpoint, body: dict):
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)  # as a route loads it
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)  # as a route loads it
     return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 

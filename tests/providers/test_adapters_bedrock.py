@@ -51,7 +51,7 @@ def claude(make_endpoint, bedrock_connection) -> Endpoint:
 
 
 def invoke(endpoint: Endpoint, body: dict):
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)  # as a route loads it
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)  # as a route loads it
     return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 

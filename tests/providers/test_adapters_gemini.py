@@ -24,7 +24,7 @@ ROTATED_KEY = "AIzaSyRotated-0123456789-abcdefghijKLM"
 
 
 def invoke(endpoint: Endpoint, body: dict):
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)
     return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 

@@ -22,7 +22,7 @@ ROTATED_KEY = "sk-rotated-NEW-9876543210-zyxwvuTSRQ"
 
 
 def invoke(endpoint: Endpoint, body: dict):
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)  # as a route loads it
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)  # as a route loads it
     return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 
