@@ -49,11 +49,17 @@ class Migration(migrations.Migration):
             field=models.PositiveIntegerField(default=120, help_text="How long a call may take over all its attempts, until the answer (or a stream's first byte).", validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3600)], verbose_name="deadline (seconds)"),
         ),
         # Until the endpoints' own connection and model are moved to destinations (the next migration),
-        # both accessors exist; the old foreign key's reverse name makes way for the new relation's.
+        # both accessors exist; the old foreign key's reverse name makes way for the new relation's, and
+        # both columns may be empty, so that going back can add them again before filling them.
         migrations.AlterField(
             model_name="endpoint",
             name="connection",
             field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name="+", to="connections.connection"),
+        ),
+        migrations.AlterField(
+            model_name="endpoint",
+            name="model",
+            field=models.CharField(default="", max_length=200),
         ),
         migrations.AddField(
             model_name="endpoint",
