@@ -21,7 +21,7 @@ from core.ui import PAGE_SIZE, SettingsPageMixin, safe_next
 
 from .editing import RowLockedForEdit
 from .forms import ConnectionForm
-from .models import Connection
+from .models import Connection, each_endpoint_once
 from .services import ConnectionInUse, connection_delete, connection_save, connection_test
 
 
@@ -36,7 +36,7 @@ class ConnectionListView(SettingsPageMixin, ListView):
     context_object_name = "connections"
     paginate_by = PAGE_SIZE
     # One query for the page of connections and one for all their endpoints, however many rows.
-    queryset = Connection.objects.order_by("name").prefetch_related("endpoints")
+    queryset = Connection.objects.order_by("name").prefetch_related(each_endpoint_once())
 
 
 class ConnectionFormMixin:
@@ -70,7 +70,7 @@ class ConnectionUpdateView(SettingsPageMixin, RowLockedForEdit, ConnectionFormMi
         if not changed:
             messages.info(self.request, f"Nothing changed in “{connection.name}”.")
         elif all(name.startswith("secrets.") for name in changed):
-            count = connection.endpoints.count()
+            count = connection.endpoints.distinct().count()
             messages.success(
                 self.request,
                 f"Credentials of “{connection.name}” updated: its {count} endpoint(s) use them from the next call.",
