@@ -53,6 +53,7 @@ class ChoiceListField(models.JSONField):
         return forms.TypedMultipleChoiceField(
             choices=self.choice_class.choices, required=False, widget=forms.CheckboxSelectMultiple,
             label=self.verbose_name.capitalize(), help_text=self.help_text,
+            initial=self.get_default() if self.has_default() else None,
         )
 
     def validate(self, value, model_instance) -> None:

@@ -80,7 +80,7 @@ def test_the_user_guide_end_to_end(page: Page, live_server, admin_user, make_con
     expect(row(page, "my-openai-key")).to_contain_text(mask_secret(ROTATED_KEY))
     expect(row(page, "my-openai-key").get_by_role("link", name="chat-main")).to_be_visible()
     assert Connection.objects.get(name="my-openai-key").get_secrets()["api_key"] == ROTATED_KEY
-    assert Endpoint.objects.get(name="chat-main").connection_id == connection.pk
+    assert Endpoint.objects.get(name="chat-main").destinations.get().connection_id == connection.pk
 
     # History shows the rotation (field names only).
     row(page, "my-openai-key").get_by_role("link", name="History").click()
