@@ -1,5 +1,4 @@
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -67,13 +66,13 @@ class ChoiceListField(models.JSONField):
 
 class EndpointManager(models.Manager):
     def for_call(self, name: str) -> "Endpoint | None":
-        """The endpoint and its destinations in call order, or None.
+        """The endpoint and its destinations in call order (`endpoint.routes`), or None.
 
         The gateway's read on every call, in one hand-written statement: through the query builder this
         costs several times the CPU (docs/benchmarks.md), mostly compiling the same query again. Only the
         statement is cached, never a row, so a disabled endpoint, a rotated key or a cooldown takes effect
-        on the very next call in every server process. A connection's secrets are decrypted only when a
-        call goes to it (`Route.connection()`), so fallbacks that are not tried cost nothing.
+        on the very next call in every server process. A destination's row, and its connection's (secrets
+        decrypted), are built only when a call goes to it: fallbacks that are not tried cost next to nothing.
         """
         statement, readers = endpoint_statement(database.alias)
         with database.cursor() as cursor:
@@ -85,35 +84,51 @@ class EndpointManager(models.Manager):
         first, second = len(endpoint_reader.columns), len(endpoint_reader.columns) + len(destination_reader.columns)
         endpoint = endpoint_reader.build(rows[0][:first])
         endpoint.routes = []
-        built: dict[object, Route] = {}
+        shared: dict[object, Route] = {}
         for row in rows:
             if row[first] is None:  # LEFT JOIN: an endpoint without destinations
                 continue
-            destination = destination_reader.build(row[first:second])
-            destination.endpoint = endpoint
-            shared = built.get(destination.connection_id)
-            route = Route(destination, row[second:], connection_reader, shared)
-            built.setdefault(destination.connection_id, route)
+            route = Route(endpoint, row, first, second, readers)
+            route.shared = shared.setdefault(route.connection_id, route)
             endpoint.routes.append(route)
         return endpoint
 
 
-@dataclass(eq=False)
 class Route:
-    """A destination as read for a call; its connection (and secrets) is built on first use."""
+    """A destination as read for a call: what choosing it needs (role, weight, cooldown) at once, the
+    Destination and its Connection (secrets decrypted) on first use."""
 
-    destination: "Destination"
-    row: Sequence = field(repr=False)
-    reader: RowReader = field(repr=False)
-    shared: "Route | None" = field(default=None, repr=False)  # an earlier route with the same connection
-    _connection: Connection | None = field(default=None, repr=False)
+    __slots__ = ("endpoint", "row", "first", "second", "readers", "role", "weight", "cooling_until",
+                 "connection_id", "shared", "_destination", "_connection")
+
+    def __init__(self, endpoint: "Endpoint", row: Sequence, first: int, second: int, readers: tuple):
+        self.endpoint, self.row, self.first, self.second, self.readers = endpoint, row, first, second, readers
+        role, weight, cooling, connection = destination_columns(readers[1])
+        self.role = row[first + role]
+        self.weight = row[first + weight]
+        raw = row[first + cooling]
+        self.cooling_until = readers[1].convert(cooling, raw) if raw is not None else None
+        self.connection_id = row[first + connection]
+        self.shared: Route = self
+        self._destination: Destination | None = None
+        self._connection: Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"<Route {self.role} weight={self.weight}>"
+
+    @property
+    def destination(self) -> "Destination":
+        if self._destination is None:
+            self._destination = self.readers[1].build(self.row[self.first:self.second])
+            self._destination.endpoint = self.endpoint
+            self._destination.connection = self.connection()
+        return self._destination
 
     def connection(self) -> Connection:
-        if self.shared is not None:
+        if self.shared is not self:
             return self.shared.connection()
         if self._connection is None:
-            self._connection = self.reader.build(self.row)
-            self.destination.connection = self._connection
+            self._connection = self.readers[2].build(self.row[self.second:])
         return self._connection
 
     @property
@@ -122,7 +137,13 @@ class Route:
         return self.destination.label
 
     def cooling(self, now: datetime) -> bool:
-        return self.destination.cooling_until is not None and self.destination.cooling_until > now
+        return self.cooling_until is not None and self.cooling_until > now
+
+
+@cache
+def destination_columns(reader: RowReader) -> tuple[int, int, int, int]:
+    """Where role, weight, cooling_until and connection_id are among a destination's columns."""
+    return tuple(reader.attnames.index(name) for name in ("role", "weight", "cooling_until", "connection_id"))
 
 
 class Endpoint(RemembersLoadedState, models.Model):

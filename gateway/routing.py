@@ -26,14 +26,14 @@ def plan(endpoint: Endpoint, now: datetime) -> list[Route]:
     """The routes a call tries, in order: a primary chosen by weight, then the fallbacks; cooling ones last."""
     primaries, fallbacks = [], []
     for route in endpoint.routes:
-        (primaries if route.destination.role == Destination.Role.PRIMARY else fallbacks).append(route)
+        (primaries if route.role == Destination.Role.PRIMARY else fallbacks).append(route)
     if not primaries:
         return fallbacks
     if len(primaries) == 1:
         first = primaries[0]
     else:
         warm = [route for route in primaries if not route.cooling(now)] or primaries
-        first = warm[0] if len(warm) == 1 else CHOOSER.choices(warm, [r.destination.weight or 0 for r in warm])[0]
+        first = warm[0] if len(warm) == 1 else CHOOSER.choices(warm, [r.weight or 0 for r in warm])[0]
     if not fallbacks:
         return [first]
     candidates = [first, *fallbacks]
