@@ -61,8 +61,11 @@ class EndpointAdmin(admin.ModelAdmin):
         """Saved with its destinations in save_related, in one service call and one audit entry."""
 
     def save_related(self, request, form, formsets, change):
-        destinations = next(f for f in formsets if isinstance(f, DestinationAdminFormSet)).destinations()
+        formset = next(f for f in formsets if isinstance(f, DestinationAdminFormSet))
+        destinations = formset.destinations()
         endpoint_save(endpoint=form.instance, destinations=destinations, actor=request.user)
+        # What the admin's history message reads of a saved formset: the rows were replaced as a whole.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = destinations, [], []
 
     def delete_model(self, request, obj):
         endpoint_delete(endpoint=obj, actor=request.user)
