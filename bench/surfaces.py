@@ -454,6 +454,11 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         sections += ["## Gateway overhead (bench/gateway.py)", "", "Stub answering at once:", "", "```",
                      extras["gateway"], "```", "", "Stub answering after 20 ms (a realistic upstream):", "", "```",
                      extras["gateway_delayed"], "```", ""]
+    if "routing" in extras:
+        sections += ["## Routing across destinations (bench/routing.py)", "",
+                     "In-process: the endpoint read, the route chosen and its account built, for one destination "
+                     "and for a three-way split (the split's end-to-end figure is the `three-destination split` "
+                     "line of the gateway runs above).", "", "```", extras["routing"], "```", ""]
     if "rotation" in extras:
         sections += ["## Encryption key rotation (bench/rotation.py)", "", "```", extras["rotation"], "```", ""]
     return "\n".join(sections)
@@ -497,6 +502,7 @@ def main() -> None:
             extras["gateway_delayed"] = run_script("bench/gateway.py", "--delay", "20", "--requests", "1600")
             extras["gateway_verdicts"] = gateway_verdicts(extras["gateway"], extras["gateway_delayed"])
             print("\n".join(extras["gateway_verdicts"]))
+            extras["routing"] = run_script("bench/routing.py")
         if options.rotation:
             extras["rotation"] = run_script("bench/rotation.py")
         options.report.write_text(report(runs, options, load_before, load_average(), extras))
