@@ -25,7 +25,9 @@ class DestinationSerializer(serializers.ModelSerializer):
         help_text="A primary's share of the calls; the primaries' weights add up to 100. Null for a fallback.",
     )
     cooling_until = serializers.DateTimeField(
-        read_only=True, help_text="Until when calls skip this destination after it answered 429 or 5xx (null: they do not)."
+        read_only=True, allow_null=True,
+        help_text="Until when calls try this destination after the others, since it answered 429 or 5xx, timed out "
+                  "or was unreachable; null when it is not cooling down.",
     )
 
     class Meta:
