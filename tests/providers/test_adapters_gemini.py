@@ -304,7 +304,7 @@ def test_the_key_is_never_in_any_url_requested(gateway, gemini_chat, gemini_embe
     post(gateway, "/gateway/v1/chat/completions", chat)
     post(gateway, "/gateway/v1/chat/completions", {**chat, "stream": True})
     post(gateway, "/gateway/v1/embeddings", {"model": "gemini-embed", "input": "x"})
-    run(adapter_for("gemini").test_credentials(gemini_chat.connection.account()))
+    run(adapter_for("gemini").test_credentials(gemini_chat.destinations.get().connection.account()))
 
     assert len(fake_gemini.requests) == 4
     for request in fake_gemini.requests:
