@@ -50,6 +50,14 @@ class BaseDestinationFormSet(BaseInlineFormSet):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.queryset = self.queryset.select_related("connection").order_by("position") if self.instance.pk else self.queryset
+        self.connection_options = None
+
+    def add_fields(self, form, index) -> None:
+        """Every row's dropdown shows the same connections: read once, not once per row."""
+        super().add_fields(form, index)
+        if self.connection_options is None:
+            self.connection_options = list(form.fields["connection"].choices)
+        form.fields["connection"].widget.choices = self.connection_options
 
     def destinations(self) -> list[Destination]:
         """The destinations as the cleaned rows leave them, in their Order (then as listed); not saved."""

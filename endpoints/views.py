@@ -34,6 +34,17 @@ class EndpointListView(SettingsPageMixin, ListView):
     )
 
 
+def weight_total(destinations: DestinationFormSet) -> int:
+    """The primaries' weights as the form shows them (typed or stored), for the total a page without scripts shows."""
+    total = 0
+    for row in destinations.forms:
+        removed = row["DELETE"].value() if "DELETE" in row.fields else False
+        weight = str(row["weight"].value() or "")
+        if row["role"].value() == Destination.Role.PRIMARY and row["connection"].value() and not removed:
+            total += int(weight) if weight.isdigit() else 0
+    return total
+
+
 class EndpointFormMixin:
     model = Endpoint
     form_class = EndpointForm
@@ -44,6 +55,7 @@ class EndpointFormMixin:
         context = super().get_context_data(**kwargs)
         if "destinations" not in context:
             context["destinations"] = self.destination_formset()
+        context["weight_total"] = weight_total(context["destinations"])
         context["has_connections"] = Connection.objects.exists()
         return context
 

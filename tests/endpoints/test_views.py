@@ -141,7 +141,9 @@ def test_weights_that_do_not_add_up_to_100_are_refused_above_the_rows(admin_clie
     response = admin_client.post(CREATE_URL, data)
 
     assert response.status_code == 200
-    assert "weights add up to 90; they must add up to 100" in response.content.decode()
+    page = response.content.decode()
+    assert "weights add up to 90; they must add up to 100" in page
+    assert '<output id="weight-sum">90</output> / 100' in page  # the total, without scripts too
     assert not Endpoint.objects.exists()
 
 
@@ -256,3 +258,13 @@ def test_posts_without_a_csrf_token_are_refused(admin_user, openai):
     client.force_login(admin_user)
     assert client.post(CREATE_URL, endpoint_data(openai)).status_code == 403
     assert not Endpoint.objects.exists()
+
+
+def test_the_edit_form_reads_the_connections_once_however_many_rows(admin_client, make_connection, make_endpoint,
+                                                                    django_assert_max_num_queries):
+    connections = [make_connection(f"conn-{number}") for number in range(10)]
+    make_endpoint("chat-main", connections[0], fallbacks=tuple((c, "gpt-4o") for c in connections[1:]))
+    # session, user, endpoint, its destinations, the connections, whether any exist (+ the settings layout's own)
+    with django_assert_max_num_queries(10):
+        page = admin_client.get("/settings/endpoints/chat-main/edit/").content.decode()
+    assert page.count('<option value="') >= 10 * 11
