@@ -22,8 +22,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
     options = parser.parse_args()
-    directory = tempfile.mkdtemp(prefix="bench-routing-")
-    os.environ["DATABASE_URL"] = f"sqlite:///{directory}/bench.sqlite3"
+    with tempfile.TemporaryDirectory(prefix="bench-routing-") as directory:
+        os.environ["DATABASE_URL"] = f"sqlite:///{directory}/bench.sqlite3"
+        measure(options.calls)
+
+
+def measure(calls: int) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
     import django
 
@@ -60,7 +64,7 @@ def main() -> None:
         for _ in range(1000):
             one_call(name)
     results = {"single": [], "split": []}
-    for _ in range(options.calls // 100):  # interleaved, so that drift hits both alike
+    for _ in range(calls // 100):  # interleaved, so that drift hits both alike
         for name in results:
             results[name].extend(one_call(name) for _ in range(100))
     p50 = {name: statistics.median(values) for name, values in results.items()}
