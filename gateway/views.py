@@ -138,7 +138,8 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object) -
                 raise routing.all_failed(failures) from None
             except GatewayError as error:
                 failures.append((route, error))
-                if len(routes) > 1 and (seconds := routing.cooldown_seconds(error)) is not None:
+                # Worth writing when the endpoint has somewhere else to send calls meanwhile.
+                if len(endpoint.routes) > 1 and (seconds := routing.cooldown_seconds(error)) is not None:
                     bookkeeping.append(loop.create_task(DATABASE.run(start_cooldown, route.destination, seconds)))
                 if routing.failure_class(error) not in endpoint.fallback_on or len(failures) == len(routes):
                     raise routing.all_failed(failures) from None

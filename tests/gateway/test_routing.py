@@ -266,3 +266,20 @@ def test_the_openai_sdk_reads_the_route_from_the_headers(asgi_live_server, djang
 
     assert raw.headers["x-llmc-destination"] == "openai-backup/gpt-4o-mini" and raw.headers["x-llmc-attempts"] == "2"
     assert raw.parse().choices[0].message.content
+
+
+def test_a_failing_primary_of_a_split_cools_and_the_next_calls_go_to_the_other(gateway, connections, primary_fake,
+                                                                               backup_fake):
+    primary, backup = connections
+    endpoint = Endpoint.objects.create(name="chat", task="chat")
+    Destination.objects.create(endpoint=endpoint, connection=primary, model="gpt-4o", weight=50, position=0)
+    Destination.objects.create(endpoint=endpoint, connection=backup, model="gpt-4o", weight=50, position=1)
+    primary_fake.fail(503, "overloaded", times=50)
+    routing.CHOOSER.seed(7)  # a fixed sequence of choices, which picks the failing primary among the first calls
+    answers = [call(gateway) for _ in range(12)]
+
+    failed = [a for a in answers if a.status_code != 200]
+    assert len(failed) == 1 and failed[0]["x-llmc-destination"] == "openai-prod/gpt-4o"  # no fallback: answered as is
+    after = answers[answers.index(failed[0]) + 1:]
+    assert all(a["x-llmc-destination"] == "openai-backup/gpt-4o" for a in after)
+    assert len(primary_fake.requests) == 1
