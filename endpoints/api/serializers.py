@@ -9,7 +9,8 @@ from ..services import endpoint_save
 
 
 def connection_field(**kwargs) -> NameRelatedField:
-    return NameRelatedField(queryset=Connection.objects.defer("secrets"), help_text="The connection's name.", **kwargs)
+    kwargs.setdefault("help_text", "The connection's name.")
+    return NameRelatedField(queryset=Connection.objects.defer("secrets"), **kwargs)
 
 
 class DestinationSerializer(serializers.ModelSerializer):
@@ -45,15 +46,21 @@ class DestinationSerializer(serializers.ModelSerializer):
 class EndpointSerializer(ModelCleanSerializer):
     """An endpoint and its destinations (primaries split by weight, then fallbacks in order).
 
-    `connection` and `model` (write-only) are a shorthand for one primary destination at weight 100.
+    `connection`, `model` and `provider` name the first primary destination; written, `connection` and `model`
+    make the endpoint's one destination (primary, weight 100), as before endpoints had several.
     """
 
     destinations = DestinationSerializer(many=True, required=False, max_length=50)
-    connection = connection_field(write_only=True, required=False)
-    model = serializers.CharField(
-        write_only=True, required=False, max_length=200,
-        help_text="With `connection`: one primary destination at weight 100 (instead of `destinations`).",
+    connection = connection_field(
+        required=False,
+        help_text="The first primary destination's connection. Written (with `model`, or alone on an endpoint "
+                  "with one destination): the endpoint's one destination, instead of `destinations`.",
     )
+    model = serializers.CharField(
+        required=False, max_length=200,
+        help_text="The first primary destination's model id; written: see `connection`.",
+    )
+    provider = serializers.CharField(read_only=True, help_text="The first primary destination's provider.")
     fallback_on = serializers.MultipleChoiceField(
         choices=FallbackOn.choices, required=False,
         help_text="Failures after which a call goes on to the next destination: " + ", ".join(FallbackOn.values) + ".",
@@ -61,13 +68,26 @@ class EndpointSerializer(ModelCleanSerializer):
 
     class Meta:
         model = Endpoint
-        fields = ["name", "task", "enabled", "destinations", "fallback_on", "deadline_seconds", "connection", "model",
-                  "created_at", "updated_at"]
+        fields = ["name", "connection", "provider", "model", "task", "enabled", "destinations", "fallback_on",
+                  "deadline_seconds", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
     def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["fallback_on"] = [value for value in FallbackOn.values if value in set(instance.fallback_on or ())]
+        destinations = list(instance.destinations.all())
+        first = destinations[0] if destinations else None
+        data = {
+            "name": instance.name,
+            "connection": first.connection.name if first else None,
+            "provider": first.connection.provider if first else None,
+            "model": first.model if first else None,
+            "task": instance.task,
+            "enabled": instance.enabled,
+            "destinations": DestinationSerializer(destinations, many=True).data,
+            "fallback_on": [value for value in FallbackOn.values if value in set(instance.fallback_on or ())],
+            "deadline_seconds": instance.deadline_seconds,
+        }
+        timestamps = {name: self.fields[name] for name in ("created_at", "updated_at")}
+        data.update({name: field.to_representation(getattr(instance, name)) for name, field in timestamps.items()})
         return data
 
     def validate(self, attrs: dict) -> dict:
@@ -105,10 +125,13 @@ class EndpointSerializer(ModelCleanSerializer):
             )
         if shorthand:
             missing = [name for name in ("connection", "model") if name not in shorthand]
-            if missing:
-                raise serializers.ValidationError(
-                    {name: ["With 'connection' and 'model' (one destination), give both."] for name in missing}
-                )
+            current = list(self.instance.destinations.select_related("connection")) if self.instance else []
+            if missing and len(current) != 1:
+                raise serializers.ValidationError({name: [
+                    "Give both 'connection' and 'model' (they replace every destination), or 'destinations'."
+                ] for name in missing})
+            for name in missing:  # the endpoint's one destination keeps what the request leaves out
+                shorthand[name] = getattr(current[0], name)
             return [Destination(connection=shorthand["connection"], model=shorthand["model"], role="primary", weight=100)]
         if "destinations" not in attrs:
             if self.instance is None:

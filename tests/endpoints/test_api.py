@@ -35,7 +35,8 @@ def test_it_lists_endpoints_with_their_destinations(api, chat):
 
     assert response.status_code == 200
     item = response.json()["results"][0]
-    assert item == {"name": "chat", "task": "chat", "enabled": True, "destinations": ONE,
+    assert item == {"name": "chat", "connection": "openai-prod", "provider": "openai", "model": "gpt-4o-mini",
+                    "task": "chat", "enabled": True, "destinations": ONE,
                     "fallback_on": ["connection_error", "timeout", "rate_limited", "server_error"],
                     "deadline_seconds": 120, "created_at": item["created_at"], "updated_at": item["updated_at"]}
     assert_no_secret(response)
@@ -110,6 +111,17 @@ def test_a_patch_replaces_the_destinations_and_a_patch_without_them_keeps_them(a
     assert replaced.status_code == 200, replaced.json()
     assert [d["connection"] for d in kept.json()["destinations"]] == ["openai-prod", "backup"]
     assert kept.json()["enabled"] is False
+    # The one-destination shorthand cannot half-replace a list of several.
+    assert list(api.patch(detail("chat"), {"model": "gpt-4o"}, format="json").json()) == ["connection"]
+
+
+def test_a_patch_of_the_connection_alone_moves_a_one_destination_endpoint(api, chat, make_connection):
+    make_connection("other")
+    response = api.patch(detail("chat"), {"connection": "other"}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["connection"], response.json()["model"]) == ("other", "gpt-4o-mini")
+    assert [d["connection"] for d in response.json()["destinations"]] == ["other"]
 
 
 @pytest.mark.parametrize("fields, field", [
@@ -124,6 +136,7 @@ def test_a_patch_replaces_the_destinations_and_a_patch_without_them_keeps_them(a
     ({"fallback_on": ["everything"]}, "fallback_on"),
     ({"deadline_seconds": 0}, "deadline_seconds"),
     ({"created_at": "2020-01-01T00:00:00Z"}, None),  # read-only: ignored
+    ({"provider": "anthropic"}, None),  # read-only: ignored
     ({"bogus": True}, "bogus"),
 ])
 def test_it_refuses_invalid_input_naming_the_field(api, openai, fields, field):
@@ -167,7 +180,7 @@ def test_moving_to_a_connection_whose_provider_lacks_the_task_is_refused(api, op
     make_endpoint("embed", openai, model="text-embedding-3-small", task="embeddings")
     make_connection(name="claude", provider="anthropic")
 
-    response = api.patch(detail("embed"), {"connection": "claude", "model": "claude-3"}, format="json")
+    response = api.patch(detail("embed"), {"connection": "claude"}, format="json")
     changed_task = api.patch(detail("embed"), {"task": "chat"}, format="json")
 
     assert response.status_code == 400 and list(response.json()) == ["destinations"]
