@@ -266,7 +266,8 @@ class Destination(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.label
+        """As the admin lists what keeps a connection from being deleted: the endpoint, then the route."""
+        return f"{self.endpoint.name}: {self.label}" if self.endpoint_id else self.label
 
     def __repr__(self) -> str:
         return f"<Destination {self.role} {self.model!r} weight={self.weight}>"

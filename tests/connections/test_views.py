@@ -400,7 +400,7 @@ def test_edit_can_rename_and_endpoints_follow(admin_client, make_connection, mak
     connection = make_connection()
     make_endpoint("chat-main", connection)
     admin_client.post(edit_url("openai-prod"), edit_data(connection, name="openai-production"))
-    assert Endpoint.objects.get().connection.name == "openai-production"
+    assert Endpoint.objects.get().destinations.get().connection.name == "openai-production"
 
 
 def test_edit_to_another_auth_method_requires_its_secret(admin_client, make_connection):
