@@ -115,7 +115,7 @@ def test_a_beta_header_is_passed_on(claude_sdk, fake_claude):
 def test_the_rotated_key_is_used_on_the_next_call(claude_sdk, claude, fake_claude):
     fake_claude.keys.add(ROTATED_KEY)
     claude_sdk.messages.create(model="claude", max_tokens=10, messages=MESSAGES)
-    connection = claude.connection
+    connection = claude.destinations.get().connection
     connection.update_secrets({"api_key": ROTATED_KEY})
     connection_save(connection=connection, actor=None)
 

@@ -27,7 +27,7 @@ def test_a_call_is_recorded_with_its_destination_caller_status_and_tokens(gatewa
     [record] = recorded()
     user, _ = caller
     assert (record.endpoint_id, record.connection_id, record.user_id) == (
-        openai_chat.pk, openai_chat.connection_id, user.pk)
+        openai_chat.pk, openai_chat.destinations.get().connection_id, user.pk)
     assert record.token_id == user.api_tokens.get().pk
     assert (record.provider, record.model, record.status, record.error) == ("openai", "gpt-4o-mini", 200, "")
     assert (record.prompt_tokens, record.completion_tokens, record.total_tokens) == (5, 5, 10)
@@ -121,7 +121,7 @@ def test_a_translated_stream_records_the_usage_its_provider_reported(gateway, ge
 
 
 def test_embeddings_record_their_input_tokens(gateway, openai_chat, make_endpoint, recorded):
-    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings")
+    make_endpoint("embed", openai_chat.destinations.get().connection, model="text-embedding-3-small", task="embeddings")
     assert post(gateway, "/gateway/v1/embeddings", {"model": "embed", "input": ["a", "b"]}).status_code == 200
     [record] = recorded()
     assert (record.model, record.prompt_tokens, record.completion_tokens) == ("text-embedding-3-small", 2, 0)
@@ -142,7 +142,7 @@ def test_listing_models_is_not_a_call(gateway, openai_chat, recorded):
 
 
 def test_a_price_gives_each_call_its_cost_and_the_hours_add_up(gateway, openai_chat, recorded, hours):
-    Price.objects.create(connection=openai_chat.connection, model="gpt-4o-mini",
+    Price.objects.create(connection=openai_chat.destinations.get().connection, model="gpt-4o-mini",
                          input_per_million=Decimal("0.15"), output_per_million=Decimal("0.60"))
     for _ in range(3):
         post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
