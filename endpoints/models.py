@@ -233,7 +233,7 @@ class Endpoint(RemembersLoadedState, CallLimits):
         """Every connection a call through this endpoint may use, primary or fallback, once each in the
         destinations' order (the environment rule looks at them all); the saved destinations unless given."""
         if destinations is None:
-            destinations = self.destinations.select_related("connection")
+            destinations = self.destinations.select_related("connection") if self.pk is not None else []
         used: dict[object, Connection] = {}
         for destination in destinations:
             if destination is not None and destination.connection_id is not None:

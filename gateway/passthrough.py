@@ -39,7 +39,7 @@ async def forward(request: Request, send: Send, caller: Caller, api: str, header
     noted = usage.current()
     attempts = upstream.count_requests() if noted is not None else None
     try:
-        _, answer, route_headers = await views.route_call(endpoint, attempt)
+        answer, route_headers = await views.route_call(endpoint, attempt)
     finally:
         if attempts is not None:
             noted.attempts = attempts[0]

@@ -190,9 +190,9 @@ def record_use_soon(connection: Connection) -> None:
     asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
 
 
-async def route_call(endpoint: Endpoint, attempt: Callable[[Route], Awaitable[T]]) -> tuple[Route, T, dict[str, str]]:
+async def route_call(endpoint: Endpoint, attempt: Callable[[Route], Awaitable[T]]) -> tuple[T, dict[str, str]]:
     """`attempt` on the endpoint's destinations until one answers (or a failure the endpoint does not fall back
-    on, or its deadline): the destination that answered, its answer and the route headers naming it.
+    on, or its deadline): the answer, and the route headers naming the destination that gave it.
 
     A stream falls back only until its provider has answered: once the answer has begun, the client has its
     first byte and a failure is the stream's error event.
@@ -228,15 +228,15 @@ async def route_call(endpoint: Endpoint, attempt: Callable[[Route], Awaitable[T]
     connection = route.connection()
     if connection.last_used_is_stale():
         record_use_soon(connection)
-    return route, answer, routing.route_headers(route, len(failures) + 1)
+    return answer, routing.route_headers(route, len(failures) + 1)
 
 
 def account_of(route: Route) -> Account:
-    """The destination's connection's current credentials; 503 when they cannot be read."""
+    """The destination's connection's current credentials (noted as the call's destination: the usage record
+    names the one tried last, which answered or failed last); 503 when they cannot be read."""
     if (noted := usage.current()) is not None:
-        # The destination tried last is the one a call's record names (the one that answered, or failed last).
-        noted.connection_id, noted.provider, noted.model = route.connection_id, route.connection().provider, \
-            route.destination.model
+        noted.connection_id, noted.provider = route.connection_id, route.connection().provider
+        noted.model = route.destination.model
     try:
         return route.connection().account()
     except SecretsUnavailable as error:
@@ -261,7 +261,7 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
 
     attempts = upstream.count_requests() if noted is not None else None
     try:
-        route, answer, headers = await route_call(endpoint, attempt)
+        answer, headers = await route_call(endpoint, attempt)
     finally:
         if attempts is not None:
             noted.attempts = attempts[0]

@@ -269,3 +269,30 @@ def test_the_edit_form_reads_the_connections_once_however_many_rows(admin_client
     with django_assert_max_num_queries(10):
         page = admin_client.get("/settings/endpoints/chat-main/edit/").content.decode()
     assert page.count('<option value="') >= 10 * 11
+
+
+def test_the_form_sets_the_endpoints_limits(admin_client, openai):
+    data = endpoint_data(openai, requests_per_minute="60", token_budget="100000", budget_period="day")
+
+    assert admin_client.post(CREATE_URL, data).status_code == 302
+
+    endpoint = Endpoint.objects.get()
+    assert (endpoint.requests_per_minute, endpoint.token_budget, endpoint.budget_period) == (60, 100000, "day")
+    assert "60/min · 100,000 tokens per day" in admin_client.get(LIST_URL).content.decode()
+
+
+def test_a_fallback_in_another_environment_is_refused_unless_mixing_is_allowed(admin_client, openai,
+                                                                                make_connection):
+    staging = make_connection("openai-staging", environment="staging")
+    data = {**endpoint_data(openai), **management(2, 0),
+            **destination_row(1, connection=staging.pk, model="gpt-4o-mini", role="fallback")}
+
+    refused = admin_client.post(CREATE_URL, data)
+    assert refused.status_code == 200 and not Endpoint.objects.exists()
+    allowed = admin_client.post(CREATE_URL, {**data, "allow_mixed_environments": "on"})
+
+    assert ("This endpoint would mix production and non-production connections "
+            "(openai-prod (Production), openai-staging (Staging))") in refused.content.decode()
+    assert allowed.status_code == 302
+    endpoint = Endpoint.objects.get()
+    assert [c.name for c in endpoint.connections_used()] == ["openai-prod", "openai-staging"]

@@ -48,6 +48,22 @@ def test_attempts_count_the_provider_requests_retries_included(gateway, openai_c
     assert refused.attempts == 0
 
 
+def test_a_call_that_falls_back_is_recorded_with_the_destination_that_answered(
+    gateway, openai_chat, make_connection, make_endpoint, recorded
+):
+    down = make_connection("down", config={"base_url": f"http://127.0.0.1:{closed_port()}/v1"})
+    backup = openai_chat.destinations.get().connection
+    make_endpoint("routed", down, model="gpt-4o", fallbacks=((backup, "gpt-4o-mini"),))
+
+    response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "model": "routed"})
+
+    assert response.status_code == 200 and response["x-llmc-destination"] == f"{backup.name}/gpt-4o-mini"
+    [record] = recorded()
+    assert (record.connection_id, record.provider, record.model, record.status) == (
+        backup.pk, "openai", "gpt-4o-mini", 200)
+    assert record.attempts == 4  # three tries to connect to the unreachable one, then the answer
+
+
 def test_a_record_holds_no_prompt_answer_or_secret(gateway, openai_chat, caller, recorded):
     post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)
     text = json.dumps(model_to_dict(recorded()[0]), default=str)
