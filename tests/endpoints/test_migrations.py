@@ -6,8 +6,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("endpoints", "0004_endpoints_may_allow_mixed_environments")]
-AFTER = [("endpoints", "0007_remove_endpoint_connection_and_model")]
+BEFORE = ("endpoints", "0004_endpoints_may_allow_mixed_environments")
+AFTER = ("endpoints", "0007_remove_endpoint_connection_and_model")
 
 
 def migrate(targets):
@@ -23,8 +23,13 @@ def latest():
     return executor.loader.graph.leaf_nodes()
 
 
+def at(endpoints_migration):
+    """Endpoints at this migration, every other app at its latest (the connections' later fields exist)."""
+    return [node for node in latest() if node[0] != "endpoints"] + [endpoints_migration]
+
+
 def test_each_endpoint_moves_to_one_primary_destination_and_back():
-    old = migrate(BEFORE)
+    old = migrate(at(BEFORE))
     Connection, Endpoint = old.get_model("connections", "Connection"), old.get_model("endpoints", "Endpoint")
     prod = Connection.objects.create(name="openai-prod", provider="openai", auth_method="api_key", secrets="", config={})
     claude = Connection.objects.create(name="claude", provider="anthropic", auth_method="api_key", secrets="", config={})
@@ -33,7 +38,7 @@ def test_each_endpoint_moves_to_one_primary_destination_and_back():
                             enabled=False)
     Endpoint.objects.create(name="claude-chat", connection=claude, model="claude-3-5-haiku", task="chat")
 
-    new = migrate(AFTER)
+    new = migrate(at(AFTER))
     Destination = new.get_model("endpoints", "Destination")
     assert sorted(Destination.objects.values_list(
         "endpoint__name", "connection__name", "model", "role", "weight", "position", "cooling_until")) == [
@@ -51,7 +56,7 @@ def test_each_endpoint_moves_to_one_primary_destination_and_back():
                                weight=70, position=1)
     Destination.objects.create(endpoint=chat, connection_id=prod.pk, model="gpt-4o", role="fallback", position=2)
 
-    back = migrate(BEFORE)
+    back = migrate(at(BEFORE))
     Endpoint = back.get_model("endpoints", "Endpoint")
     assert sorted(Endpoint.objects.values_list("name", "connection__name", "model", "task", "enabled")) == [
         ("chat", "claude", "claude-3-5-sonnet", "chat", True),
