@@ -18,8 +18,9 @@ def inline(rows: list[dict], initial: int = 0) -> dict:
 
 
 def form(rows: list[dict], **fields) -> dict:
+    # As the admin's page posts it: the budget period's select always sends its value.
     return {"name": "chat", "task": "chat", "enabled": "on", "fallback_on": ["rate_limited", "server_error"],
-            "deadline_seconds": "60", **inline(rows), **fields}
+            "deadline_seconds": "60", "budget_period": "month", **inline(rows), **fields}
 
 
 @pytest.fixture
