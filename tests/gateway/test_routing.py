@@ -27,7 +27,7 @@ STREAM_BODY = {**CHAT_BODY, "stream": True}
 class BreakingOpenAI(FakeOpenAI):
     """Starts a stream, then drops the connection after its first event."""
 
-    def stream_events(self, model):
+    def stream_events(self, model, usage=False):
         yield sse(chunk_document(model, {"role": "assistant", "content": "Hel"}))
         raise ConnectionResetError("the provider went away")
 
