@@ -128,7 +128,7 @@ def database_version(database) -> str:
 def seed(connections: int, endpoints: int) -> float:
     """Grow the database to `connections` connections (names c-NNNNN) and `endpoints` endpoints (e-NNNNNN)."""
     from connections.models import Connection
-    from endpoints.models import Endpoint
+    from endpoints.models import Destination, Endpoint
 
     started = time.monotonic()
     have = Connection.objects.filter(name__startswith="c-").count()
@@ -142,11 +142,17 @@ def seed(connections: int, endpoints: int) -> float:
     have = Endpoint.objects.filter(name__startswith="e-").count()
     # Endpoint k belongs to connection k * connections // endpoints: the same share per connection (5 at the issue's
     # sizes) at every size, so the first page shows as many endpoint links per row whatever the table's size.
-    Endpoint.objects.bulk_create(
-        (Endpoint(name=f"e-{number:06d}", connection_id=ids[min(number * connections // endpoints, len(ids) - 1)],
-                  model="gpt-4o-mini",
-                  task="chat" if number % 2 else "embeddings")
+    created = Endpoint.objects.bulk_create(
+        (Endpoint(name=f"e-{number:06d}", task="chat" if number % 2 else "embeddings")
          for number in range(have, endpoints)),
+        batch_size=2000,
+    )
+    if any(endpoint.pk is None for endpoint in created):  # a database that does not return the new ids
+        created = list(Endpoint.objects.filter(name__in=[e.name for e in created]).order_by("name"))
+    Destination.objects.bulk_create(
+        (Destination(endpoint=endpoint, connection_id=ids[min(number * connections // endpoints, len(ids) - 1)],
+                     model="gpt-4o-mini", role="primary", weight=100)
+         for number, endpoint in enumerate(created, start=have)),
         batch_size=2000,
     )
     return time.monotonic() - started
@@ -448,6 +454,11 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         sections += ["## Gateway overhead (bench/gateway.py)", "", "Stub answering at once:", "", "```",
                      extras["gateway"], "```", "", "Stub answering after 20 ms (a realistic upstream):", "", "```",
                      extras["gateway_delayed"], "```", ""]
+    if "routing" in extras:
+        sections += ["## Routing across destinations (bench/routing.py)", "",
+                     "In-process: the endpoint read, the route chosen and its account built, for one destination "
+                     "and for a three-way split (the split's end-to-end figure is the `three-destination split` "
+                     "line of the gateway runs above).", "", "```", extras["routing"], "```", ""]
     if "streams" in extras:
         sections += streams_section(extras["streams"], options)
     if "rotation" in extras:
@@ -545,6 +556,7 @@ def main() -> None:
             extras["gateway_delayed"] = run_script("bench/gateway.py", "--delay", "20", "--requests", "1600")
             extras["gateway_verdicts"] = gateway_verdicts(extras["gateway"], extras["gateway_delayed"])
             print("\n".join(extras["gateway_verdicts"]))
+            extras["routing"] = run_script("bench/routing.py")
         if options.streams:
             extras["streams"] = [("gunicorn + uvicorn workers (make run)", *run_streams("make run", options.streams))]
             if options.compare_servers:

@@ -25,13 +25,13 @@ from usage.summary import with_last_day_of_usage
 
 from .editing import RowLockedForEdit
 from .forms import ConnectionForm
-from .models import Connection, Environment, Rotation
+from .models import Connection, Environment, Rotation, each_endpoint_once
 from .services import ConnectionInUse, connection_delete, connection_save, connection_test
 
 
 def endpoints_of(connection: Connection) -> QuerySet:
     """The endpoints (enabled or not) that keep a connection from being deleted."""
-    return connection.endpoints.order_by("name").only("id", "name", "enabled", "connection_id")
+    return connection.endpoints.order_by("name").only("id", "name", "enabled").distinct()
 
 
 class ConnectionListView(SettingsPageMixin, ListView):
@@ -40,7 +40,7 @@ class ConnectionListView(SettingsPageMixin, ListView):
     context_object_name = "connections"
     paginate_by = PAGE_SIZE
     # One query for the page of connections, one for all their endpoints, one for their usage, however many rows.
-    queryset = Connection.objects.order_by("name").prefetch_related("endpoints")
+    queryset = Connection.objects.order_by("name").prefetch_related(each_endpoint_once())
     rotation_filters = (Rotation.DUE_SOON, Rotation.OVERDUE)
 
     def get_queryset(self) -> QuerySet[Connection]:
@@ -108,7 +108,7 @@ class ConnectionUpdateView(SettingsPageMixin, RowLockedForEdit, ConnectionFormMi
         if not changed:
             messages.info(self.request, f"Nothing changed in “{connection.name}”.")
         elif all(name.startswith("secrets.") for name in changed):
-            count = connection.endpoints.count()
+            count = connection.endpoints.distinct().count()
             messages.success(
                 self.request,
                 f"Credentials of “{connection.name}” updated: its {count} endpoint(s) use them from the next call.",

@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
@@ -11,8 +12,8 @@ from core.names import could_name_something
 from core.ui import PAGE_SIZE, SettingsPageMixin
 from usage.summary import with_last_day_of_usage
 
-from .forms import EndpointForm
-from .models import Endpoint
+from .forms import DestinationFormSet, EndpointForm
+from .models import Destination, Endpoint
 from .services import endpoint_delete, endpoint_save
 
 
@@ -21,9 +22,15 @@ class EndpointListView(SettingsPageMixin, ListView):
     template_name = "endpoints/endpoint_list.html"
     context_object_name = "endpoints"
     paginate_by = PAGE_SIZE
+    # One query for the page of endpoints and one for all their destinations, however many rows.
     queryset = (
-        Endpoint.objects.select_related("connection")
-        .only("name", "model", "task", "enabled", *Endpoint.limit_fields, "connection__name", "connection__provider")
+        Endpoint.objects.only("name", "task", "enabled", *Endpoint.limit_fields)
+        .prefetch_related(Prefetch(
+            "destinations",
+            queryset=Destination.objects.select_related("connection")
+            .only("endpoint_id", "role", "weight", "position", "model", "connection__name", "connection__provider")
+            .order_by("position"),
+        ))
         .order_by("name")
     )
 
@@ -33,39 +40,79 @@ class EndpointListView(SettingsPageMixin, ListView):
         return context
 
 
+def weight_total(destinations: DestinationFormSet) -> int:
+    """The primaries' weights as the form shows them (typed or stored), for the total a page without scripts shows."""
+    total = 0
+    for row in destinations.forms:
+        removed = row["DELETE"].value() if "DELETE" in row.fields else False
+        weight = str(row["weight"].value() or "")
+        if row["role"].value() == Destination.Role.PRIMARY and row["connection"].value() and not removed:
+            total += int(weight) if weight.isdigit() else 0
+    return total
+
+
 class EndpointFormMixin:
     model = Endpoint
     form_class = EndpointForm
     template_name = "endpoints/endpoint_form.html"
     success_url = reverse_lazy("endpoints:list")
 
-    def save_or_explain(self, form: EndpointForm) -> Endpoint | None:
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        if "destinations" not in context:
+            context["destinations"] = self.destination_formset()
+        context["weight_total"] = weight_total(context["destinations"])
+        context["has_connections"] = Connection.objects.exists()
+        return context
+
+    def destination_formset(self, instance: Endpoint | None = None) -> DestinationFormSet:
+        instance = instance if instance is not None else (self.object or Endpoint())
+        if self.request.method == "POST":
+            return DestinationFormSet(self.request.POST, instance=instance, prefix="destinations")
+        return DestinationFormSet(instance=instance, prefix="destinations", initial=self.destination_initial())
+
+    def destination_initial(self) -> list[dict]:
+        return [{"role": Destination.Role.PRIMARY, "weight": 100}] if not (self.object and self.object.pk) else []
+
+    def post(self, request, *args, **kwargs):
+        self.object = self.get_object() if self.slug_url_kwarg in kwargs else None
+        form = self.get_form()
+        # The endpoint's fields first: its task is what each destination's provider must serve.
+        form_valid = form.is_valid()
+        destinations = self.destination_formset(form.instance)
+        if form_valid and destinations.is_valid():
+            return self.form_valid(form, destinations)
+        return self.render_to_response(self.get_context_data(form=form, destinations=destinations))
+
+    def save_or_explain(self, form: EndpointForm, destinations: DestinationFormSet) -> Endpoint | None:
         """Save; when the database refuses what validation allowed a moment ago, say why on the form.
 
-        Between the form's checks and the insert, another request may delete the chosen connection (the
+        Between the form's checks and the insert, another request may delete a chosen connection (the
         foreign key refuses) or take the name (the unique index refuses).
         """
+        chosen = destinations.destinations()
         try:
             with transaction.atomic():  # a savepoint, so the queries below work inside a caller's transaction
-                return endpoint_save(endpoint=form.instance, actor=self.request.user)
+                return endpoint_save(endpoint=form.instance, destinations=chosen, actor=self.request.user)
         except IntegrityError:
-            if not Connection.objects.filter(pk=form.instance.connection_id).exists():
-                form.add_error("connection", "This connection was deleted meanwhile: choose another one.")
+            ids = {d.connection_id for d in chosen}
+            if Connection.objects.filter(pk__in=ids).count() < len(ids):
+                form.add_error(None, "A chosen connection was deleted meanwhile: choose another one.")
             else:
                 form.add_error(None, "Another change was saved meanwhile (perhaps an endpoint with this name): "
                                      "check the form and save again.")
             return None
 
-    def conflict(self, form: EndpointForm) -> HttpResponse:
-        return self.render_to_response(self.get_context_data(form=form), status=409)
+    def conflict(self, form: EndpointForm, destinations: DestinationFormSet) -> HttpResponse:
+        return self.render_to_response(self.get_context_data(form=form, destinations=destinations), status=409)
 
 
 class EndpointCreateView(SettingsPageMixin, EndpointFormMixin, CreateView):
     permission_required = "endpoints.add_endpoint"
 
-    def get_initial(self) -> dict:
-        # `?connection=<name>` preselects the connection (the connections list links here that way).
-        initial = super().get_initial()
+    def destination_initial(self) -> list[dict]:
+        # `?connection=<name>` preselects the first destination's connection (the connections list links here).
+        initial = {"role": Destination.Role.PRIMARY, "weight": 100}
         name = self.request.GET.get("connection", "")
         connection_id = (
             Connection.objects.filter(name=name).values_list("pk", flat=True).first()
@@ -74,12 +121,12 @@ class EndpointCreateView(SettingsPageMixin, EndpointFormMixin, CreateView):
         )
         if connection_id is not None:
             initial["connection"] = connection_id
-        return initial
+        return [initial]
 
-    def form_valid(self, form: EndpointForm) -> HttpResponse:
-        endpoint = self.save_or_explain(form)
+    def form_valid(self, form: EndpointForm, destinations: DestinationFormSet) -> HttpResponse:
+        endpoint = self.save_or_explain(form, destinations)
         if endpoint is None:
-            return self.conflict(form)
+            return self.conflict(form, destinations)
         messages.success(self.request, f"Endpoint “{endpoint.name}” created.")
         return HttpResponseRedirect(self.success_url)
 
@@ -88,10 +135,10 @@ class EndpointUpdateView(SettingsPageMixin, EndpointFormMixin, UpdateView):
     permission_required = "endpoints.change_endpoint"
     slug_field = slug_url_kwarg = "name"
 
-    def form_valid(self, form: EndpointForm) -> HttpResponse:
-        endpoint = self.save_or_explain(form)
+    def form_valid(self, form: EndpointForm, destinations: DestinationFormSet) -> HttpResponse:
+        endpoint = self.save_or_explain(form, destinations)
         if endpoint is None:
-            return self.conflict(form)
+            return self.conflict(form, destinations)
         messages.success(self.request, f"Endpoint “{endpoint.name}” saved.")
         return HttpResponseRedirect(self.success_url)
 

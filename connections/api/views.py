@@ -12,7 +12,7 @@ from core.api import NAME_IN_URL, ModelPermissions, has_permission
 from providers import catalogue
 
 from ..editing import RowLockedForEdit
-from ..models import Connection, Rotation
+from ..models import Connection, Rotation, each_endpoint_once
 from ..services import ConnectionInUse, connection_delete, connection_test
 from .serializers import ConnectionSerializer, ProviderSerializer
 
@@ -33,7 +33,7 @@ class ConnectionFilter(django_filters.FilterSet):
 class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
     """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
-    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related("endpoints")
+    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related(each_endpoint_once())
     serializer_class = ConnectionSerializer
     permission_classes = [ModelPermissions]
     lookup_field = "name"

@@ -1,19 +1,23 @@
 import django_filters
+from django.db.models import Prefetch
 from rest_framework import viewsets
 
 from connections.models import Environment
 from core.api import NAME_IN_URL, ModelPermissions
 from providers import catalogue
 
-from ..models import Endpoint
+from ..models import Destination, Endpoint
 from ..services import endpoint_delete
 from .serializers import EndpointSerializer
 
 
 class EndpointFilter(django_filters.FilterSet):
-    provider = django_filters.ChoiceFilter(field_name="connection__provider", choices=catalogue.provider_choices)
-    connection = django_filters.CharFilter(field_name="connection__name")
-    environment = django_filters.ChoiceFilter(field_name="connection__environment", choices=Environment.choices)
+    # Endpoints with any destination (primary or fallback) on that provider, connection or environment.
+    provider = django_filters.ChoiceFilter(field_name="destinations__connection__provider",
+                                           choices=catalogue.provider_choices, distinct=True)
+    connection = django_filters.CharFilter(field_name="destinations__connection__name", distinct=True)
+    environment = django_filters.ChoiceFilter(field_name="destinations__connection__environment",
+                                              choices=Environment.choices, distinct=True)
 
     class Meta:
         model = Endpoint
@@ -21,11 +25,14 @@ class EndpointFilter(django_filters.FilterSet):
 
 
 class EndpointViewSet(viewsets.ModelViewSet):
-    """Gateway endpoints, looked up by name; `connection` is the connection's name."""
+    """Gateway endpoints, looked up by name, with their destinations (connections by name)."""
 
-    # The connection's secrets column is deferred: listing endpoints never decrypts credentials.
-
-    queryset = Endpoint.objects.select_related("connection").defer("connection__secrets")
+    # One query for the endpoints and one for their destinations; the connections' secrets column is
+    # deferred: listing endpoints never decrypts credentials.
+    queryset = Endpoint.objects.prefetch_related(Prefetch(
+        "destinations",
+        queryset=Destination.objects.select_related("connection").defer("connection__secrets").order_by("position"),
+    ))
     serializer_class = EndpointSerializer
     permission_classes = [ModelPermissions]
     lookup_field = "name"
