@@ -83,7 +83,7 @@ def test_a_call_is_recorded_in_usage_with_the_providers_token_counts(claude_sdk,
     RECORDER.flush()
     [record] = UsageRecord.objects.all()
     assert (record.endpoint_id, record.connection_id, record.provider, record.model, record.status) == (
-        claude.pk, claude.connection_id, "anthropic", "claude-sonnet-4-5", 200)
+        claude.pk, claude.destinations.get().connection_id, "anthropic", "claude-sonnet-4-5", 200)
     assert (record.prompt_tokens, record.completion_tokens) == (12 + 3, 6)  # cache reads are input too
 
 
