@@ -4,7 +4,8 @@ Starts a stub upstream (an asyncio HTTP/1.1 server in its own process answering 
 optionally after --delay ms) and the app served as `make run` serves it (gunicorn with uvicorn workers, throwaway
 SQLite), then sends chat calls directly to the stub and through `/gateway/v1/chat/completions`,
 interleaved in rounds, sequentially and with 16 concurrent clients (keep-alive). Prints p50/p99 of both,
-the overhead, throughput and the gateway's CPU milliseconds per request (from /proc).
+the overhead, throughput and the gateway's CPU milliseconds per request (from /proc). A third path calls an
+endpoint split over three destinations (three connections to the same stub) for the cost of routing.
 
     .venv/bin/python bench/gateway.py [--requests 2000] [--concurrency 16] [--delay 0]
 """
@@ -82,7 +83,7 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def timed_calls(url: str, headers: dict, count: int, concurrency: int) -> tuple[list[float], float]:
+def timed_calls(url: str, headers: dict, count: int, concurrency: int, body: dict = CHAT) -> tuple[list[float], float]:
     """Latencies (ms) of `count` chat calls spread over `concurrency` keep-alive clients, and the wall time."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -92,7 +93,7 @@ def timed_calls(url: str, headers: dict, count: int, concurrency: int) -> tuple[
         with httpx.Client(headers=headers, timeout=30) as client:
             for _ in range(share):
                 started = time.perf_counter()
-                response = client.post(url, json=CHAT)
+                response = client.post(url, json=body)
                 mine.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, response.text
         with lock:
@@ -139,34 +140,46 @@ def main() -> None:
                     "secrets": {"api_key": STUB_KEY}, "config": {"base_url": f"{stub_url}/v1"}}).raise_for_status()
                 httpx.post(f"{app_url}/api/v1/endpoints/", headers=auth, json={
                     "name": "bench-chat", "connection": "bench", "model": "gpt-4o-mini", "task": "chat"}).raise_for_status()
+                for name in ("bench-b", "bench-c"):
+                    httpx.post(f"{app_url}/api/v1/connections/", headers=auth, json={
+                        "name": name, "provider": "openai", "auth_method": "api_key",
+                        "secrets": {"api_key": STUB_KEY}, "config": {"base_url": f"{stub_url}/v1"}}).raise_for_status()
+                httpx.post(f"{app_url}/api/v1/endpoints/", headers=auth, json={
+                    "name": "bench-split", "task": "chat", "destinations": [
+                        {"connection": name, "model": "gpt-4o-mini", "weight": weight}
+                        for name, weight in (("bench", 34), ("bench-b", 33), ("bench-c", 33))]}).raise_for_status()
                 direct = (f"{stub_url}/v1/chat/completions", {"Authorization": f"Bearer {STUB_KEY}"})
                 if options.limits:
                     limited = manage(env, "create_api_token", "admin", "--requests-per-minute", "1000000",
                                      "--token-budget", str(10**15)).strip()
                     auth = {"Authorization": f"Bearer {limited}"}
                 gateway = (f"{app_url}/gateway/v1/chat/completions", auth)
+                split = (f"{app_url}/gateway/v1/chat/completions", auth)
+                split_body = {**CHAT, "model": "bench-split"}
                 timed_calls(*gateway, 200, 4)  # warm up workers, pools and caches
+                timed_calls(*split, 200, 4, split_body)
                 timed_calls(*direct, 200, 4)
 
                 print(f"stub delay {options.delay:g} ms, {options.requests} requests per path and mode, "
                       f"{options.rounds} interleaved rounds, {os.cpu_count()} cores"
                       + (", every call counted against a rate and a token budget" if options.limits else ""))
                 for concurrency in (1, options.concurrency):
-                    results = {"direct": ([], 0.0), "gateway": ([], 0.0)}
+                    results = {"direct": ([], 0.0), "gateway": ([], 0.0), "split": ([], 0.0)}
                     cpu = 0.0
                     share = options.requests // options.rounds
                     round_overheads = []
                     for _ in range(options.rounds):
                         round_p50 = {}
-                        for name, (url, headers) in (("direct", direct), ("gateway", gateway)):
+                        for name, (url, headers) in (("direct", direct), ("gateway", gateway), ("split", split)):
                             before = cpu_seconds(served.pid) if name == "gateway" else 0
-                            latencies, wall = timed_calls(url, headers, share, concurrency)
+                            body = split_body if name == "split" else CHAT
+                            latencies, wall = timed_calls(url, headers, share, concurrency, body)
                             if name == "gateway":
                                 cpu += cpu_seconds(served.pid) - before
                             results[name] = (results[name][0] + latencies, results[name][1] + wall)
                             round_p50[name] = percentile(latencies, 50)
                         round_overheads.append(round_p50["gateway"] - round_p50["direct"])
-                    (d, d_wall), (g, g_wall) = results["direct"], results["gateway"]
+                    (d, d_wall), (g, g_wall), (sp, _) = results["direct"], results["gateway"], results["split"]
                     print(f"\nconcurrency {concurrency}:")
                     for name, values, wall in (("direct ", d, d_wall), ("gateway", g, g_wall)):
                         print(f"  {name}  p50 {percentile(values, 50):7.2f} ms  p99 {percentile(values, 99):7.2f} ms"
@@ -176,6 +189,8 @@ def main() -> None:
                           f"throughput ratio {(len(g) / g_wall) / (len(d) / d_wall):.2f}; "
                           f"gateway CPU {cpu * 1000 / len(g):.2f} ms/request")
                     print(f"  overhead p50 round by round: {min(round_overheads):+.2f} to {max(round_overheads):+.2f} ms")
+                    print(f"  three-destination split p50 {percentile(sp, 50):7.2f} ms: "
+                          f"{percentile(sp, 50) - percentile(g, 50):+.3f} ms over one destination")
     finally:
         stub.terminate()
 

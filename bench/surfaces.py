@@ -192,7 +192,7 @@ def database_version(database) -> str:
 def seed(connections: int, endpoints: int) -> float:
     """Grow the database to `connections` connections (names c-NNNNN) and `endpoints` endpoints (e-NNNNNN)."""
     from connections.models import Connection
-    from endpoints.models import Endpoint
+    from endpoints.models import Destination, Endpoint
 
     started = time.monotonic()
     have = Connection.objects.filter(name__startswith="c-").count()
@@ -206,11 +206,17 @@ def seed(connections: int, endpoints: int) -> float:
     have = Endpoint.objects.filter(name__startswith="e-").count()
     # Endpoint k belongs to connection k * connections // endpoints: the same share per connection (5 at the issue's
     # sizes) at every size, so the first page shows as many endpoint links per row whatever the table's size.
-    Endpoint.objects.bulk_create(
-        (Endpoint(name=f"e-{number:06d}", connection_id=ids[min(number * connections // endpoints, len(ids) - 1)],
-                  model="gpt-4o-mini",
-                  task="chat" if number % 2 else "embeddings")
+    created = Endpoint.objects.bulk_create(
+        (Endpoint(name=f"e-{number:06d}", task="chat" if number % 2 else "embeddings")
          for number in range(have, endpoints)),
+        batch_size=2000,
+    )
+    if any(endpoint.pk is None for endpoint in created):  # a database that does not return the new ids
+        created = list(Endpoint.objects.filter(name__in=[e.name for e in created]).order_by("name"))
+    Destination.objects.bulk_create(
+        (Destination(endpoint=endpoint, connection_id=ids[min(number * connections // endpoints, len(ids) - 1)],
+                     model="gpt-4o-mini", role="primary", weight=100)
+         for number, endpoint in enumerate(created, start=have)),
         batch_size=2000,
     )
     return time.monotonic() - started
@@ -516,9 +522,12 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         "**What changed.** The pages read `.values()` rows and render their table body in Python "
         "(`connection_rows()`, `endpoint_rows()`: one string format a row, each value escaped once, each "
         "route's URL parts and the time zone looked up once a page); the rest of the page is still the "
-        "template. Tests render the templates they replaced (tests/*/reference/) on the same rows and compare "
+        "template; the Endpoints page reads its endpoints' destinations (split, models) in one query a page, "
+        "the LLM Connections page its connections' endpoints through their destinations, each once, in one. "
+        "Tests render the templates they replaced (tests/*/reference/) on the same rows and compare "
         "the HTML byte for byte. The list APIs read `.values()` rows and represent them with the serializer's "
-        "own fields (core/api_lists.py), the reverse relation's names in one query a page; tests compare the "
+        "own fields (core/api_lists.py), each related list (a connection's endpoint names, an endpoint's nested "
+        "destinations) in one query a page, read as the view's prefetch reads it; tests compare the "
         "JSON with the serializer's on the same rows, and the OpenAPI schema is unchanged. Masks are remembered "
         "by ciphertext (a new ciphertext on every change of the secrets; other keys are another entry), so a "
         "list decrypts a row once per process. The API's token lookup is one compiled statement, and a request "
@@ -539,6 +548,11 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         sections += ["## Gateway overhead (bench/gateway.py)", "", "Stub answering at once:", "", "```",
                      extras["gateway"], "```", "", "Stub answering after 20 ms (a realistic upstream):", "", "```",
                      extras["gateway_delayed"], "```", ""]
+    if "routing" in extras:
+        sections += ["## Routing across destinations (bench/routing.py)", "",
+                     "In-process: the endpoint read, the route chosen and its account built, for one destination "
+                     "and for a three-way split (the split's end-to-end figure is the `three-destination split` "
+                     "line of the gateway runs above).", "", "```", extras["routing"], "```", ""]
     if "streams" in extras:
         sections += streams_section(extras["streams"], options)
     if "rotation" in extras:
@@ -570,9 +584,11 @@ def streams_section(runs: list[tuple[str, dict, str]], options: argparse.Namespa
         "Server CPU is the whole server process tree's, per completed stream and per relayed chunk. A `≥` marks "
         "a percentile that counts streams still waiting at the end.",
         "",
-        "The server: gunicorn with uvicorn workers (config/gunicorn.py, config/workers.py) was chosen over "
-        "granian and plain uvicorn by this measurement on the same machine: the rows below compare it with "
-        "granian serving the same application at the two levels that matter.",
+        "The server `make run` starts is gunicorn with uvicorn workers (config/gunicorn.py, config/workers.py): "
+        "gunicorn supervises the workers (heartbeat timeout, restart, graceful shutdown) and runs the hooks "
+        "`/metrics` needs in multiprocess mode. The rows marked granian serve the same application with granian "
+        "at the two levels that matter, in the same run, to show what the other server would change. The load "
+        "generator (stub and clients) shares the machine's 2 cores with the server.",
         "",
         *([f"![streams relayed against direct](benchmarks-streams.png)", ""] if measured else []),
         streams.table(measured),
@@ -603,6 +619,8 @@ def main() -> None:
     parser.add_argument("--gateway", action=argparse.BooleanOptionalAction, default=True,
                         help="with --report: also run bench/gateway.py (default: yes)")
     parser.add_argument("--rotation", action="store_true", help="with --report: also run bench/rotation.py")
+    parser.add_argument("--usage", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --report: also run bench/usage.py (default: yes)")
     parser.add_argument("--streams", default="", metavar="LEVELS",
                         help="with --report: also run bench/streams.py at these concurrencies (e.g. 16,64,256,1024)")
     parser.add_argument("--compare-servers", default="", metavar="LEVELS",
@@ -634,6 +652,7 @@ def main() -> None:
             extras["gateway_delayed"] = run_script("bench/gateway.py", "--delay", "20", "--requests", "1600")
             extras["gateway_verdicts"] = gateway_verdicts(extras["gateway"], extras["gateway_delayed"])
             print("\n".join(extras["gateway_verdicts"]))
+            extras["routing"] = run_script("bench/routing.py")
         if options.streams:
             extras["streams"] = [("gunicorn + uvicorn workers (make run)", *run_streams("make run", options.streams))]
             if options.compare_servers:
@@ -644,8 +663,9 @@ def main() -> None:
                 extras.pop("streams")  # what it printed is in the run's output; the report keeps its last figures
         if options.rotation:
             extras["rotation"] = run_script("bench/rotation.py")
-        extras["usage"] = run_script("bench/usage.py", *(["--database-url", options.database_url]
-                                                          if options.database_url else []))
+        if options.usage:
+            extras["usage"] = run_script("bench/usage.py", *(["--database-url", options.database_url]
+                                                              if options.database_url else []))
         options.report.write_text(report(runs, options, load_before, load_average(), extras))
         print(f"\nwrote {options.report} and {options.report.with_suffix('.png')}")
 

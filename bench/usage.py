@@ -143,8 +143,9 @@ def database(database_url: str) -> list[str]:
     connection_row = Connection(name="openai-prod", provider="openai", auth_method="api_key")
     connection_row.update_secrets({"api_key": "sk-bench-0123456789abcdefghij"})
     connection_row.save()
-    endpoints = [Endpoint.objects.create(name=f"chat-{n}", connection=connection_row, model="gpt-4o-mini",
-                                         task="chat") for n in range(ENDPOINTS)]
+    endpoints = [Endpoint.objects.create(name=f"chat-{n}", task="chat") for n in range(ENDPOINTS)]
+    for endpoint in endpoints:
+        endpoint.destinations.create(connection=connection_row, model="gpt-4o-mini", role="primary", weight=100)
     lines = []
 
     # 30 days of hourly totals: 100 calls/s = 360,000 calls an hour over the keys.

@@ -65,6 +65,8 @@ GATEWAY_UPSTREAM_CONNECTIONS = env.int("GATEWAY_UPSTREAM_CONNECTIONS", default=G
 GATEWAY_MAX_RESPONSE_BYTES = env.int("GATEWAY_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
 # Threads per server process for the gateway's database reads (each with its own connection while it works).
 GATEWAY_DATABASE_THREADS = env.int("GATEWAY_DATABASE_THREADS", default=4)
+# Seconds a destination that just failed (5xx, timeout, unreachable; 429 without Retry-After) is tried last.
+GATEWAY_COOLDOWN_SECONDS = env.float("GATEWAY_COOLDOWN_SECONDS", default=30.0)
 # How old a connection's key may get before it is overdue for rotation (a connection may set its own).
 def read_key_max_age_days() -> int:
     value = env.str("KEY_MAX_AGE_DAYS", default="90").strip()

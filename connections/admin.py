@@ -23,7 +23,7 @@ class ConnectionAdmin(admin.ModelAdmin):
                        "created_by", "updated_by"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(endpoint_count=Count("endpoints"))
+        return super().get_queryset(request).annotate(endpoint_count=Count("endpoints", distinct=True))
 
     def get_object(self, request, object_id, from_field=None):
         """On a save or delete, the row read locked as the settings page and the API read it (connections/editing.py).

@@ -385,6 +385,13 @@ def _masks_of_stored(crypter, ciphertext: str | None, provider: str, auth_method
     return not isinstance(secrets, UndecryptableSecrets), tuple(masks.items())
 
 
+def each_endpoint_once() -> models.Prefetch:
+    """Prefetch a connection's endpoints (those of every destination using it), each endpoint once although
+    several of its destinations may use the connection."""
+    endpoint_model = Connection.endpoints.rel.related_model
+    return models.Prefetch("endpoints", queryset=endpoint_model.objects.order_by("name").distinct())
+
+
 def changed_keys(old: dict, new: dict) -> list[str]:
     return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
 

@@ -86,11 +86,11 @@ def connection_delete(*, connection: Connection, actor: AbstractBaseUser | None)
         with transaction.atomic():
             audit_record(actor=actor, action=AuditEntry.Action.DELETED, subject=connection)
             connection.delete()
-            endpoints_table = Connection.endpoints.rel.related_model._meta.db_table
-            transaction.get_connection().check_constraints(table_names=[endpoints_table])
+            destinations_table = Connection.destinations.rel.related_model._meta.db_table
+            transaction.get_connection().check_constraints(table_names=[destinations_table])
     except (ProtectedError, IntegrityError):
         connection.pk = pk  # delete() cleared it, but the row is still there
-        names = list(connection.endpoints.order_by("name").values_list("name", flat=True))
+        names = list(connection.endpoints.order_by("name").values_list("name", flat=True).distinct())
         if not names:
             raise
         raise ConnectionInUse(connection, names) from None

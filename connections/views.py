@@ -40,7 +40,7 @@ from .services import ConnectionInUse, connection_delete, connection_save, conne
 
 def endpoints_of(connection: Connection) -> QuerySet:
     """The endpoints (enabled or not) that keep a connection from being deleted."""
-    return connection.endpoints.order_by("name").only("id", "name", "enabled", "connection_id")
+    return connection.endpoints.order_by("name").only("id", "name", "enabled").distinct()
 
 
 class ConnectionListView(SettingsPageMixin, ListView):
@@ -49,15 +49,11 @@ class ConnectionListView(SettingsPageMixin, ListView):
     context_object_name = "connections"
     paginate_by = PAGE_SIZE
     # One query for the page of connections, one for all their endpoints, one for their usage, however many rows.
-    # Values, not instances: the rows are rendered by `connection_rows()`.
-    queryset = Connection.objects.order_by("name").values(
-        "id", "name", "description", "environment", "provider", "auth_method", "secrets_updated_at", "created_at",
-        "last_used_at", "key_max_age_days", stored_secrets=STORED_SECRETS,
-    )
     rotation_filters = (Rotation.DUE_SOON, Rotation.OVERDUE)
 
     def get_queryset(self) -> QuerySet:
-        queryset = super().get_queryset()
+        """The page's connections, filtered as the request asks, as values: `connection_rows()` renders them."""
+        queryset = Connection.objects.order_by("name")
         self.filters = {}
         environment = self.request.GET.get("environment", "")
         if environment in Environment.values:
@@ -67,7 +63,10 @@ class ConnectionListView(SettingsPageMixin, ListView):
         if rotation in self.rotation_filters:
             self.filters["rotation"] = rotation
             queryset = queryset.rotation(rotation)
-        return queryset
+        return queryset.values(
+            "id", "name", "description", "environment", "provider", "auth_method", "secrets_updated_at", "created_at",
+            "last_used_at", "key_max_age_days", stored_secrets=STORED_SECRETS,
+        )
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
@@ -190,12 +189,14 @@ def key_age_html(row: dict, now, zone) -> str:
 
 
 def endpoint_links(connection_ids: list[int]) -> dict[int, str]:
-    """Connection id → its endpoints as links (disabled ones marked), in name order: one query for the page."""
+    """Connection id → its endpoints as links (disabled ones marked), in name order, each endpoint once although
+    several of its destinations may use the connection: one query for the page."""
     links: dict[int, list[str]] = {}
     edit_url = name_urls("endpoints:edit")
-    endpoints = Connection._meta.get_field("endpoints").related_model.objects  # the app above this one
-    for connection_id, name, enabled in (endpoints.filter(connection_id__in=connection_ids)
-                                         .order_by("name").values_list("connection_id", "name", "enabled")):
+    destinations = Connection.endpoints.through.objects  # the endpoints' destinations: the app above this one
+    for connection_id, name, enabled in (destinations.filter(connection_id__in=connection_ids)
+                                         .values_list("connection_id", "endpoint__name", "endpoint__enabled")
+                                         .order_by("endpoint__name").distinct()):
         url = escape(edit_url(name))
         links.setdefault(connection_id, []).append(
             f'<a href="{url}">{escape(name)}</a>' if enabled else
@@ -235,7 +236,7 @@ class ConnectionUpdateView(SettingsPageMixin, RowLockedForEdit, ConnectionFormMi
         if not changed:
             messages.info(self.request, f"Nothing changed in “{connection.name}”.")
         elif all(name.startswith("secrets.") for name in changed):
-            count = connection.endpoints.count()
+            count = connection.endpoints.distinct().count()
             messages.success(
                 self.request,
                 f"Credentials of “{connection.name}” updated: its {count} endpoint(s) use them from the next call.",

@@ -211,14 +211,20 @@ def document_name_pattern(result: dict, generator, request, public) -> dict:
 
 
 class NameRelatedField(serializers.SlugRelatedField):
-    """A related object given by its name; a name that cannot exist (core/names.py) is reported as not found."""
+    """A related object given by its name; text that cannot be a name (core/names.py) is reported as not found
+    without being echoed."""
+
+    default_error_messages = {
+        # Not echoed: a value that cannot be a name may be a key pasted into the wrong field.
+        "not_a_name": "No object has this name: names are lowercase letters, digits, '-' and '_'.",
+    }
 
     def __init__(self, **kwargs):
         super().__init__(slug_field="name", **kwargs)
 
     def to_internal_value(self, data):
-        if isinstance(data, str) and not could_name_something(data):
-            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", ""))
+        if isinstance(data, str) and not (could_name_something(data) and NAME_PATTERN.fullmatch(data)):
+            self.fail("not_a_name")
         return super().to_internal_value(data)
 
 

@@ -5,8 +5,10 @@ queryset cloned per row for the prefetch), then asks every field for its attribu
 that, not the database, was most of the list's time (docs/benchmarks.md). Here the serializer's fields say
 which columns to read and represent each value with their own `to_representation`, so a field added to the
 serializer is read and shown alike without touching this; a field this cannot read by itself (a method
-field, a `source="*"` field) must be given as `computed`, or the first list fails loudly. Tests compare the
-output with the serializer's on the same rows.
+field, a `source="*"` field) must be given as `computed`, or the first list fails loudly. Related lists (a
+`many=True` slug field, a nested `many=True` serializer) are read in one query a page each, from the queryset
+the view's prefetch names for that relation (its order, its `distinct()`), as the prefetch would read them.
+Tests compare the output with the serializer's on the same rows.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -16,7 +18,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import ForeignObjectRel, Model, QuerySet
+from django.db.models import F, ForeignObjectRel, ManyToManyField, Model, Prefetch, QuerySet
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 from rest_framework.response import Response
@@ -54,25 +56,36 @@ class _Column:
 
 
 @dataclass(frozen=True)
-class _Many:
-    """The slugs of a reverse foreign key's rows (a `many=True` SlugRelatedField), read in one query a page."""
+class _Related:
+    """The rows of a to-many relation for a page, in one query: the slugs of a `many=True` slug field (`slug`),
+    or a nested serializer's items (`nested`, a ValuesList of its own)."""
 
     name: str
+    accessor: str  # the relation's name on the listed model, as a prefetch names it
     model: type[Model]
-    foreign_key: str  # the related model's column pointing back (attname)
-    slug: str
+    back: str  # the lookup from the related model back to the listed one
+    slug: str | None = None
+    nested: "ValuesList | None" = None
+
+
+PARENT = "values_list_parent"  # the alias the related rows' parent id is read under
 
 
 class ValuesList:
     """How to read and represent a serializer's list from `.values()` rows; built once, on first use."""
 
-    def __init__(self, serializer_class: type[serializers.ModelSerializer], computed: dict[str, Computed] | None = None):
+    def __init__(self, serializer_class: type[serializers.ModelSerializer], computed: dict[str, Computed] | None = None,
+                 nested: dict[str, "ValuesList"] | None = None):
+        """`computed`: fields read from several columns (a computed field may also read a related list, which the
+        row holds by its field's name, as represented); `nested`: how to read a nested serializer that needs
+        `computed` of its own (otherwise one is built from the nested serializer)."""
         self.serializer_class = serializer_class
         self.computed = computed or {}
+        self.nested = nested or {}
         self._plan: tuple[list, list[str], dict] | None = None
 
     def plan(self) -> tuple[list, list[str], dict]:
-        """Each readable field in the serializer's order (a column, a computed value or a many-relation), and the
+        """Each readable field in the serializer's order (a column, a computed value or a related list), and the
         `.values()` lookups and expressions they need."""
         if self._plan is None:
             model = self.serializer_class.Meta.model
@@ -87,7 +100,11 @@ class ValuesList:
                     lookups += self.computed[name].columns
                     expressions.update(self.computed[name].expressions)
                 elif isinstance(field, ManyRelatedField):
-                    steps.append((name, many_relation(model, name, field)))
+                    steps.append((name, related(model, name, field.source, slug=slug_of(name, field.child_relation))))
+                elif isinstance(field, serializers.ListSerializer) and isinstance(field.child,
+                                                                                  serializers.ModelSerializer):
+                    nested = self.nested.get(name) or ValuesList(type(field.child))
+                    steps.append((name, related(model, name, field.source, nested=nested)))
                 elif isinstance(field, RelatedField):
                     step = _Column(name, lookup_of(model, name, field.source_attrs) + "__" + slug_of(name, field), None)
                     steps.append((name, step))
@@ -106,12 +123,19 @@ class ValuesList:
         _, lookups, expressions = self.plan()
         return queryset.prefetch_related(None).values(*lookups, **expressions)
 
-    def represent(self, rows: Sequence[dict]) -> list[dict]:
-        """The serializer's output for these rows: keys in its order, None as it gives None."""
+    def represent(self, rows: Sequence[dict], prefetches: Sequence = ()) -> list[dict]:
+        """The serializer's output for these rows: keys in its order, None as it gives None.
+
+        `prefetches`: the view's `prefetch_related()` lookups, which say how each related list is read.
+        """
         steps, lookups, _ = self.plan()
         pk = lookups[0]
-        many = {step.name: related_slugs(step, [row[pk] for row in rows])
-                for _, step in steps if isinstance(step, _Many)}
+        ids = [row[pk] for row in rows]
+        for _, step in steps:
+            if type(step) is _Related:
+                lists = related_lists(step, ids, prefetches)
+                for row in rows:
+                    row[step.name] = lists.get(row[pk], [])
         steps = [(name, step, step.representation() if type(step) in (_Column, _Derived) and step.representation
                   else None) for name, step in steps]
         items = []
@@ -121,8 +145,8 @@ class ValuesList:
                 if type(step) is _Column:
                     value = row[step.lookup]
                     item[name] = value if value is None or represent is None else represent(value)
-                elif type(step) is _Many:
-                    item[name] = many[name].get(row[pk], [])
+                elif type(step) is _Related:
+                    item[name] = row[name]
                 elif type(step) is _Derived:
                     value = step.value(row)
                     item[name] = None if value is None else represent(value)
@@ -181,22 +205,39 @@ def lookup_of(model: type[Model], name: str, source_attrs: Iterable[str]) -> str
     return "__".join(attrs)
 
 
-def many_relation(model: type[Model], name: str, field: ManyRelatedField) -> _Many:
-    relation = model._meta.get_field(field.source)
-    if not isinstance(relation, ForeignObjectRel) or not relation.one_to_many:
-        raise ImproperlyConfigured(f"{name}: only reverse foreign keys are read from values; give it as `computed`.")
-    return _Many(name, relation.related_model, relation.field.attname, slug_of(name, field.child_relation))
+def related(model: type[Model], name: str, source: str, *, slug: str | None = None,
+            nested: "ValuesList | None" = None) -> _Related:
+    """A to-many relation of `model` by its accessor: a reverse foreign key, or a many-to-many either way."""
+    relation = model._meta.get_field(source)
+    if isinstance(relation, ForeignObjectRel) and (relation.one_to_many or relation.many_to_many):
+        back = relation.field.name
+    elif isinstance(relation, ManyToManyField):
+        back = relation.related_query_name()
+    else:
+        raise ImproperlyConfigured(f"{name}: only to-many relations are read as lists; give it as `computed`.")
+    return _Related(name, source, relation.related_model, back, slug, nested)
 
 
-def related_slugs(step: _Many, ids: list) -> dict[Any, list]:
-    """Parent id → the related rows' slugs, in the related model's default order (as a prefetch reads them)."""
-    slugs: dict[Any, list] = {}
-    if ids:
-        rows = step.model._default_manager.filter(**{f"{step.foreign_key}__in": ids}).values_list(step.foreign_key,
-                                                                                                  step.slug)
-        for parent, slug in rows:
-            slugs.setdefault(parent, []).append(slug)
-    return slugs
+def related_lists(step: _Related, ids: list, prefetches: Sequence) -> dict[Any, list]:
+    """Parent id → its related slugs or nested items, read as the view's prefetch of the relation reads them
+    (the related model's default queryset when the prefetch gives none)."""
+    if not ids:
+        return {}
+    queryset, inner = step.model._default_manager.all(), ()
+    for lookup in prefetches:
+        if isinstance(lookup, Prefetch) and lookup.prefetch_to == step.accessor and lookup.queryset is not None:
+            queryset, inner = lookup.queryset, lookup.queryset._prefetch_related_lookups
+    queryset = queryset.filter(**{f"{step.back}__in": ids})
+    lists: dict[Any, list] = {}
+    if step.nested is None:
+        pk = step.model._meta.pk.attname
+        for parent, _, slug in queryset.values_list(F(step.back), pk, step.slug):
+            lists.setdefault(parent, []).append(slug)
+        return lists
+    rows = list(step.nested.values(queryset).annotate(**{PARENT: F(step.back)}))
+    for row, item in zip(rows, step.nested.represent(rows, inner)):
+        lists.setdefault(row[PARENT], []).append(item)
+    return lists
 
 
 class ValuesListMixin:
@@ -208,8 +249,9 @@ class ValuesListMixin:
     values_list: ValuesList
 
     def list(self, request, *args, **kwargs):
-        rows = self.values_list.values(self.filter_queryset(self.get_queryset()))
+        queryset = self.filter_queryset(self.get_queryset())
+        rows = self.values_list.values(queryset)
         page = self.paginate_queryset(rows)
-        if page is None:
-            return Response(self.values_list.represent(list(rows)))
-        return self.get_paginated_response(self.values_list.represent(page))
+        items = self.values_list.represent(list(rows) if page is None else page,
+                                           queryset._prefetch_related_lookups)
+        return Response(items) if page is None else self.get_paginated_response(items)

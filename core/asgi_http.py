@@ -177,7 +177,8 @@ def redirect_to_https(request: Request) -> Answer:
 
 
 async def send_stream(
-    send: Send, request: Request, events: AsyncIterator[bytes], *, write_timeout: float
+    send: Send, request: Request, events: AsyncIterator[bytes], *, write_timeout: float,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """Relay an event stream chunk by chunk as it comes, each write waiting for the client (backpressure).
 
@@ -185,7 +186,7 @@ async def send_stream(
     the provider's stream (cancellation reaches it at once).
     """
     headers = answer_headers(
-        request, b"text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        request, b"text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
     )
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     async for chunk in events:

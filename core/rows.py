@@ -33,6 +33,14 @@ class RowReader:
             converters = database.ops.get_db_converters(column) + column.get_db_converters(database)
             self.converters.append((column, converters))
 
+    def convert(self, index: int, value):
+        """One column's value (the `index`-th of `columns`) as the ORM would give it."""
+        database = connections[self.alias]
+        column, converters = self.converters[index]
+        for converter in converters:
+            value = converter(value, column, database)
+        return value
+
     def build(self, values: Sequence) -> Model:
         database = connections[self.alias]
         converted = []

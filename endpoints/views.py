@@ -4,6 +4,7 @@ from html import escape  # Django's escape() without its lazy-string wrapper: th
 
 from django.contrib import messages
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 from django.utils import timezone
@@ -16,8 +17,8 @@ from core.names import could_name_something
 from core.ui import PAGE_SIZE, SettingsPageMixin, name_urls, time_html, usage_cells
 from usage.summary import last_day_by
 
-from .forms import EndpointForm
-from .models import Endpoint
+from .forms import DestinationFormSet, EndpointForm
+from .models import Destination, Endpoint, split_line
 from .services import endpoint_delete, endpoint_save
 
 
@@ -26,10 +27,11 @@ class EndpointListView(SettingsPageMixin, ListView):
     template_name = "endpoints/endpoint_list.html"
     context_object_name = "endpoints"
     paginate_by = PAGE_SIZE
-    # Values, not instances: the rows are rendered by `endpoint_rows()`.
-    queryset = Endpoint.objects.order_by("name").values(
-        "id", "name", "model", "task", "enabled", *Endpoint.limit_fields, "connection__name", "connection__provider"
-    )
+    # One query for the page of endpoints, one for all their destinations, one for their usage, however many rows.
+
+    def get_queryset(self) -> QuerySet:
+        """The page's endpoints as values: `endpoint_rows()` renders them."""
+        return Endpoint.objects.order_by("name").values("id", "name", "task", "enabled", *Endpoint.limit_fields)
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
@@ -42,9 +44,8 @@ class EndpointListView(SettingsPageMixin, ListView):
 ENDPOINT_ROW = """
     <tr>
       <th scope="row" class="name">{name}</th>
-      <td><a href="{connection_url}">{connection}</a></td>
-      <td>{provider}</td>
-      <td><code>{model}</code></td>
+      <td class="endpoint-split">{split}</td>
+      <td>{models}</td>
       <td>{task}</td>
       <td>{enabled}</td>
       <td>{limits}</td>
@@ -61,29 +62,27 @@ ENABLED = {True: '<span class="badge badge-ok">Yes</span>', False: '<span class=
 
 
 def endpoint_rows(rows: list[dict], *, request) -> str:
-    """The table body for a page of endpoints (`EndpointListView.queryset` rows), as safe HTML.
+    """The table body for a page of endpoints (`EndpointListView.get_queryset()` rows), as safe HTML.
 
     Through the template engine the rows' `{% url %}` tags, lookups and escapes were most of the page's time.
     """
-    providers = dict(Connection._meta.get_field("provider").flatchoices)
     tasks = dict(Endpoint._meta.get_field("task").flatchoices)
-    connection_url, edit_url, delete_url = (name_urls("connections:edit"), name_urls("endpoints:edit"),
-                                            name_urls("endpoints:delete"))
-    usage = last_day_by("endpoint", [row["id"] for row in rows])
+    edit_url, delete_url = name_urls("endpoints:edit"), name_urls("endpoints:delete")
+    ids = [row["id"] for row in rows]
+    routes = destination_cells(ids)
+    usage = last_day_by("endpoint", ids)
     cells = usage_cells("endpoint", request)
     zone = timezone.get_current_timezone()
     html = []
     for row in rows:
         name = escape(row["name"])
-        provider = row["connection__provider"]
         used = usage.get(row["id"], {})
         calls, errors = cells(row["id"], name, used)
+        split, models = routes.get(row["id"], ("", ""))
         html.append(ENDPOINT_ROW.format(
             name=name,
-            connection_url=escape(connection_url(row["connection__name"])),
-            connection=escape(row["connection__name"]),
-            provider=escape(str(providers.get(provider, provider))),
-            model=escape(row["model"]),
+            split=split,
+            models=models,
             task=escape(str(tasks.get(row["task"], row["task"]))),
             enabled=ENABLED[bool(row["enabled"])],
             limits=escape(limits_line(row["requests_per_minute"], row["token_budget"], row["budget_period"])) or "—",
@@ -96,39 +95,99 @@ def endpoint_rows(rows: list[dict], *, request) -> str:
     return mark_safe("".join(html))
 
 
+def destination_cells(endpoint_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Endpoint id → its split (`openai-prod 70% · azure-prod 30%, then anthropic-backup`) and its destinations'
+    models (each titled with its provider), escaped, in call order: one query for the page."""
+    providers = dict(Connection._meta.get_field("provider").flatchoices)
+    routes: dict[int, list[tuple]] = {}
+    for endpoint_id, *destination in (Destination.objects.filter(endpoint_id__in=endpoint_ids)
+                                      .order_by("position", "pk")
+                                      .values_list("endpoint_id", "role", "weight", "connection__name", "model",
+                                                   "connection__provider")):
+        routes.setdefault(endpoint_id, []).append(destination)
+    return {
+        endpoint_id: (
+            escape(split_line([(role, weight, connection) for role, weight, connection, _, _ in destinations])),
+            " ".join(f'<code title="{escape(str(providers.get(provider, provider)))}">{escape(model)}</code>'
+                     for _, _, _, model, provider in destinations),
+        )
+        for endpoint_id, destinations in routes.items()
+    }
+
+
+def weight_total(destinations: DestinationFormSet) -> int:
+    """The primaries' weights as the form shows them (typed or stored), for the total a page without scripts shows."""
+    total = 0
+    for row in destinations.forms:
+        removed = row["DELETE"].value() if "DELETE" in row.fields else False
+        weight = str(row["weight"].value() or "")
+        if row["role"].value() == Destination.Role.PRIMARY and row["connection"].value() and not removed:
+            total += int(weight) if weight.isdigit() else 0
+    return total
+
+
 class EndpointFormMixin:
     model = Endpoint
     form_class = EndpointForm
     template_name = "endpoints/endpoint_form.html"
     success_url = reverse_lazy("endpoints:list")
 
-    def save_or_explain(self, form: EndpointForm) -> Endpoint | None:
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        if "destinations" not in context:
+            context["destinations"] = self.destination_formset()
+        context["weight_total"] = weight_total(context["destinations"])
+        context["has_connections"] = Connection.objects.exists()
+        return context
+
+    def destination_formset(self, instance: Endpoint | None = None) -> DestinationFormSet:
+        instance = instance if instance is not None else (self.object or Endpoint())
+        if self.request.method == "POST":
+            return DestinationFormSet(self.request.POST, instance=instance, prefix="destinations")
+        return DestinationFormSet(instance=instance, prefix="destinations", initial=self.destination_initial())
+
+    def destination_initial(self) -> list[dict]:
+        return [{"role": Destination.Role.PRIMARY, "weight": 100}] if not (self.object and self.object.pk) else []
+
+    def post(self, request, *args, **kwargs):
+        self.object = self.get_object() if self.slug_url_kwarg in kwargs else None
+        form = self.get_form()
+        # The endpoint's fields first: its task is what each destination's provider must serve.
+        form_valid = form.is_valid()
+        destinations = self.destination_formset(form.instance)
+        if form_valid and destinations.is_valid():
+            return self.form_valid(form, destinations)
+        return self.render_to_response(self.get_context_data(form=form, destinations=destinations))
+
+    def save_or_explain(self, form: EndpointForm, destinations: DestinationFormSet) -> Endpoint | None:
         """Save; when the database refuses what validation allowed a moment ago, say why on the form.
 
-        Between the form's checks and the insert, another request may delete the chosen connection (the
+        Between the form's checks and the insert, another request may delete a chosen connection (the
         foreign key refuses) or take the name (the unique index refuses).
         """
+        chosen = destinations.destinations()
         try:
             with transaction.atomic():  # a savepoint, so the queries below work inside a caller's transaction
-                return endpoint_save(endpoint=form.instance, actor=self.request.user)
+                return endpoint_save(endpoint=form.instance, destinations=chosen, actor=self.request.user)
         except IntegrityError:
-            if not Connection.objects.filter(pk=form.instance.connection_id).exists():
-                form.add_error("connection", "This connection was deleted meanwhile: choose another one.")
+            ids = {d.connection_id for d in chosen}
+            if Connection.objects.filter(pk__in=ids).count() < len(ids):
+                form.add_error(None, "A chosen connection was deleted meanwhile: choose another one.")
             else:
                 form.add_error(None, "Another change was saved meanwhile (perhaps an endpoint with this name): "
                                      "check the form and save again.")
             return None
 
-    def conflict(self, form: EndpointForm) -> HttpResponse:
-        return self.render_to_response(self.get_context_data(form=form), status=409)
+    def conflict(self, form: EndpointForm, destinations: DestinationFormSet) -> HttpResponse:
+        return self.render_to_response(self.get_context_data(form=form, destinations=destinations), status=409)
 
 
 class EndpointCreateView(SettingsPageMixin, EndpointFormMixin, CreateView):
     permission_required = "endpoints.add_endpoint"
 
-    def get_initial(self) -> dict:
-        # `?connection=<name>` preselects the connection (the connections list links here that way).
-        initial = super().get_initial()
+    def destination_initial(self) -> list[dict]:
+        # `?connection=<name>` preselects the first destination's connection (the connections list links here).
+        initial = {"role": Destination.Role.PRIMARY, "weight": 100}
         name = self.request.GET.get("connection", "")
         connection_id = (
             Connection.objects.filter(name=name).values_list("pk", flat=True).first()
@@ -137,12 +196,12 @@ class EndpointCreateView(SettingsPageMixin, EndpointFormMixin, CreateView):
         )
         if connection_id is not None:
             initial["connection"] = connection_id
-        return initial
+        return [initial]
 
-    def form_valid(self, form: EndpointForm) -> HttpResponse:
-        endpoint = self.save_or_explain(form)
+    def form_valid(self, form: EndpointForm, destinations: DestinationFormSet) -> HttpResponse:
+        endpoint = self.save_or_explain(form, destinations)
         if endpoint is None:
-            return self.conflict(form)
+            return self.conflict(form, destinations)
         messages.success(self.request, f"Endpoint “{endpoint.name}” created.")
         return HttpResponseRedirect(self.success_url)
 
@@ -151,10 +210,10 @@ class EndpointUpdateView(SettingsPageMixin, EndpointFormMixin, UpdateView):
     permission_required = "endpoints.change_endpoint"
     slug_field = slug_url_kwarg = "name"
 
-    def form_valid(self, form: EndpointForm) -> HttpResponse:
-        endpoint = self.save_or_explain(form)
+    def form_valid(self, form: EndpointForm, destinations: DestinationFormSet) -> HttpResponse:
+        endpoint = self.save_or_explain(form, destinations)
         if endpoint is None:
-            return self.conflict(form)
+            return self.conflict(form, destinations)
         messages.success(self.request, f"Endpoint “{endpoint.name}” saved.")
         return HttpResponseRedirect(self.success_url)
 

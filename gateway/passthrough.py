@@ -1,22 +1,23 @@
 """Native pass-through routes: a provider's own API, forwarded unchanged but for the model and the key.
 
 Callers keep their provider SDK (Anthropic's, or OpenAI's Responses API) and swap only the key for a gateway
-token and the address for the gateway's; `model` names an endpoint. The request goes to the endpoint's
-connection with the endpoint's model and the connection's current key, and the answer (or its event stream)
-comes back as the provider sent it, redacted. Token, permission, endpoint and body-size rules are the other
-routes'; errors come in the provider's own shape.
+token and the address for the gateway's; `model` names an endpoint. The request goes to one of the endpoint's
+destinations with its model and its connection's current key, and the answer (or its event stream) comes back
+as the provider sent it, redacted. Token, permission, endpoint, body-size and routing rules (a primary chosen
+by weight, then fallbacks in order) are the other routes'; errors come in the provider's own shape. A
+destination whose provider does not speak the API refuses the call (400), which no fallback follows.
 """
 
-from connections.secrets import SecretsUnavailable
 from core.asgi_http import Answer, Request, Send, json_answer
-from endpoints.models import Endpoint
-from providers import client, errors
+from endpoints.models import Endpoint, Route
+from providers import client, errors, upstream
 from providers.adapters.anthropic import error_document as anthropic_error_document
 from providers.adapters.base import EventStream
 from providers.errors import GatewayError
 from tokens.authentication import bearer_token
 from tokens.models import Caller
 from usage import recorder as usage
+from usage.meter import note_answer
 
 from . import views
 
@@ -32,27 +33,30 @@ async def forward(request: Request, send: Send, caller: Caller, api: str, header
         raise GatewayError(400, errors.INVALID_REQUEST, "invalid_body", "The request body must be a JSON object.")
     endpoint: Endpoint
     endpoint, admission = await views.find_endpoint(body.get("model"), caller, "chat")
-    connection = endpoint.connection
+
+    async def attempt(route: Route) -> bytes | EventStream:
+        return await client.forward(views.account_of(route), route.destination.target, api, body, headers)
+
+    noted = usage.current()
+    attempts = upstream.count_requests() if noted is not None else None
     try:
-        account = connection.account()
-    except SecretsUnavailable as error:
-        raise GatewayError(503, errors.UNAVAILABLE, "connection_secrets_unavailable", str(error)) from None
-    if (noted := usage.current()) is not None:
-        noted.connection_id, noted.provider, noted.model = connection.pk, connection.provider, endpoint.target.model
-    answer = await client.forward(account, endpoint.target, api, body, headers)
-    if connection.last_used_is_stale():
-        views.record_use_soon(connection)
+        answer, route_headers = await views.route_call(endpoint, attempt)
+    finally:
+        if attempts is not None:
+            noted.attempts = attempts[0]
     if isinstance(answer, EventStream):
         counting = views.TokenCountingStream(answer) if admission.counts_tokens else None
         try:
-            await views.relay(request, send, counting or answer)
+            await views.relay(request, send, counting or answer, route_headers)
         finally:
             if counting is not None and counting.tokens:
                 await views.DATABASE.run(views.record_tokens, admission, counting.tokens)
         return None
     if admission.counts_tokens and (tokens := views.total_tokens(answer)):
         await views.DATABASE.run(views.record_tokens, admission, tokens)
-    return Answer(200, answer)
+    if noted is not None:
+        note_answer(noted, answer)
+    return Answer(200, answer, headers=route_headers)
 
 
 # --- Anthropic's Messages API ------------------------------------------------------------------------------

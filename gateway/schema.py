@@ -98,12 +98,21 @@ ERROR_STATUSES = {
 }
 
 
+ROUTE_HEADERS = {
+    "x-llmc-destination": {"description": "The destination that answered (or was tried last): `<connection>/<model>`.",
+                           "schema": {"type": "string"}},
+    "x-llmc-attempts": {"description": "How many destinations the call tried, this one included.",
+                        "schema": {"type": "integer", "minimum": 1}},
+}
+
+
 def json_content(schema_name: str) -> dict:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}
 
 
 def errors(*statuses: str) -> dict:
-    return {status: {"description": ERROR_STATUSES[status], "content": json_content("GatewayError")}
+    return {status: {"description": ERROR_STATUSES[status], "content": json_content("GatewayError"),
+                     **({"headers": ROUTE_HEADERS} if status not in ("401", "403", "404", "405", "413") else {})}
             for status in statuses}
 
 
@@ -122,7 +131,8 @@ def call_operation(operation_id: str, summary: str, request: str, *, streams: bo
             "tags": ["gateway"],
             "security": [{"bearerAuth": []}],
             "requestBody": {"required": True, "content": json_content(request)},
-            "responses": {"200": {"description": "The provider's answer in OpenAI's shape.", "content": answer},
+            "responses": {"200": {"description": "The provider's answer in OpenAI's shape.", "content": answer,
+                                  "headers": ROUTE_HEADERS},
                           **errors(*CALL_ERRORS)},
         }
     }

@@ -1,17 +1,22 @@
 """The gateway's routes: OpenAI-shaped in, OpenAI-shaped out, every error as `{"error": {...}}`.
 
 Each call is one token lookup and one endpoint read (on the database threads, core/db_threads.py, so a
-stream never holds a connection), then the provider call on the event loop. Credentials are read from the
-connection on every call, so a rotated key is used by the next call in every server process.
+stream never holds a connection), then the provider calls on the event loop: a primary destination chosen by
+weight, then fallbacks in order on the failures the endpoint falls back on (gateway/routing.py), all within
+the endpoint's deadline. Credentials are read from the connections on every call, so a rotated key is used
+by the next call in every server process.
 """
 
 import asyncio
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from connections.models import Connection
@@ -21,8 +26,9 @@ from core.asgi_http import (
 )
 from core.db_threads import DatabaseThreads
 from core.names import could_name_something
-from endpoints.models import Endpoint
+from endpoints.models import Destination, Endpoint, Route
 from providers import client, errors, upstream
+from providers.account import Account
 from providers.adapters.base import EventStream
 from providers.errors import GatewayError
 from tokens.authentication import bearer_token
@@ -32,6 +38,8 @@ from usage.meter import MeteredStream, note_answer
 
 from .limits import NOTHING_TO_COUNT, Admission, add_tokens, admit, limits_of
 
+from . import routing
+
 logger = logging.getLogger("gateway")
 
 PERMISSION = "endpoints.view_endpoint"
@@ -40,6 +48,7 @@ MAX_BODY_BYTES = 20 * 1024 * 1024  # room for images sent inline as base64
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
 TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d{1,18})')
 
+T = TypeVar("T")
 DATABASE = DatabaseThreads("gateway-db", settings.GATEWAY_DATABASE_THREADS)
 
 
@@ -181,29 +190,81 @@ def record_use_soon(connection: Connection) -> None:
     asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
 
 
-async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
-               admission: Admission = NOTHING_TO_COUNT) -> Answer | None:
-    """Send the body to the endpoint's provider with its connection's current key; a stream is relayed as it
-    arrives (then nothing is returned: it was sent)."""
-    connection = endpoint.connection
+async def route_call(endpoint: Endpoint, attempt: Callable[[Route], Awaitable[T]]) -> tuple[T, dict[str, str]]:
+    """`attempt` on the endpoint's destinations until one answers (or a failure the endpoint does not fall back
+    on, or its deadline): the answer, and the route headers naming the destination that gave it.
+
+    A stream falls back only until its provider has answered: once the answer has begun, the client has its
+    first byte and a failure is the stream's error event.
+    """
+    routes = routing.plan(endpoint, timezone.now())
+    if not routes:
+        raise GatewayError(503, errors.UNAVAILABLE, "endpoint_without_destinations",
+                           f"Endpoint '{endpoint.name}' has no destination to call.")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + endpoint.deadline_seconds
+    failures: list[tuple[Route, GatewayError]] = []
+    bookkeeping: list[asyncio.Future] = []
     try:
-        account = connection.account()
+        for route in routes:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    answer = await attempt(route)
+            except TimeoutError:
+                failures.append((route, routing.deadline_passed(endpoint)))
+                raise routing.all_failed(failures) from None
+            except GatewayError as error:
+                failures.append((route, error))
+                # Worth writing when the endpoint has somewhere else to send calls meanwhile.
+                if len(endpoint.routes) > 1 and (seconds := routing.cooldown_seconds(error)) is not None:
+                    bookkeeping.append(loop.create_task(DATABASE.run(start_cooldown, route.destination, seconds)))
+                if routing.failure_class(error) not in endpoint.fallback_on or len(failures) == len(routes):
+                    raise routing.all_failed(failures) from None
+                continue
+            break
+    finally:
+        if bookkeeping:
+            await asyncio.gather(*bookkeeping)
+    connection = route.connection()
+    if connection.last_used_is_stale():
+        record_use_soon(connection)
+    return answer, routing.route_headers(route, len(failures) + 1)
+
+
+def account_of(route: Route) -> Account:
+    """The destination's connection's current credentials (noted as the call's destination: the usage record
+    names the one tried last, which answered or failed last); 503 when they cannot be read."""
+    if (noted := usage.current()) is not None:
+        noted.connection_id, noted.provider = route.connection_id, route.connection().provider
+        noted.model = route.destination.model
+    try:
+        return route.connection().account()
     except SecretsUnavailable as error:
         # 503, not 500: the stored secrets need an operator (a re-entered key or the missing encryption key).
         raise GatewayError(503, errors.UNAVAILABLE, "connection_secrets_unavailable", str(error)) from None
+
+
+async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
+               admission: Admission = NOTHING_TO_COUNT) -> Answer | None:
+    """Send the body to the endpoint's destinations (`route_call`) with each connection's current key; a stream
+    is relayed as it arrives (then nothing is returned: it was sent)."""
     noted = usage.current()
     hide_usage = False
-    if noted is not None:
-        noted.connection_id, noted.provider, noted.model = connection.pk, connection.provider, endpoint.target.model
-        body, hide_usage = ask_for_stream_usage(account, body)
-        attempts = upstream.count_requests()
-    try:
-        answer = await client.call(account, endpoint.target, body)
-    finally:
+
+    async def attempt(route: Route) -> bytes | EventStream:
+        nonlocal hide_usage
+        account = account_of(route)
+        sent = body
         if noted is not None:
+            sent, hide_usage = ask_for_stream_usage(account, body)
+        return await client.call(account, route.destination.target, sent)
+
+    attempts = upstream.count_requests() if noted is not None else None
+    try:
+        answer, headers = await route_call(endpoint, attempt)
+    finally:
+        if attempts is not None:
             noted.attempts = attempts[0]
-    if connection.last_used_is_stale():
-        record_use_soon(connection)
     if isinstance(answer, EventStream):
         # Budgets count what the provider reports (the raw events); usage records what the client was sent.
         counting = TokenCountingStream(answer) if admission.counts_tokens else None
@@ -212,7 +273,7 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
             noted.status, noted.stream = 200, True
             stream = MeteredStream(stream, noted, hide_usage_event=hide_usage)
         try:
-            await relay(request, send, stream)
+            await relay(request, send, stream, headers)
         finally:
             if counting is not None and counting.tokens:
                 await DATABASE.run(record_tokens, admission, counting.tokens)
@@ -222,10 +283,10 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
         await DATABASE.run(record_tokens, admission, tokens)
     if noted is not None:
         note_answer(noted, answer)
-    return Answer(200, answer)
+    return Answer(200, answer, headers=headers)
 
 
-def ask_for_stream_usage(account, body: object) -> tuple[object, bool]:
+def ask_for_stream_usage(account: Account, body: object) -> tuple[object, bool]:
     """A stream's body asking the provider to report usage where the catalogue says it can (and whether the
     gateway asked on the client's behalf: then the usage-only event is held back from the client)."""
     if (isinstance(body, dict) and body.get("stream") is True and "stream_options" not in body
@@ -234,10 +295,21 @@ def ask_for_stream_usage(account, body: object) -> tuple[object, bool]:
     return body, False
 
 
-async def relay(request: Request, send: Send, events: EventStream | MeteredStream) -> None:
+def start_cooldown(destination: Destination, seconds: float) -> None:
+    """Bookkeeping must not fail a call: a cooldown not written only means the next call tries it again."""
+    try:
+        destination.start_cooldown(seconds)
+    except DatabaseError as error:
+        logger.warning("Destination %s: could not record its cooldown (%s).", destination.label, type(error).__name__)
+
+
+async def relay(request: Request, send: Send, events: EventStream | MeteredStream,
+                headers: dict[str, str] | None = None) -> None:
     """The stream to the client until it ends, the client goes away or stops reading; the provider's
     request is closed at once either way."""
-    streaming = asyncio.ensure_future(send_stream(send, request, events, write_timeout=settings.GATEWAY_TIMEOUT))
+    streaming = asyncio.ensure_future(
+        send_stream(send, request, events, write_timeout=settings.GATEWAY_TIMEOUT, headers=headers)
+    )
     gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
         await asyncio.wait({streaming, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -276,13 +348,19 @@ embeddings = openai_route("embeddings")
 
 
 def enabled_endpoints(caller: Caller) -> list[dict]:
+    """Each enabled endpoint the caller may call, owned by its first primary destination's provider."""
+    destinations = Destination.objects.select_related("connection").only("endpoint_id", "connection__provider")
     endpoints = Endpoint.objects.filter(enabled=True)
     if caller.endpoint_limited:
         endpoints = endpoints.filter(pk__in=ApiToken.endpoints.through.objects.filter(apitoken_id=caller.token_id)
                                      .values("endpoint_id"))
+    endpoints = endpoints.only("name", "created_at").order_by("name").prefetch_related(
+        Prefetch("destinations", queryset=destinations.order_by("position"))
+    )
     return [
-        {"id": e.name, "object": "model", "created": int(e.created_at.timestamp()), "owned_by": e.connection.provider}
-        for e in endpoints.select_related("connection").defer("connection__secrets").order_by("name")
+        {"id": e.name, "object": "model", "created": int(e.created_at.timestamp()),
+         "owned_by": next((d.connection.provider for d in e.destinations.all()), "")}
+        for e in endpoints
     ]
 
 

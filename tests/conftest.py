@@ -7,7 +7,7 @@ from encrypted_model_fields import fields as encrypted_fields
 
 from connections.models import Connection
 from connections.services import connection_save
-from endpoints.models import Endpoint
+from endpoints.models import Destination, Endpoint
 
 # Which tests run on which database (SQLite always; the database-touching ones on PostgreSQL too).
 pytest_plugins = ["tests.databases", "tests.provider_fixtures"]
@@ -124,10 +124,20 @@ def make_connection(db):
 
 @pytest.fixture
 def make_endpoint(db):
-    def make(name: str, connection: Connection, model: str = "gpt-4o-mini", task: str = "chat", **fields) -> Endpoint:
-        endpoint = Endpoint(name=name, connection=connection, model=model, task=task, **fields)
+    def make(name: str, connection: Connection, model: str = "gpt-4o-mini", task: str = "chat",
+             fallbacks: tuple[tuple[Connection, str], ...] = (), **fields) -> Endpoint:
+        """An endpoint with one primary destination (the connection and model), then `fallbacks` in order."""
+        endpoint = Endpoint(name=name, task=task, **fields)
         endpoint.full_clean()
+        destinations = [Destination(endpoint=endpoint, connection=connection, model=model, weight=100)]
+        destinations += [Destination(endpoint=endpoint, connection=c, model=m, role="fallback") for c, m in fallbacks]
+        for destination in destinations:
+            destination.full_clean(exclude=["endpoint"], validate_constraints=False)
+        endpoint.check_destinations(destinations)
         endpoint.save()
+        for position, destination in enumerate(destinations):
+            destination.endpoint, destination.position = endpoint, position
+            destination.save()
         return endpoint
 
     return make
@@ -162,3 +172,18 @@ def asgi_live_server(transactional_db):
     yield Live()
     server.should_exit = True
     thread.join(10)
+
+
+def bulk_endpoints(rows) -> list[Endpoint]:
+    """Many endpoints at once, each with one primary destination: rows of (name, connection, model, task[, enabled])."""
+    rows = list(rows)
+    endpoints = Endpoint.objects.bulk_create(
+        Endpoint(name=row[0], task=row[3], enabled=row[4] if len(row) > 4 else True) for row in rows
+    )
+    if any(endpoint.pk is None for endpoint in endpoints):
+        endpoints = list(Endpoint.objects.filter(name__in=[row[0] for row in rows]).order_by("id"))
+    Destination.objects.bulk_create(
+        Destination(endpoint=endpoint, connection_id=getattr(row[1], "pk", row[1]), model=row[2], weight=100)
+        for endpoint, row in zip(endpoints, rows)
+    )
+    return endpoints

@@ -33,7 +33,7 @@ from providers import catalogue
 from audit.models import AuditEntry
 from connections.models import Connection
 from connections.services import connection_save
-from endpoints.models import Endpoint
+from endpoints.models import Destination, Endpoint
 from providers import upstream
 from providers.oauth import TOKENS
 from tests.fakes.google_token import make_service_account
@@ -195,7 +195,8 @@ def planted_connections(echo, admin_user) -> list[Connection]:
         # An edit (field names audited) and a key rotation, so history and audit rows exist for both.
         connection.description = "sweep, edited"
         connection_save(connection=connection, actor=admin_user)
-        Endpoint.objects.create(name=f"e-{connection.name}", connection=connection, model="m", task="chat")
+        Endpoint.objects.create(name=f"e-{connection.name}", task="chat").destinations.create(
+            connection=connection, model="m", weight=100)
         made.append(connection)
     return made
 
@@ -281,6 +282,8 @@ def test_pages_admin_api_schema_commands_and_logs_carry_no_planted_secret(
             sweep.response(f"admin {url}", site.get(url))
     for entry in AuditEntry.objects.all()[:10]:
         sweep.response(f"admin audit entry {entry.pk}", site.get(f"/admin/connections/auditentry/{entry.pk}/change/"))
+    for endpoint in Endpoint.objects.all():  # the destinations inline names each connection
+        sweep.response(f"admin endpoint {endpoint.name}", site.get(f"/admin/endpoints/endpoint/{endpoint.pk}/change/"))
 
     # The API, the schema and its docs page.
     for url in ["/api/v1/connections/", "/api/v1/connections/?page_size=500", "/api/v1/audit/?page_size=500",
@@ -304,6 +307,21 @@ def test_pages_admin_api_schema_commands_and_logs_carry_no_planted_secret(
         format="json"))
     sweep.response("API broken JSON with a secret", api.generic(
         "POST", "/api/v1/connections/", f'{{"secrets": {{"api_key": "{CORE}', content_type="application/json"))
+
+    # Endpoints over several connections: a split with a fallback, and a refused set of destinations.
+    chat_names = [c.name for c in planted_connections if "chat" in catalogue.PROVIDERS[c.provider].tasks][:3]
+    split = [{"connection": chat_names[0], "model": "m", "weight": 60},
+             {"connection": chat_names[1], "model": "m", "weight": 40},
+             {"connection": chat_names[2], "model": "m", "role": "fallback"}]
+    sweep.response("API create of a split", api.post("/api/v1/endpoints/", {
+        "name": "split", "task": "chat", "destinations": split}, format="json"))
+    sweep.response("API split read", api.get("/api/v1/endpoints/split/"))
+    sweep.response("API invalid destinations", api.post("/api/v1/endpoints/", {
+        "name": "split-bad", "task": "chat", "destinations": split[:1] + [{"connection": typed, "model": typed}]},
+        format="json"))
+    sweep.response("page of the split", site.get("/settings/endpoints/split/edit/"))
+    for destination in Destination.objects.select_related("connection"):
+        sweep.check(f"repr of destination {destination.pk}", f"{destination!r} {destination}")
 
     # Commands.
     out = StringIO()

@@ -34,10 +34,17 @@ class Call:
         return self.status >= 400 or (self.error != "" and self.error != CLIENT_GONE)
 
     def note_tokens(self, usage: object) -> None:
-        """Token counts from an OpenAI-shaped `usage` object (absent or malformed counts stay unknown)."""
+        """Token counts from a `usage` object (absent or malformed counts stay unknown): OpenAI's chat shape, or
+        the input/output shape of Anthropic's Messages API and OpenAI's Responses API (cache reads and writes
+        are input too)."""
         if not isinstance(usage, dict):
             return
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if prompt is None and isinstance(usage.get("input_tokens"), int):
+            prompt = usage["input_tokens"] + sum(
+                count for name in ("cache_creation_input_tokens", "cache_read_input_tokens")
+                if isinstance(count := usage.get(name), int))
+            completion = usage.get("output_tokens")
         if isinstance(prompt, int) and prompt >= 0:
             self.prompt_tokens = prompt
         if isinstance(completion, int) and completion >= 0:

@@ -19,12 +19,13 @@ DECODER = json.JSONDecoder()
 
 
 def note_answer(call: Call, answer: bytes) -> None:
-    """The counts from a whole answer's top-level usage (the last `"usage":{` in compact JSON)."""
-    position = answer.rfind(b'"usage":{')
+    """The counts from a whole answer's top-level usage (the last `"usage":{`, or `"usage": {` as some
+    providers write JSON)."""
+    position = max(answer.rfind(b'"usage":{'), answer.rfind(b'"usage": {'))
     if position < 0:
         return
     try:
-        usage, _ = DECODER.raw_decode(answer[position + 8:].decode("utf-8", "replace"))
+        usage, _ = DECODER.raw_decode(answer[answer.index(b"{", position):].decode("utf-8", "replace"))
     except ValueError:
         return
     call.note_tokens(usage)

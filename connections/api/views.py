@@ -13,7 +13,9 @@ from core.api_lists import Computed, ValuesList, ValuesListMixin
 from providers import catalogue
 
 from ..editing import RowLockedForEdit
-from ..models import STORED_SECRETS, Connection, KeyRotation, Rotation, key_rotation, masks_of_stored
+from ..models import (
+    STORED_SECRETS, Connection, KeyRotation, Rotation, each_endpoint_once, key_rotation, masks_of_stored,
+)
 from ..services import ConnectionInUse, connection_delete, connection_test
 from .serializers import ConnectionSerializer, ProviderSerializer
 
@@ -41,7 +43,7 @@ def rotation_of(row: dict) -> KeyRotation:
 class ConnectionViewSet(RowLockedForEdit, ValuesListMixin, viewsets.ModelViewSet):
     """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
-    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related("endpoints")
+    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related(each_endpoint_once())
     serializer_class = ConnectionSerializer
     # The list reads values, not instances: the serializer's output, checked against it by the tests.
     values_list = ValuesList(ConnectionSerializer, computed={

@@ -1,35 +1,51 @@
 import django_filters
+from django.db.models import Prefetch
 from rest_framework import viewsets
 
 from connections.models import Environment
 from core.api import NAME_IN_URL, ModelPermissions
-from core.api_lists import ValuesList, ValuesListMixin
+from core.api_lists import Computed, ValuesList, ValuesListMixin
 from providers import catalogue
 
-from ..models import Endpoint
+from ..models import Destination, Endpoint
 from ..services import endpoint_delete
-from .serializers import EndpointSerializer
+from .serializers import EndpointSerializer, fallback_on_list
 
 
 class EndpointFilter(django_filters.FilterSet):
-    provider = django_filters.ChoiceFilter(field_name="connection__provider", choices=catalogue.provider_choices)
-    connection = django_filters.CharFilter(field_name="connection__name")
-    environment = django_filters.ChoiceFilter(field_name="connection__environment", choices=Environment.choices)
+    # Endpoints with any destination (primary or fallback) on that provider, connection or environment.
+    provider = django_filters.ChoiceFilter(field_name="destinations__connection__provider",
+                                           choices=catalogue.provider_choices, distinct=True)
+    connection = django_filters.CharFilter(field_name="destinations__connection__name", distinct=True)
+    environment = django_filters.ChoiceFilter(field_name="destinations__connection__environment",
+                                              choices=Environment.choices, distinct=True)
 
     class Meta:
         model = Endpoint
         fields = ["provider", "connection", "task", "enabled"]
 
 
+def first_destination(name: str):
+    """A field of the row's first destination as the list represents it (None without destinations)."""
+    return lambda row: row["destinations"][0][name] if row["destinations"] else None
+
+
 class EndpointViewSet(ValuesListMixin, viewsets.ModelViewSet):
-    """Gateway endpoints, looked up by name; `connection` is the connection's name."""
+    """Gateway endpoints, looked up by name, with their destinations (connections by name)."""
 
-    # The connection's secrets column is deferred: listing endpoints never decrypts credentials.
-
-    queryset = Endpoint.objects.select_related("connection").defer("connection__secrets")
+    # One query for the endpoints and one for their destinations; the connections' secrets column is
+    # deferred: listing endpoints never decrypts credentials.
+    queryset = Endpoint.objects.prefetch_related(Prefetch(
+        "destinations",
+        queryset=Destination.objects.select_related("connection").defer("connection__secrets").order_by("position"),
+    ))
     serializer_class = EndpointSerializer
     # The list reads values, not instances: the serializer's output, checked against it by the tests.
-    values_list = ValuesList(EndpointSerializer)
+    # `connection`, `provider`, `environment` and `model` name the first destination, as the serializer says.
+    values_list = ValuesList(EndpointSerializer, computed={
+        **{name: Computed((), first_destination(name)) for name in ("connection", "provider", "environment", "model")},
+        "fallback_on": Computed(("fallback_on",), lambda row: fallback_on_list(row["fallback_on"])),
+    })
     permission_classes = [ModelPermissions]
     lookup_field = "name"
     lookup_value_regex = NAME_IN_URL

@@ -56,8 +56,8 @@ def test_the_user_guide_end_to_end(page: Page, live_server, admin_user, make_con
     page.get_by_role("link", name="Endpoints", exact=True).click()
     page.get_by_role("link", name="Create", exact=True).click()
     page.get_by_label("Name").fill("chat-main")
-    page.get_by_label("Connection").select_option(label="my-openai-key (OpenAI)")
-    page.get_by_label("Model").fill("gpt-4o-mini")
+    page.get_by_label("Connection", exact=True).select_option(label="my-openai-key (OpenAI)")
+    page.get_by_label("Model", exact=True).fill("gpt-4o-mini")
     page.get_by_label("Task").select_option(label="Chat")
     expect(page.get_by_label("Enabled")).to_be_checked()
     page.get_by_role("button", name="Create").click()
@@ -80,7 +80,7 @@ def test_the_user_guide_end_to_end(page: Page, live_server, admin_user, make_con
     expect(row(page, "my-openai-key")).to_contain_text(mask_secret(ROTATED_KEY))
     expect(row(page, "my-openai-key").get_by_role("link", name="chat-main")).to_be_visible()
     assert Connection.objects.get(name="my-openai-key").get_secrets()["api_key"] == ROTATED_KEY
-    assert Endpoint.objects.get(name="chat-main").connection_id == connection.pk
+    assert Endpoint.objects.get(name="chat-main").destinations.get().connection_id == connection.pk
 
     # History shows the rotation (field names only).
     row(page, "my-openai-key").get_by_role("link", name="History").click()

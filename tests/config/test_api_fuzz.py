@@ -69,9 +69,9 @@ def seed(base_url: str) -> None:
         connection.secrets = {"api_key": PLANTED_KEY}
         connection.save()
     for name, (model, task) in SEEDED_ENDPOINTS.items():
-        Endpoint.objects.update_or_create(
-            name=name, defaults={"connection": connection, "model": model, "task": task, "enabled": True}
-        )
+        endpoint, _ = Endpoint.objects.update_or_create(name=name, defaults={"task": task, "enabled": True})
+        endpoint.destinations.all().delete()
+        endpoint.destinations.create(connection=connection, model=model, weight=100)
 
 
 def send(client: AsgiClient, case: schemathesis.Case):

@@ -125,8 +125,9 @@ def make(name, provider, method, secrets, config=None):
 
 get_user_model().objects.create_user("alice", password="pw-alice-123456")
 prod = make("openai-prod", "openai", "api_key", {{"api_key": "{PLANTED_KEY}"}})
-Endpoint.objects.create(name="chat-main", connection=prod, model="gpt-4o-mini", task="chat")
-Endpoint.objects.create(name="embed-main", connection=prod, model="text-embedding-3-small", task="embeddings")
+Endpoint.objects.create(name="chat-main", task="chat").destinations.create(connection=prod, model="gpt-4o-mini", weight=100)
+Endpoint.objects.create(name="embed-main", task="embeddings").destinations.create(
+    connection=prod, model="text-embedding-3-small", weight=100)
 make("bedrock-prod", "bedrock", "access_key",
      {{"aws_access_key_id": "AKIAPLANTED0000000000", "aws_secret_access_key": "{PLANTED_KEY}"}},
      {{"region": "us-east-1"}})

@@ -7,7 +7,7 @@ from django.urls import reverse
 from audit.models import AuditEntry
 from connections.models import Connection
 from endpoints.models import Endpoint
-from tests.conftest import PLANTED_KEY
+from tests.conftest import PLANTED_KEY, bulk_endpoints
 
 
 @pytest.fixture
@@ -94,9 +94,7 @@ def test_the_changelist_shows_masks_and_counts_with_a_constant_number_of_queries
     admin_client_, make_connection, django_assert_max_num_queries
 ):
     connections = [make_connection(name=f"conn-{i:03}") for i in range(60)]
-    Endpoint.objects.bulk_create(
-        Endpoint(name=f"ep-{i:04}", connection=connections[i % 60], model="gpt-4o-mini") for i in range(300)
-    )
+    bulk_endpoints((f"ep-{i:04}", connections[i % 60], "gpt-4o-mini", "chat") for i in range(300))
     with django_assert_max_num_queries(8):
         page = admin_client_.get(reverse("admin:connections_connection_changelist")).content.decode()
     assert PLANTED_KEY not in page
@@ -117,7 +115,7 @@ def test_an_undecryptable_connection_still_renders_in_the_admin(admin_client_, m
 
 def test_the_endpoint_admin_lists_without_n_plus_one(admin_client_, make_connection, django_assert_max_num_queries):
     connection = make_connection()
-    Endpoint.objects.bulk_create(Endpoint(name=f"ep-{i}", connection=connection, model="m") for i in range(80))
+    bulk_endpoints((f"ep-{i}", connection, "m", "chat") for i in range(80))
     with django_assert_max_num_queries(8):
         response = admin_client_.get(reverse("admin:endpoints_endpoint_changelist"))
     assert response.status_code == 200

@@ -10,7 +10,7 @@ from connections.models import Connection
 from tests.api_support import (  # noqa: F401 - fixtures
     ALL_API_PERMISSIONS, anonymous, api, assert_no_secret, bearer_client, make_user, operator,
 )
-from tests.conftest import PLANTED_KEY
+from tests.conftest import PLANTED_KEY, bulk_endpoints
 
 pytestmark = pytest.mark.django_db
 
@@ -468,8 +468,7 @@ def many_connections(operator):
         rows.append(connection)
     Connection.objects.bulk_create(rows)
     connections = list(Connection.objects.all())
-    Endpoint.objects.bulk_create(Endpoint(name=f"ep-{c.pk}-{i}", connection=c, model="m", task="chat")
-                                 for c in connections for i in range(5))
+    bulk_endpoints((f"ep-{c.pk}-{i}", c, "m", "chat") for c in connections for i in range(5))
     return connections
 
 

@@ -62,7 +62,7 @@ class TestRotateConnectionKey:
 
         endpoint.refresh_from_db()
         assert endpoint.updated_at == endpoint_updated_at
-        assert endpoint.connection.get_secrets()["api_key"] == NEW_KEY
+        assert endpoint.destinations.get().connection.get_secrets()["api_key"] == NEW_KEY
 
     def test_it_records_a_key_rotation_by_system(self, make_connection):
         make_connection("openai-prod")

@@ -91,3 +91,22 @@ def test_endpoints_in_the_api_carry_their_connections_environment_and_filter_by_
 ])
 def test_production_and_non_production_count_as_mixed(environments, mixed):
     assert environments_mixed(environments) is mixed
+
+
+def test_every_destination_counts_for_the_environment_rule_in_the_api(api, make_connection):
+    make_connection("openai-prod")
+    make_connection("openai-dev", environment="development")
+    body = {"name": "chat", "task": "chat", "destinations": [
+        {"connection": "openai-prod", "model": "gpt-4o-mini"},
+        {"connection": "openai-dev", "model": "gpt-4o-mini", "role": "fallback"}]}
+
+    refused = api.post("/api/v1/endpoints/", body, format="json")
+    created = api.post("/api/v1/endpoints/", {**body, "allow_mixed_environments": True}, format="json")
+    unmixed = api.patch("/api/v1/endpoints/chat/", {"allow_mixed_environments": False}, format="json")
+
+    assert refused.status_code == 400 and "openai-dev (Development)" in refused.json()["destinations"][0]
+    assert created.status_code == 201
+    assert [d["environment"] for d in created.json()["destinations"]] == ["production", "development"]
+    assert unmixed.status_code == 400 and "allow mixed environments" in unmixed.json()["destinations"][0]
+    listed = api.get("/api/v1/endpoints/", {"environment": "development"}).json()
+    assert [item["name"] for item in listed["results"]] == ["chat"]

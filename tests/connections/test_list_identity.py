@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from django.db.models import Prefetch
 from django.template import engines
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
@@ -21,9 +22,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIRequestFactory
 
 from connections.api.serializers import ConnectionSerializer
-from connections.models import Connection
+from connections.models import Connection, each_endpoint_once
 from endpoints.api.serializers import EndpointSerializer
-from endpoints.models import Endpoint
+from endpoints.models import Destination, Endpoint
 from usage.models import UsageDay, UsageHour
 from usage.summary import floor, last_day_by
 from tests.api_support import (  # noqa: F401 - fixtures
@@ -81,10 +82,13 @@ def rows(operator, use_keys):
     limits = [dict(), dict(requests_per_minute=60), dict(token_budget=1_000_000, budget_period="day"),
               dict(requests_per_minute=1500, token_budget=2_500_000, budget_period="month")]
     Endpoint.objects.bulk_create(
-        Endpoint(name=f"e-{number:03d}", connection=connections[number % 40], model=f"<m{number}> & 'x' \"y\"",
-                 task="chat" if number % 3 else "embeddings", enabled=bool(number % 4), **limits[number % 4])
+        Endpoint(name=f"e-{number:03d}", task="chat" if number % 3 else "embeddings", enabled=bool(number % 4),
+                 fallback_on=[["timeout", "server_error"], [], ["credentials_refused", "rate_limited", "timeout"]][number % 3],
+                 **limits[number % 4])
         for number in range(130)
     )
+    Destination.objects.bulk_create(destination for number, endpoint in enumerate(Endpoint.objects.order_by("name"))
+                                    for destination in destinations_of(number, endpoint, connections))
     # Usage in the last 24 hours (grouped thousands, errors or none) and an older day's last call.
     now = timezone.now()
     hours, days = [], []
@@ -92,14 +96,38 @@ def rows(operator, use_keys):
         if number % 3 == 2:
             continue
         calls, errors = [(1, 0), (1_234_567, 1_500), (999, 3), (12, 0)][number % 4]
+        connection_id = endpoint.destinations.order_by("position").first().connection_id
         hours.append(UsageHour(hour=floor(now, "hour"), endpoint_id=endpoint.pk,
-                               connection_id=endpoint.connection_id, calls=calls, errors=errors, last_at=now))
+                               connection_id=connection_id, calls=calls, errors=errors, last_at=now))
         days.append(UsageDay(day=floor(now, "day") - timedelta(days=number % 5), endpoint_id=endpoint.pk,
-                             connection_id=endpoint.connection_id, calls=calls, errors=errors,
+                             connection_id=connection_id, calls=calls, errors=errors,
                              last_at=[AMBIGUOUS_IN_NEW_YORK, now - timedelta(days=number % 5)][number % 2]))
     UsageHour.objects.bulk_create(hours)
     UsageDay.objects.bulk_create(days)
     return connections
+
+
+def destinations_of(number: int, endpoint: Endpoint, connections: list[Connection]) -> list[Destination]:
+    """One primary; a 70/30 split; fallbacks, one on the primary's connection; a three-way split using one
+    connection twice; a primary cooling down. Positions are stored out of creation order."""
+    first, second, third = (connections[(number + step) % 40] for step in (0, 7, 11))
+    model = f"<m{number}> & 'x' \"y\""
+    primary, fallback = Destination.Role.PRIMARY, Destination.Role.FALLBACK
+    shapes = [
+        [(first, model, primary, 100)],
+        [(first, model, primary, 70), (second, "gpt-4o-mini", primary, 30)],
+        [(first, model, primary, 100), (third, "claude-3-haiku", fallback, None), (first, "small", fallback, None)],
+        [(first, model, primary, 50), (first, "other", primary, 25), (second, "m2", primary, 25),
+         (third, "m3", fallback, None)],
+        [(second, model, primary, 100), (first, "backup", fallback, None)],
+    ]
+    shape = shapes[number % len(shapes)]
+    return [
+        Destination(endpoint=endpoint, connection=connection, model=name, role=role, weight=weight,
+                    position=position,
+                    cooling_until=AMBIGUOUS_IN_NEW_YORK if number % 5 == 4 and position == 0 else None)
+        for position, (connection, name, role, weight) in reversed(list(enumerate(shape)))
+    ]
 
 
 # --- Pages ----------------------------------------------------------------------------------------------------
@@ -145,7 +173,7 @@ def without_csrf_masks(html: str) -> str:
                                    ("connections.view_connection", "usage.view_usagerecord")])
 def test_the_connections_page_is_what_its_template_rendered(client, django_user_model, rows, zone, perms):
     login_with_perms(client, django_user_model, *perms)
-    instances = Connection.objects.order_by("name").prefetch_related("endpoints")
+    instances = Connection.objects.order_by("name").prefetch_related(each_endpoint_once())  # as the template read them
     pages = ""
     for path, filtered in (("/settings/connections/", instances),
                            ("/settings/connections/?page=2&x=%3Cb%3E", instances),
@@ -165,13 +193,30 @@ def test_the_connections_page_is_what_its_template_rendered(client, django_user_
                   "&lt;script&gt;", "env-staging", "Development</span>", "no key", " d old", "Overdue</span>",
                   "Due soon</span>", "2,469,134", '<span class="badge badge-danger">3,000</span>'):
         assert shown in pages, shown
+    # An endpoint whose destinations use a connection twice is listed once under it.
+    row = pages[pages.index('class="name">c-003 '):]
+    row = row[:row.index("</tr>")]
+    assert row.count('href="/settings/endpoints/e-003/edit/"') == 1
+
+
+# The endpoints page's rows as the template read them: one query for the endpoints, one for their destinations.
+ENDPOINTS_AS_THE_TEMPLATE_READ_THEM = (
+    Endpoint.objects.only("name", "task", "enabled", *Endpoint.limit_fields)
+    .prefetch_related(Prefetch(
+        "destinations",
+        queryset=Destination.objects.select_related("connection")
+        .only("endpoint_id", "role", "weight", "position", "model", "connection__name", "connection__provider")
+        .order_by("position"),
+    ))
+    .order_by("name")
+)
 
 
 @pytest.mark.parametrize("zone", ZONES)
 @pytest.mark.parametrize("perms", [("endpoints.view_endpoint",), ("endpoints.view_endpoint", "usage.view_usagerecord")])
 def test_the_endpoints_page_is_what_its_template_rendered(client, django_user_model, rows, zone, perms):
     login_with_perms(client, django_user_model, *perms)
-    instances = Endpoint.objects.select_related("connection").order_by("name")
+    instances = ENDPOINTS_AS_THE_TEMPLATE_READ_THEM
     pages = ""
     for path in ("/settings/endpoints/", "/settings/endpoints/?page=3"):
         with timezone.override(zone):
@@ -183,7 +228,11 @@ def test_the_endpoints_page_is_what_its_template_rendered(client, django_user_mo
         pages += page
     for shown in ("badge-ok", '<span class="badge">No</span>', "<td>—</td>", "<td>60/min</td>",
                   "1,500/min · 2,500,000 tokens per month", "1,000,000 tokens per day", "1,234,567",
-                  '<span class="badge badge-danger">3</span>', "never"):
+                  '<span class="badge badge-danger">3</span>', "never", "c-001 70% · c-008 30%</td>",
+                  "c-003 50% · c-003 25% · c-010 25%, then c-014</td>", "c-002, then c-013, then c-002</td>",
+                  '<code title="OpenAI">&lt;m0&gt; &amp; &#x27;x&#x27; &quot;y&quot;</code></td>',
+                  '&lt;m1&gt; &amp; &#x27;x&#x27; &quot;y&quot;</code> <code title="',
+                  '<code title="Amazon Bedrock">'):
         assert shown in pages, shown
 
 
@@ -218,7 +267,7 @@ def serializer_page(serializer_class, queryset, response, request_path: str) -> 
                                    "?ordering=updated_at&page_size=7&page=3", "?environment=staging&page_size=500",
                                    "?rotation=overdue&page_size=500", "?rotation=due_soon", "?rotation=no_key"])
 def test_the_connections_list_is_what_the_serializer_gave(api, rows, zone, query):
-    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related("endpoints")
+    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related(each_endpoint_once())
     with timezone.override(zone):
         response = api.get("/api/v1/connections/" + query)
         assert response.status_code == 200
@@ -233,11 +282,29 @@ def test_the_connections_list_is_what_the_serializer_gave(api, rows, zone, query
 @pytest.mark.parametrize("query", ["", "?page=3", "?page_size=500", "?enabled=false&task=chat",
                                    "?connection=c-001&ordering=-updated_at", "?provider=bedrock"])
 def test_the_endpoints_list_is_what_the_serializer_gave(api, rows, zone, query):
-    queryset = Endpoint.objects.select_related("connection")
+    queryset = Endpoint.objects.prefetch_related(Prefetch(
+        "destinations", queryset=Destination.objects.select_related("connection").order_by("position"),
+    ))
     with timezone.override(zone):
         response = api.get("/api/v1/endpoints/" + query)
         assert response.status_code == 200
         assert response.content == serializer_page(EndpointSerializer, queryset, response, query)
+    listed = response.json()["results"]
+    assert listed and all(item["connection"] == item["destinations"][0]["connection"] for item in listed)
+    everything = api.get("/api/v1/endpoints/?page_size=500").json()["results"]
+    assert {len(item["destinations"]) for item in everything} == {1, 2, 3, 4}
+    assert any(item["destinations"][0]["cooling_until"] for item in everything)
+    assert ["timeout", "rate_limited", "credentials_refused"] in [item["fallback_on"] for item in everything]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/connections/", "/api/v1/endpoints/"])
+def test_a_list_costs_the_same_queries_at_any_page_size(api, rows, path, django_assert_num_queries):
+    """The token and its permissions, the count, the page, then one query for the related list, whatever the
+    number of rows."""
+    total = api.get(path).json()["count"]  # the first request of a process plans the list
+    for size in (1, 7, 500):
+        with django_assert_num_queries(6):
+            assert len(api.get(f"{path}?page_size={size}").json()["results"]) == min(size, total)
 
 
 def test_a_filter_the_request_names_still_refuses_a_bad_value(api, rows):

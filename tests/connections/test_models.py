@@ -232,7 +232,7 @@ def test_a_renamed_connection_keeps_its_endpoints(make_connection, make_endpoint
     connection.full_clean()
     connection_save(connection=connection, actor=None)
     endpoint.refresh_from_db()
-    assert endpoint.connection.name == "after"
+    assert endpoint.destinations.get().connection.name == "after"
 
 
 # --- Audit ------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
 from connections.models import Connection
-from endpoints.models import Endpoint
+from endpoints.models import Destination, Endpoint
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
@@ -184,8 +184,17 @@ def unused(make_connection) -> Connection:
 CHAT = {"name": "chat", "connection": "openai-prod", "model": "gpt-4o-mini", "task": "chat"}
 
 
+def page_form(connection: Connection) -> dict:
+    """The endpoint form as a browser posts it: one primary destination on the connection."""
+    return {"name": "chat", "task": "chat", "enabled": "on", "deadline_seconds": "120",
+            "destinations-TOTAL_FORMS": "1", "destinations-INITIAL_FORMS": "0",
+            "destinations-MIN_NUM_FORMS": "0", "destinations-MAX_NUM_FORMS": "10",
+            "destinations-0-connection": connection.pk, "destinations-0-model": "gpt-4o-mini",
+            "destinations-0-role": "primary", "destinations-0-weight": "100"}
+
+
 def assert_every_endpoint_has_its_connection() -> None:
-    assert not Endpoint.objects.exclude(connection_id__in=Connection.objects.values("id")).exists()
+    assert not Destination.objects.exclude(connection_id__in=Connection.objects.values("id")).exists()
 
 
 def test_an_endpoint_attached_while_the_delete_runs_makes_the_api_delete_409_at_commit(
@@ -203,7 +212,7 @@ def test_an_endpoint_attached_while_the_delete_runs_makes_the_api_delete_409_at_
     response = deleting.result(timeout=LOCK_WAIT_TIMEOUT)
     assert response.status_code == 409
     assert response.json()["endpoints"] == ["chat"]
-    assert Endpoint.objects.get(name="chat").connection_id == unused.pk
+    assert Endpoint.objects.get(name="chat").destinations.get().connection_id == unused.pk
     assert not AuditEntry.objects.filter(action=AuditEntry.Action.DELETED).exists()
 
 
@@ -212,14 +221,14 @@ def test_an_endpoint_attached_while_the_delete_runs_makes_the_page_warn(unused, 
     deleting = run_in_thread(page_client(admin_user).post, "/settings/connections/openai-prod/delete/")
     wait_until_waiting(1)
     created = run_in_thread(page_client(admin_user).post, "/settings/endpoints/new/",
-                            {**CHAT, "connection": unused.pk, "enabled": "on"})
+                            page_form(unused))
     assert created.result(timeout=LOCK_WAIT_TIMEOUT).status_code == 302
     blocker.release()
 
     response = deleting.result(timeout=LOCK_WAIT_TIMEOUT)
     assert response.status_code == 409
     assert "was not deleted: 1 endpoint(s) still use it" in response.content.decode()
-    assert Endpoint.objects.get(name="chat").connection_id == unused.pk
+    assert Endpoint.objects.get(name="chat").destinations.get().connection_id == unused.pk
 
 
 def test_an_endpoint_attached_while_the_admin_deletes_keeps_its_connection(unused, admin_user, lock, run_in_thread):
@@ -236,7 +245,7 @@ def test_an_endpoint_attached_while_the_admin_deletes_keeps_its_connection(unuse
     answer = deleting.result(timeout=LOCK_WAIT_TIMEOUT)
     assert answer.status_code == 200 and "protected related objects" in answer.content.decode()
     assert Connection.objects.filter(pk=unused.pk).exists()
-    assert Endpoint.objects.get(name="chat").connection_id == unused.pk
+    assert Endpoint.objects.get(name="chat").destinations.get().connection_id == unused.pk
 
 
 def test_an_endpoint_created_for_a_connection_deleted_meanwhile_gets_409_from_the_api(
@@ -260,7 +269,7 @@ def test_an_endpoint_created_for_a_connection_deleted_meanwhile_gets_the_forms_w
 ):
     blocker = lock.inserts(Endpoint)
     created = run_in_thread(page_client(admin_user).post, "/settings/endpoints/new/",
-                            {**CHAT, "connection": unused.pk, "enabled": "on"})
+                            page_form(unused))
     wait_until_waiting(1)
     deleted = run_in_thread(page_client(admin_user).post, "/settings/connections/openai-prod/delete/")
     assert deleted.result(timeout=LOCK_WAIT_TIMEOUT).status_code == 302
@@ -268,7 +277,7 @@ def test_an_endpoint_created_for_a_connection_deleted_meanwhile_gets_the_forms_w
 
     response = created.result(timeout=LOCK_WAIT_TIMEOUT)
     assert response.status_code == 409
-    assert "This connection was deleted meanwhile" in response.content.decode()
+    assert "A chosen connection was deleted meanwhile" in response.content.decode()
     assert not Endpoint.objects.exists()
 
 
@@ -288,7 +297,7 @@ def test_an_endpoint_created_while_its_connection_is_renamed_stays_attached(unus
     response = created.result(timeout=LOCK_WAIT_TIMEOUT)
     assert response.status_code == 201
     assert response.json()["connection"] == "openai-main"  # what it is attached to now, not the name it was given
-    assert Endpoint.objects.get(name="chat").connection_id == unused.pk
+    assert Endpoint.objects.get(name="chat").destinations.get().connection_id == unused.pk
     assert api_client(admin_user).get("/api/v1/connections/openai-main/").json()["endpoints"] == ["chat"]
 
 
@@ -303,7 +312,7 @@ def test_a_rename_waiting_on_the_row_lets_a_concurrent_endpoint_attach(unused, a
     blocker.release()
 
     assert renamed.result(timeout=LOCK_WAIT_TIMEOUT).status_code == 200
-    assert Endpoint.objects.get(name="chat").connection.name == "openai-main"
+    assert Endpoint.objects.get(name="chat").destinations.get().connection.name == "openai-main"
 
 
 def test_an_api_key_rotation_and_an_admin_edit_both_survive(bedrock, admin_user, lock, run_in_thread):

@@ -94,7 +94,7 @@ def test_undecryptable_secrets_test_not_ok_and_say_so_without_calling_the_provid
     from connections.services import connection_test
 
     use_keys(Fernet.generate_key().decode())
-    connection = Connection.objects.get(pk=openai_chat.connection.pk)
+    connection = Connection.objects.get(pk=openai_chat.destinations.get().connection.pk)
 
     ok, status, message = connection_test(connection=connection)
 

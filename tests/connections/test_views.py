@@ -12,7 +12,7 @@ from audit.models import AuditEntry
 from connections.models import Connection
 from connections.secrets import UNDECRYPTABLE_LABEL, mask_secret
 from endpoints.models import Endpoint
-from tests.conftest import PLANTED_KEY
+from tests.conftest import PLANTED_KEY, bulk_endpoints
 from tests.web import login_with_perms
 
 pytestmark = pytest.mark.django_db
@@ -179,10 +179,7 @@ def test_list_costs_the_same_queries_with_200_connections_and_1000_endpoints(
                    secrets={"api_key": PLANTED_KEY}) for number in range(200)
     )
     connections = list(Connection.objects.only("id"))
-    Endpoint.objects.bulk_create(
-        Endpoint(name=f"ep-{number:04d}", connection=connections[number % 200], model="gpt-4o-mini", task="chat")
-        for number in range(1000)
-    )
+    bulk_endpoints((f"ep-{number:04d}", connections[number % 200], "gpt-4o-mini", "chat") for number in range(1000))
     # session, user, user permissions, group permissions, count, page of connections, their endpoints, their
     # calls of the last 24 hours
     with django_assert_num_queries(8):
@@ -384,7 +381,7 @@ def test_edit_with_a_new_key_rotates_it_and_endpoints_keep_pointing_at_the_conne
     connection.refresh_from_db()
     assert connection.get_secrets() == {"api_key": NEW_KEY}
     endpoint.refresh_from_db()
-    assert endpoint.connection_id == connection.pk
+    assert endpoint.destinations.get().connection_id == connection.pk
     entry = AuditEntry.objects.latest("id")
     assert (entry.action, entry.actor, entry.fields) == ("key_rotated", admin_user, ["secrets.api_key"])
     page = response.content.decode()
@@ -404,7 +401,7 @@ def test_edit_can_rename_and_endpoints_follow(admin_client, make_connection, mak
     connection = make_connection()
     make_endpoint("chat-main", connection)
     admin_client.post(edit_url("openai-prod"), edit_data(connection, name="openai-production"))
-    assert Endpoint.objects.get().connection.name == "openai-production"
+    assert Endpoint.objects.get().destinations.get().connection.name == "openai-production"
 
 
 def test_edit_to_another_auth_method_requires_its_secret(admin_client, make_connection):

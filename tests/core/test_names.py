@@ -30,7 +30,7 @@ def test_a_nul_in_the_preselected_connection_is_ignored(client, admin_user, make
     client.force_login(admin_user)
     response = client.get("/settings/endpoints/new/?connection=openai-prod%00")
     assert response.status_code == 200
-    assert response.context["form"].initial.get("connection") is None
+    assert response.context["destinations"].forms[0].initial.get("connection") is None
 
 
 def test_a_nul_in_an_endpoints_connection_is_an_unknown_connection(api, make_connection):
@@ -38,4 +38,4 @@ def test_a_nul_in_an_endpoints_connection_is_an_unknown_connection(api, make_con
     response = api.post("/api/v1/endpoints/", {"name": "chat", "connection": "openai-prod\x00", "model": "gpt-4o-mini"},
                         format="json")
     assert response.status_code == 400
-    assert "does not exist" in response.json()["connection"][0]
+    assert "No object has this name" in response.json()["connection"][0]

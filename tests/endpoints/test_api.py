@@ -1,6 +1,8 @@
 import pytest
 
-from endpoints.models import Endpoint
+from audit.models import AuditEntry
+from endpoints.models import Destination, Endpoint
+from tests.conftest import bulk_endpoints
 from tests.api_support import (  # noqa: F401 - fixtures
     ALL_API_PERMISSIONS, anonymous, api, assert_no_secret, bearer_client, make_user, operator,
 )
@@ -24,15 +26,21 @@ def chat(openai, make_endpoint):
     return make_endpoint("chat", openai)
 
 
-def test_it_lists_endpoints_with_connection_name_and_provider(api, chat):
+ONE = [{"connection": "openai-prod", "provider": "openai", "environment": "production", "model": "gpt-4o-mini",
+        "role": "primary", "weight": 100, "cooling_until": None}]
+
+
+def test_it_lists_endpoints_with_their_destinations(api, chat):
     response = api.get(LIST)
 
     assert response.status_code == 200
     item = response.json()["results"][0]
     assert item == {"name": "chat", "connection": "openai-prod", "provider": "openai", "environment": "production",
-                    "model": "gpt-4o-mini", "task": "chat", "enabled": True, "allow_mixed_environments": False,
-                    "requests_per_minute": None, "token_budget": None,
-                    "budget_period": "month", "created_at": item["created_at"], "updated_at": item["updated_at"]}
+                    "model": "gpt-4o-mini", "task": "chat", "enabled": True, "destinations": ONE,
+                    "fallback_on": ["connection_error", "timeout", "rate_limited", "server_error"],
+                    "deadline_seconds": 120, "allow_mixed_environments": False, "requests_per_minute": None,
+                    "token_budget": None, "budget_period": "month",
+                    "created_at": item["created_at"], "updated_at": item["updated_at"]}
     assert_no_secret(response)
 
 
@@ -40,17 +48,82 @@ def test_it_shows_one_endpoint(api, chat):
     response = api.get(detail("chat"))
 
     assert response.status_code == 200
-    assert response.json()["connection"] == "openai-prod"
+    assert response.json()["destinations"] == ONE
     assert api.get(detail("missing")).status_code == 404
 
 
-def test_it_creates_an_endpoint(api, openai):
+def test_it_creates_an_endpoint_from_the_connection_and_model_shorthand(api, openai):
     response = api.post(LIST, {"name": "embed", "connection": "openai-prod", "model": "text-embedding-3-small",
                                "task": "embeddings"}, format="json")
 
     assert response.status_code == 201, response.json()
-    assert response.json()["provider"] == "openai" and response.json()["enabled"] is True
-    assert Endpoint.objects.get(name="embed").connection == openai
+    assert response.json()["destinations"][0]["provider"] == "openai" and response.json()["enabled"] is True
+    assert Endpoint.objects.get(name="embed").destinations.get().connection == openai
+
+
+def test_it_creates_a_split_with_fallbacks_and_audits_field_names(api, openai, make_connection):
+    make_connection("azure-prod")
+    make_connection("claude", provider="anthropic")
+    body = {"name": "chat", "task": "chat", "fallback_on": ["rate_limited", "credentials_refused"],
+            "deadline_seconds": 30, "destinations": [
+                {"connection": "openai-prod", "model": "gpt-4o", "weight": 70},
+                {"connection": "azure-prod", "model": "gpt-4o", "weight": 30},
+                {"connection": "claude", "model": "claude-3-5-haiku", "role": "fallback"},
+            ]}
+
+    response = api.post(LIST, body, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert [(d["connection"], d["role"], d["weight"]) for d in response.json()["destinations"]] == [
+        ("openai-prod", "primary", 70), ("azure-prod", "primary", 30), ("claude", "fallback", None)]
+    assert response.json()["fallback_on"] == ["rate_limited", "credentials_refused"]
+    assert api.get(detail("chat")).json()["destinations"] == response.json()["destinations"]
+    entry = AuditEntry.objects.get(subject_type="endpoint")
+    assert entry.action == "created" and "destinations" in entry.fields
+
+
+@pytest.mark.parametrize(("destinations", "expected"), [
+    ([], {"destinations": ["Add at least one primary destination."]}),
+    ([{"connection": "openai-prod", "model": "m", "weight": 60}],
+     {"destinations": ["The primary destinations' weights add up to 60; they must add up to 100."]}),
+    ([{"connection": "openai-prod", "model": "m", "weight": 100}, {"connection": "nope", "model": "m"}],
+     {"destinations": {"1": {"connection": ["Object with name=nope does not exist."]}}}),
+    ([{"connection": "openai-prod", "model": "m", "weight": 100, "colour": "red"}],
+     {"destinations": {"0": {"colour": ["Unknown field 'colour'."]}}}),
+    ([{"connection": "openai-prod", "model": "m", "weight": 100},
+      {"connection": "openai-prod", "model": "m", "role": "fallback"},
+      {"connection": "openai-prod", "model": "m", "role": "fallback"}],
+     {"destinations": ["openai-prod/m is listed twice as a fallback destination."]}),
+])
+def test_it_refuses_bad_destinations_naming_the_problem(api, openai, destinations, expected):
+    response = api.post(LIST, {"name": "e1", "destinations": destinations}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == expected
+    assert not Endpoint.objects.exists()
+
+
+def test_a_patch_replaces_the_destinations_and_a_patch_without_them_keeps_them(api, chat, make_connection):
+    make_connection("backup")
+    replaced = api.patch(detail("chat"), {"destinations": [
+        {"connection": "openai-prod", "model": "gpt-4o-mini"}, {"connection": "backup", "model": "gpt-4o-mini",
+                                                                 "role": "fallback"}]}, format="json")
+    kept = api.patch(detail("chat"), {"enabled": False}, format="json")
+
+    assert replaced.status_code == 200, replaced.json()
+    assert [d["connection"] for d in kept.json()["destinations"]] == ["openai-prod", "backup"]
+    assert kept.json()["enabled"] is False
+    # The one-destination shorthand cannot half-replace a list of several.
+    assert list(api.patch(detail("chat"), {"model": "gpt-4o"}, format="json").json()) == ["connection"]
+
+
+def test_a_patch_of_the_connection_alone_moves_a_one_destination_endpoint(api, chat, make_connection):
+    make_connection("other")
+    response = api.patch(detail("chat"), {"connection": "other"}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["connection"], response.json()["model"]) == ("other", "gpt-4o-mini")
+    assert [d["connection"] for d in response.json()["destinations"]] == ["other"]
 
 
 @pytest.mark.parametrize("fields, field", [
@@ -62,6 +135,9 @@ def test_it_creates_an_endpoint(api, openai):
     ({"task": "images"}, "task"),
     ({"model": ""}, "model"),
     ({"enabled": "maybe"}, "enabled"),
+    ({"fallback_on": ["everything"]}, "fallback_on"),
+    ({"deadline_seconds": 0}, "deadline_seconds"),
+    ({"created_at": "2020-01-01T00:00:00Z"}, None),  # read-only: ignored
     ({"provider": "anthropic"}, None),  # read-only: ignored
     ({"bogus": True}, "bogus"),
 ])
@@ -71,7 +147,7 @@ def test_it_refuses_invalid_input_naming_the_field(api, openai, fields, field):
 
     if field is None:
         assert response.status_code == 201
-        assert response.json()["provider"] == "openai"
+        assert response.json()["destinations"][0]["provider"] == "openai"
     else:
         assert response.status_code == 400
         assert list(response.json()) == [field]
@@ -84,7 +160,8 @@ def test_it_refuses_a_task_the_provider_lacks(api, make_connection):
                         format="json")
 
     assert response.status_code == 400
-    assert "Anthropic does not support embeddings" in response.json()["task"][0]
+    error = response.json()["destinations"]["0"]["connection"][0]
+    assert "Anthropic does not support embeddings (connection claude)" in error
 
 
 def test_it_updates_with_patch_and_put(api, chat, make_connection):
@@ -96,7 +173,7 @@ def test_it_updates_with_patch_and_put(api, chat, make_connection):
 
     assert patched.status_code == 200 and patched.json()["enabled"] is False
     assert put.status_code == 200, put.json()
-    assert put.json()["provider"] == "mistral"
+    assert put.json()["destinations"][0]["provider"] == "mistral"
     assert Endpoint.objects.get().name == "chat2"
     assert api.patch(detail("missing"), {"enabled": False}, format="json").status_code == 404
 
@@ -106,9 +183,11 @@ def test_moving_to_a_connection_whose_provider_lacks_the_task_is_refused(api, op
     make_connection(name="claude", provider="anthropic")
 
     response = api.patch(detail("embed"), {"connection": "claude"}, format="json")
+    changed_task = api.patch(detail("embed"), {"task": "chat"}, format="json")
 
-    assert response.status_code == 400 and list(response.json()) == ["task"]
-    assert Endpoint.objects.get().connection == openai
+    assert response.status_code == 400 and list(response.json()) == ["destinations"]
+    assert Endpoint.objects.get().destinations.get().connection == openai
+    assert changed_task.status_code == 200  # OpenAI serves chat too
 
 
 def test_it_deletes_an_endpoint(api, chat):
@@ -159,13 +238,11 @@ def test_list_query_count_is_constant(api, operator, django_assert_num_queries):
         Connection(name=f"conn-{n:03d}", provider="openai", auth_method="api_key", secrets={"api_key": "k" * 30})
         for n in range(200)
     )
-    Endpoint.objects.bulk_create(
-        Endpoint(name=f"ep-{c.pk}-{i}", connection=c, model="m") for c in Connection.objects.all() for i in range(5)
-    )
+    bulk_endpoints((f"ep-{c.pk}-{i}", c, "m", "chat") for c in Connection.objects.all() for i in range(5))
     api.get(LIST)  # the token's first use records last_used_at
 
-    # token+user, user perms, group perms, count, endpoints joined with their connections
-    with django_assert_num_queries(5):
+    # token+user, user perms, group perms, count, endpoints, their destinations joined with their connections
+    with django_assert_num_queries(6):
         response = api.get(LIST, {"page_size": 500})
 
     assert response.json()["count"] == 1000 and len(response.json()["results"]) == 500

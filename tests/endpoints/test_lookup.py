@@ -20,23 +20,35 @@ def endpoint(make_connection, make_endpoint, admin_user):
     connection = make_connection(
         "openai-prod", config={"organization": "org-123", "base_url": "https://proxy.example.com/v1"}, actor=admin_user
     )
-    return make_endpoint("chat-prod", connection, model="gpt-4o", enabled=False)
+    backup = make_connection("backup", provider="mistral")
+    return make_endpoint("chat-prod", connection, model="gpt-4o", enabled=False,
+                         fallbacks=((backup, "mistral-small"), (connection, "gpt-4o-mini")))
 
 
-def test_the_endpoint_and_its_connection_are_what_the_orm_loads(endpoint, django_assert_num_queries):
+def connection_of(endpoint: Endpoint, index: int = 0) -> Connection:
+    return endpoint.routes[index].connection()
+
+
+def test_the_endpoint_its_destinations_and_their_connections_are_what_the_orm_loads(endpoint,
+                                                                                    django_assert_num_queries):
     with django_assert_num_queries(1):
         found = Endpoint.objects.for_call("chat-prod")
+        connections = [route.connection() for route in found.routes]
 
-    expected = Endpoint.objects.select_related("connection").get(name="chat-prod")
+    expected = Endpoint.objects.get(name="chat-prod")
     assert field_values(found) == field_values(expected)
-    assert field_values(found.connection) == field_values(expected.connection)
-    assert found.created_at.tzinfo is not None and found.connection.secrets_updated_at.tzinfo is not None
-    assert found.connection.config["organization"] == "org-123"
-    assert found.connection.get_secrets() == {"api_key": PLANTED_KEY}
+    destinations = list(expected.destinations.select_related("connection").order_by("position"))
+    assert [field_values(r.destination) for r in found.routes] == [field_values(d) for d in destinations]
+    assert [field_values(c) for c in connections] == [field_values(d.connection) for d in destinations]
+    assert [r.label for r in found.routes] == ["openai-prod/gpt-4o", "backup/mistral-small", "openai-prod/gpt-4o-mini"]
+    assert connections[0] is connections[2]  # one connection, built (and decrypted) once
+    assert found.created_at.tzinfo is not None and connections[0].secrets_updated_at.tzinfo is not None
+    assert connections[0].config["organization"] == "org-123"
+    assert connections[0].get_secrets() == {"api_key": PLANTED_KEY}
 
 
 def test_the_loaded_connection_saves_like_one_the_orm_loaded(endpoint):
-    found = Endpoint.objects.for_call("chat-prod").connection
+    found = connection_of(Endpoint.objects.for_call("chat-prod"))
     found.description = "edited"
     assert found.changed_fields() == ["description"]  # nothing else looks changed: the snapshot was taken
     found.save()
@@ -50,7 +62,7 @@ def test_an_unknown_name_is_none(endpoint, django_assert_num_queries):
 
 
 def test_every_call_reads_the_current_row(endpoint):
-    assert Endpoint.objects.for_call("chat-prod").connection.get_secrets() == {"api_key": PLANTED_KEY}
+    assert connection_of(Endpoint.objects.for_call("chat-prod")).get_secrets() == {"api_key": PLANTED_KEY}
 
     connection = Connection.objects.get(name="openai-prod")
     connection.update_secrets({"api_key": "sk-rotated-0123456789abcdef"})
@@ -59,13 +71,13 @@ def test_every_call_reads_the_current_row(endpoint):
 
     found = Endpoint.objects.for_call("chat-prod")
     assert found.enabled is True
-    assert found.connection.get_secrets() == {"api_key": "sk-rotated-0123456789abcdef"}
+    assert connection_of(found).get_secrets() == {"api_key": "sk-rotated-0123456789abcdef"}
 
 
 def test_secrets_no_configured_key_decrypts_load_as_the_placeholder(endpoint, use_keys):
     use_keys(Fernet.generate_key().decode())
 
-    connection = Endpoint.objects.for_call("chat-prod").connection
+    connection = connection_of(Endpoint.objects.for_call("chat-prod"))
     assert not connection.secrets_decryptable
     with pytest.raises(SecretsUnavailable):
         connection.get_secrets()

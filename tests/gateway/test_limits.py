@@ -56,7 +56,7 @@ def test_a_token_over_its_requests_per_minute_gets_429_with_retry_after(svc, ope
 
 
 def test_each_token_has_its_own_rate_but_an_endpoints_rate_is_shared(svc, openai_chat, make_endpoint, fake_openai):
-    limited_endpoint = make_endpoint("chat-small", openai_chat.connection, requests_per_minute=2)
+    limited_endpoint = make_endpoint("chat-small", openai_chat.destinations.get().connection, requests_per_minute=2)
     first, second = client_for(svc, requests_per_minute=1), client_for(svc, requests_per_minute=1)
 
     assert chat(first).status_code == 200 and chat(first).status_code == 429
@@ -105,7 +105,7 @@ def test_a_budget_counts_the_tokens_the_provider_reports_and_then_refuses(svc, o
 
 
 def test_an_endpoints_monthly_budget_is_shared_by_every_token(svc, openai_chat, make_endpoint):
-    make_endpoint("chat-budget", openai_chat.connection, token_budget=15)
+    make_endpoint("chat-budget", openai_chat.destinations.get().connection, token_budget=15)
 
     assert chat(client_for(svc), "chat-budget").status_code == 200
     assert chat(client_for(svc), "chat-budget").status_code == 200
@@ -127,7 +127,7 @@ def test_a_stream_counts_the_usage_the_provider_reports_in_it(svc, openai_chat):
 
 
 def test_embeddings_count_their_reported_tokens(svc, openai_chat, make_endpoint):
-    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings",
+    make_endpoint("embed", openai_chat.destinations.get().connection, model="text-embedding-3-small", task="embeddings",
                   token_budget=100)
     gateway = client_for(svc)
 
@@ -192,7 +192,7 @@ def test_a_rate_and_a_budget_both_spent_answer_budget_exceeded_with_the_longer_w
 
 
 def test_a_call_under_both_a_token_and_an_endpoint_budget_spends_both(svc, openai_chat, make_endpoint):
-    endpoint = make_endpoint("chat-budget", openai_chat.connection, token_budget=100, budget_period="day")
+    endpoint = make_endpoint("chat-budget", openai_chat.destinations.get().connection, token_budget=100, budget_period="day")
 
     assert chat(client_for(svc, token_budget=100), "chat-budget").status_code == 200
 

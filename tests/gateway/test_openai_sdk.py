@@ -24,7 +24,7 @@ def sdk(asgi_live_server, django_user_model):
 
 @pytest.fixture
 def endpoints(openai_chat, make_endpoint):
-    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings")
+    make_endpoint("embed", openai_chat.connections.get(), model="text-embedding-3-small", task="embeddings")
 
 
 def test_the_sdk_gets_a_chat_completion(sdk, endpoints, fake_openai):

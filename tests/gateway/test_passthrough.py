@@ -11,7 +11,10 @@ from django.contrib.auth.models import Permission
 from connections.services import connection_save
 from tests.conftest import PLANTED_KEY
 from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.server import closed_port
 from tokens.models import ApiToken
+from usage.models import UsageRecord
+from usage.recorder import RECORDER
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,6 +77,16 @@ def test_the_anthropic_sdk_gets_the_providers_message_with_the_connections_key(c
     assert token not in sent_headers(fake_claude) and "authorization" not in sent.headers
 
 
+def test_a_call_is_recorded_in_usage_with_the_providers_token_counts(claude_sdk, claude):
+    claude_sdk.messages.create(model="claude", max_tokens=100, messages=MESSAGES)
+
+    RECORDER.flush()
+    [record] = UsageRecord.objects.all()
+    assert (record.endpoint_id, record.connection_id, record.provider, record.model, record.status) == (
+        claude.pk, claude.destinations.get().connection_id, "anthropic", "claude-sonnet-4-5", 200)
+    assert (record.prompt_tokens, record.completion_tokens) == (12 + 3, 6)  # cache reads are input too
+
+
 def test_our_token_may_come_as_a_bearer_token_too(asgi_live_server, token, claude, fake_claude):
     with anthropic.Anthropic(base_url=f"{asgi_live_server.url}/gateway/anthropic", auth_token=token,
                              max_retries=0) as client:
@@ -100,6 +113,21 @@ def test_a_stream_is_relayed_byte_for_byte(site, token, claude, fake_claude):
     assert response.content == b"".join(fake_claude.events("claude-sonnet-4-5"))  # no [DONE], nothing added
 
 
+def test_the_anthropic_route_falls_back_to_the_next_destination(site, token, make_connection, make_endpoint,
+                                                                 fake_claude):
+    gone = make_connection("claude-gone", provider="anthropic",
+                           config={"base_url": f"http://127.0.0.1:{closed_port()}"})
+    backup = make_connection("claude", provider="anthropic", config={"base_url": fake_claude.url})
+    make_endpoint("claude", gone, model="claude-opus-4-1", fallbacks=((backup, "claude-sonnet-4-5"),))
+
+    response = site.post("/gateway/anthropic/v1/messages", {"model": "claude", "max_tokens": 10, "messages": MESSAGES},
+                         content_type="application/json", HTTP_X_API_KEY=token)
+
+    assert response.status_code == 200 and json.loads(response.content)["id"] == "msg_fake01"
+    assert (response["x-llmc-destination"], response["x-llmc-attempts"]) == ("claude/claude-sonnet-4-5", "2")
+    assert [request.json()["model"] for request in fake_claude.requests] == ["claude-sonnet-4-5"]
+
+
 def test_count_tokens_goes_to_the_provider(claude_sdk, fake_claude):
     assert claude_sdk.messages.count_tokens(model="claude", messages=MESSAGES).input_tokens == 10
     assert fake_claude.requests[0].path == "/v1/messages/count_tokens"
@@ -115,7 +143,7 @@ def test_a_beta_header_is_passed_on(claude_sdk, fake_claude):
 def test_the_rotated_key_is_used_on_the_next_call(claude_sdk, claude, fake_claude):
     fake_claude.keys.add(ROTATED_KEY)
     claude_sdk.messages.create(model="claude", max_tokens=10, messages=MESSAGES)
-    connection = claude.connection
+    connection = claude.destinations.get().connection
     connection.update_secrets({"api_key": ROTATED_KEY})
     connection_save(connection=connection, actor=None)
 

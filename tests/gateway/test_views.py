@@ -39,7 +39,7 @@ def test_chat_completions_call_the_endpoints_provider_with_the_connections_key(g
 
 def test_invocations_use_the_endpoints_own_task(gateway, openai_chat, make_endpoint, fake_openai):
     assert post(gateway, "/gateway/chat/invocations", {"messages": CHAT_BODY["messages"]}).status_code == 200
-    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings")
+    make_endpoint("embed", openai_chat.connections.get(), model="text-embedding-3-small", task="embeddings")
     response = post(gateway, "/gateway/embed/invocations", {"input": "hello"})
     assert response.status_code == 200
     assert response.json()["data"][0]["embedding"]
@@ -47,13 +47,13 @@ def test_invocations_use_the_endpoints_own_task(gateway, openai_chat, make_endpo
 
 
 def test_embeddings_route_names_the_endpoint_in_model(gateway, openai_chat, make_endpoint, fake_openai):
-    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings")
+    make_endpoint("embed", openai_chat.connections.get(), model="text-embedding-3-small", task="embeddings")
     response = post(gateway, "/gateway/v1/embeddings", {"model": "embed", "input": ["a", "b"]})
     assert response.status_code == 200 and response.json()["object"] == "list"
 
 
 def test_models_lists_the_enabled_endpoints(gateway, openai_chat, make_endpoint):
-    make_endpoint("off", openai_chat.connection, enabled=False)
+    make_endpoint("off", openai_chat.connections.get(), enabled=False)
     response = gateway.get("/gateway/v1/models")
     assert response.status_code == 200
     assert [m["id"] for m in response.json()["data"]] == ["chat"]

@@ -52,8 +52,8 @@ def ad_chat(make_endpoint, ad_connection) -> Endpoint:
 
 
 def invoke(endpoint: Endpoint, body: dict):
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)  # as a route loads it
-    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)  # as a route loads it
+    return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 
 def form_of(request) -> dict[str, str]:
@@ -129,7 +129,7 @@ def test_calls_asking_at_once_wait_for_one_token_fetch(ad_connection, entra):
 def test_a_rotated_secret_signs_in_again_at_once(ad_chat, entra, fake_openai, admin_user):
     invoke(ad_chat, CHAT_BODY)
     entra.secrets = {ROTATED_SECRET}  # the old secret is revoked in Entra ID as it is rotated here
-    rotate_secret(ad_chat.connection, ROTATED_SECRET, admin_user)
+    rotate_secret(ad_chat.destinations.get().connection, ROTATED_SECRET, admin_user)
 
     invoke(ad_chat, CHAT_BODY)
 
@@ -166,7 +166,7 @@ def test_editing_the_client_id_signs_in_again(ad_chat, entra, admin_user):
     invoke(ad_chat, CHAT_BODY)
     other_client = "9c0d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
     entra.client_id = other_client
-    connection = Connection.objects.get(pk=ad_chat.connection.pk)
+    connection = Connection.objects.get(pk=ad_chat.destinations.get().connection.pk)
     connection.config = {**connection.config, "client_id": other_client}
     connection.full_clean()
     connection_save(connection=connection, actor=admin_user)

@@ -51,8 +51,8 @@ def claude(make_endpoint, bedrock_connection) -> Endpoint:
 
 
 def invoke(endpoint: Endpoint, body: dict):
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)  # as a route loads it
-    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)  # as a route loads it
+    return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 
 def stream_documents(received: bytes) -> list[dict]:
@@ -330,7 +330,7 @@ def test_temporary_credentials_without_their_session_token_are_refused(claude, f
 def test_a_rotated_secret_signs_the_next_call(claude, fake_bedrock, admin_user):
     invoke(claude, CHAT)
     fake_bedrock.secret_access_key = ROTATED_SECRET
-    connection = Connection.objects.get(pk=claude.connection.pk)
+    connection = Connection.objects.get(pk=claude.destinations.get().connection.pk)
     connection.update_secrets({"aws_secret_access_key": ROTATED_SECRET})
     connection.full_clean()
     connection_save(connection=connection, actor=admin_user)
@@ -423,7 +423,7 @@ def test_the_control_plane_address_follows_the_runtime_address(base_url, expecte
 def test_the_default_runtime_address_has_the_region(make_connection, make_endpoint):
     connection = make_connection("b", provider="bedrock", secrets={"api_key": BEDROCK_API_KEY},
                                  config={"region": "ap-south-1"})
-    call = run(BedrockAdapter().build_call(connection.account(), make_endpoint("c", connection, model=CLAUDE).target, CHAT))
+    call = run(BedrockAdapter().build_call(connection.account(), make_endpoint("c", connection, model=CLAUDE).destinations.get().target, CHAT))
 
     assert call.url == "https://bedrock-runtime.ap-south-1.amazonaws.com/model/" \
                        "anthropic.claude-3-haiku-20240307-v1%3A0/converse"

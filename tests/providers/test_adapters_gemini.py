@@ -24,8 +24,8 @@ ROTATED_KEY = "AIzaSyRotated-0123456789-abcdefghijKLM"
 
 
 def invoke(endpoint: Endpoint, body: dict):
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)
-    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)
+    return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 
 def data_events(stream: bytes) -> list[str]:
@@ -318,7 +318,7 @@ def test_the_key_is_never_in_any_url_requested(gateway, gemini_chat, gemini_embe
     post(gateway, "/gateway/v1/chat/completions", chat)
     post(gateway, "/gateway/v1/chat/completions", {**chat, "stream": True})
     post(gateway, "/gateway/v1/embeddings", {"model": "gemini-embed", "input": "x"})
-    run(adapter_for("gemini").test_credentials(gemini_chat.connection.account()))
+    run(adapter_for("gemini").test_credentials(gemini_chat.destinations.get().connection.account()))
 
     assert len(fake_gemini.requests) == 4
     for request in fake_gemini.requests:

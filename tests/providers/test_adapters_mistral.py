@@ -2,7 +2,7 @@
 
 import pytest
 
-from endpoints.models import Endpoint
+from providers.adapters.base import Target
 from providers.adapters import adapter_for
 from providers.adapters.openai import OpenAIAdapter
 from tests.conftest import PLANTED_KEY
@@ -30,8 +30,7 @@ def test_the_registry_names_the_openai_adapter_and_the_public_address(make_conne
     connection = make_connection("mistral-default", provider="mistral")
 
     assert isinstance(adapter_for("mistral"), OpenAIAdapter)
-    endpoint = Endpoint(name="m", connection=connection, model="mistral-small-latest", task="chat")
-    call = run(adapter_for("mistral").build_call(connection.account(), endpoint.target, CHAT_BODY))
+    call = run(adapter_for("mistral").build_call(connection.account(), Target("mistral-small-latest", "chat"), CHAT_BODY))
     assert call.url == "https://api.mistral.ai/v1/chat/completions"
 
 

@@ -22,8 +22,8 @@ ROTATED_KEY = "sk-rotated-NEW-9876543210-zyxwvuTSRQ"
 
 
 def invoke(endpoint: Endpoint, body: dict):
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)  # as a route loads it
-    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)  # as a route loads it
+    return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 
 def sse_contents(stream: bytes) -> str:
@@ -245,7 +245,7 @@ def test_every_registry_provider_has_an_adapter_and_an_unknown_one_is_a_clear_50
 
 
 def test_credentials_check_lists_models_with_the_key(openai_chat, fake_openai):
-    check = run(adapter_for("openai").test_credentials(openai_chat.connection.account()))
+    check = run(adapter_for("openai").test_credentials(openai_chat.destinations.get().connection.account()))
 
     assert check == (True, 200, "OpenAI accepted the credentials.")
     [request] = fake_openai.requests
@@ -263,7 +263,7 @@ def test_azure_credentials_check_lists_models_with_api_version(azure_connection,
 def test_credentials_check_reports_a_rejected_key_without_showing_it(openai_chat, fake_openai):
     fake_openai.keys = {"sk-some-other-key-000000000000000"}
 
-    ok, status, message = run(adapter_for("openai").test_credentials(openai_chat.connection.account()))
+    ok, status, message = run(adapter_for("openai").test_credentials(openai_chat.destinations.get().connection.account()))
 
     assert (ok, status) == (False, 401)
     assert message.startswith("OpenAI rejected the connection's credentials (HTTP 401): Incorrect API key provided")

@@ -30,8 +30,8 @@ MODEL_PATH = "/v1/projects/my-project-123/locations/europe-west4/publishers/goog
 
 
 def invoke(endpoint: Endpoint, body: dict):
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)
-    return run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)
+    return run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
 
 
 def key_fragments(info: dict) -> list[str]:

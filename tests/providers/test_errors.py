@@ -19,9 +19,9 @@ pytestmark = pytest.mark.django_db
 
 
 def call_error(endpoint: Endpoint, body: dict = CHAT_BODY) -> GatewayError:
-    endpoint = Endpoint.objects.select_related("connection").get(pk=endpoint.pk)
+    endpoint = Endpoint.objects.prefetch_related("destinations__connection").get(pk=endpoint.pk)
     with pytest.raises(GatewayError) as raised:
-        run(adapter_for(endpoint.connection.provider).invoke(endpoint.connection.account(), endpoint.target, body))
+        run(adapter_for(endpoint.destinations.get().connection.provider).invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, body))
     return raised.value
 
 

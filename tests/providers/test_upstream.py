@@ -85,7 +85,7 @@ def test_an_openai_connection_pointing_at_loopback_is_refused_at_call_time(make_
     settings.ALLOWED_PRIVATE_HOSTS = []  # …and no longer
 
     with pytest.raises(GatewayError) as raised:
-        run(adapter_for("openai").invoke(connection.account(), endpoint.target, CHAT_BODY))
+        run(adapter_for("openai").invoke(connection.account(), endpoint.destinations.get().target, CHAT_BODY))
 
     assert (raised.value.status, raised.value.code) == (502, "upstream_address_refused")
     assert fake_openai.requests == []
@@ -97,7 +97,7 @@ def test_ollama_on_localhost_is_reached_without_being_listed(make_connection, ma
         connection = make_connection("ollama", provider="ollama", auth_method="none", secrets={},
                                      config={"base_url": f"http://localhost:{fake.server.port}"})
 
-        answer = run(adapter_for("ollama").invoke(connection.account(), make_endpoint("llama", connection).target, CHAT_BODY))
+        answer = run(adapter_for("ollama").invoke(connection.account(), make_endpoint("llama", connection).destinations.get().target, CHAT_BODY))
 
     assert answer["object"] == "chat.completion"
 
@@ -159,7 +159,7 @@ def test_a_connect_error_is_retried(make_connection, make_endpoint):
         handler = ListenOnRetry(fake)
         logging.getLogger("providers.upstream").addHandler(handler)
         try:
-            answer = run(adapter_for("openai").invoke(connection.account(), make_endpoint("chat", connection).target, CHAT_BODY))
+            answer = run(adapter_for("openai").invoke(connection.account(), make_endpoint("chat", connection).destinations.get().target, CHAT_BODY))
         finally:
             logging.getLogger("providers.upstream").removeHandler(handler)
 
@@ -188,7 +188,7 @@ def test_a_500_is_not_retried(openai_chat, fake_openai):
     fake_openai.fail(500, "boom")
 
     with pytest.raises(GatewayError):
-        run(adapter_for("openai").invoke(openai_chat.connection.account(), openai_chat.target, CHAT_BODY))
+        run(adapter_for("openai").invoke(openai_chat.destinations.get().connection.account(), openai_chat.destinations.get().target, CHAT_BODY))
 
     assert len(fake_openai.requests) == 1
 
@@ -198,7 +198,7 @@ def test_a_post_that_timed_out_is_not_retried(openai_chat, fake_openai, settings
     fake_openai.hang(5)
 
     with pytest.raises(GatewayError) as raised:
-        run(adapter_for("openai").invoke(openai_chat.connection.account(), openai_chat.target, CHAT_BODY))
+        run(adapter_for("openai").invoke(openai_chat.destinations.get().connection.account(), openai_chat.destinations.get().target, CHAT_BODY))
 
     assert raised.value.status == 504
     assert len(fake_openai.requests) == 1
@@ -208,7 +208,7 @@ def test_a_post_that_timed_out_is_not_retried(openai_chat, fake_openai, settings
 def test_429_and_503_with_a_short_retry_after_are_retried(status, openai_chat, fake_openai):
     fake_openai.fail(status, "busy", headers={"Retry-After": "0"})
 
-    answer = run(adapter_for("openai").invoke(openai_chat.connection.account(), openai_chat.target, CHAT_BODY))
+    answer = run(adapter_for("openai").invoke(openai_chat.destinations.get().connection.account(), openai_chat.destinations.get().target, CHAT_BODY))
 
     assert answer["object"] == "chat.completion"
     assert len(fake_openai.requests) == 2
@@ -218,7 +218,7 @@ def test_retry_after_retries_are_bounded(openai_chat, fake_openai):
     fake_openai.fail(429, "busy", headers={"Retry-After": "0"}, times=5)
 
     with pytest.raises(GatewayError) as raised:
-        run(adapter_for("openai").invoke(openai_chat.connection.account(), openai_chat.target, CHAT_BODY))
+        run(adapter_for("openai").invoke(openai_chat.destinations.get().connection.account(), openai_chat.destinations.get().target, CHAT_BODY))
 
     assert raised.value.status == 429
     assert len(fake_openai.requests) == 3
@@ -228,7 +228,7 @@ def test_a_503_without_retry_after_is_not_retried(openai_chat, fake_openai):
     fake_openai.fail(503, "down")
 
     with pytest.raises(GatewayError):
-        run(adapter_for("openai").invoke(openai_chat.connection.account(), openai_chat.target, CHAT_BODY))
+        run(adapter_for("openai").invoke(openai_chat.destinations.get().connection.account(), openai_chat.destinations.get().target, CHAT_BODY))
 
     assert len(fake_openai.requests) == 1
 
@@ -293,8 +293,8 @@ def test_cookies_from_one_answer_are_never_sent_with_later_calls(fake_openai):
 
 
 def test_keys_travel_in_headers_only(openai_chat, fake_openai, azure_chat):
-    run(adapter_for("openai").invoke(openai_chat.connection.account(), openai_chat.target, CHAT_BODY))
-    run(adapter_for("openai").invoke(azure_chat.connection.account(), azure_chat.target, CHAT_BODY))
+    run(adapter_for("openai").invoke(openai_chat.destinations.get().connection.account(), openai_chat.destinations.get().target, CHAT_BODY))
+    run(adapter_for("openai").invoke(azure_chat.destinations.get().connection.account(), azure_chat.destinations.get().target, CHAT_BODY))
 
     for request in fake_openai.requests:
         assert PLANTED_KEY not in request.target
@@ -321,7 +321,7 @@ def test_an_endless_answer_is_read_only_up_to_the_limit_and_memory_stays_flat(st
         peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for _ in range(3):
             with pytest.raises(GatewayError) as raised:
-                run(adapter_for("openai").invoke(endpoint.connection.account(), endpoint.target, CHAT_BODY))
+                run(adapter_for("openai").invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, CHAT_BODY))
         grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
 
     if status == 200:
@@ -339,6 +339,6 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading(make_connect
     with FakeServer(lambda request: Reply(200, {"Content-Type": "application/json"}, body)) as server:
         endpoint = make_endpoint("chat", make_connection(config={"base_url": f"{server.url}/v1"}))
         with pytest.raises(GatewayError) as raised:
-            run(adapter_for("openai").invoke(endpoint.connection.account(), endpoint.target, CHAT_BODY))
+            run(adapter_for("openai").invoke(endpoint.destinations.get().connection.account(), endpoint.destinations.get().target, CHAT_BODY))
 
     assert raised.value.code == "upstream_response_too_large"

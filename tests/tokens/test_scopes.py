@@ -27,7 +27,7 @@ def operator(django_user_model):
 
 @pytest.fixture
 def two_endpoints(openai_chat, make_endpoint):
-    return openai_chat, make_endpoint("chat-other", openai_chat.connection)
+    return openai_chat, make_endpoint("chat-other", openai_chat.destinations.get().connection)
 
 
 def gateway_as(plaintext: str) -> AsgiClient:
@@ -113,8 +113,8 @@ def test_a_read_only_token_reads_the_api_but_writes_nothing_and_calls_no_endpoin
     assert deleted.status_code == 403
     assert called.status_code == 403 and error_of(called)["code"] == "token_scope"
     assert fake_openai.requests == []
-    openai_chat.connection.refresh_from_db()
-    assert openai_chat.connection.description == ""
+    openai_chat.destinations.get().connection.refresh_from_db()
+    assert openai_chat.destinations.get().connection.description == ""
 
 
 def test_a_gateway_only_token_calls_endpoints_and_is_refused_by_the_api(operator, openai_chat):

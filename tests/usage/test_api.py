@@ -36,9 +36,9 @@ def traffic(make_connection, make_endpoint, admin_user):
     second = make_endpoint("other", make_connection("openai-backup"), model="gpt-4o")
     token_a, _ = ApiToken.issue(user=admin_user)
     token_b, _ = ApiToken.issue(user=admin_user)
-    a = {"endpoint_id": first.pk, "connection_id": first.connection_id, "token_id": token_a.pk,
+    a = {"endpoint_id": first.pk, "connection_id": first.destinations.get().connection_id, "token_id": token_a.pk,
          "model": "gpt-4o-mini", "provider": "openai", "prompt_tokens": 10, "completion_tokens": 5}
-    b = {"endpoint_id": second.pk, "connection_id": second.connection_id, "token_id": token_b.pk,
+    b = {"endpoint_id": second.pk, "connection_id": second.destinations.get().connection_id, "token_id": token_b.pk,
          "model": "gpt-4o", "provider": "openai", "prompt_tokens": 100, "completion_tokens": 50}
     write_calls(calls_at(1, 3, **a) + calls_at(1, 1, **a, status=502, error="upstream_error")
                 + calls_at(2, 2, **b) + calls_at(30, 4, **a) + calls_at(60, 5, **b))
@@ -141,8 +141,8 @@ def test_a_bearer_token_reads_it(admin_user, traffic):
 def test_the_query_count_does_not_grow_with_endpoints_or_tokens(viewer, traffic, make_endpoint, django_user_model,
                                                                  django_assert_num_queries):
     for position in range(20):
-        endpoint = make_endpoint(f"more-{position}", traffic["first"].connection)
-        write_calls(calls_at(3, endpoint_id=endpoint.pk, connection_id=endpoint.connection_id, token_id=position + 100))
+        endpoint = make_endpoint(f"more-{position}", traffic["first"].destinations.get().connection)
+        write_calls(calls_at(3, endpoint_id=endpoint.pk, connection_id=endpoint.destinations.get().connection_id, token_id=position + 100))
     for by in ("endpoint", "token"):
         viewer.force_authenticate(django_user_model.objects.get(username="analyst"))  # no cached permissions
         # the user's permissions (2), the series (with its totals), the destinations (every top), the top's names

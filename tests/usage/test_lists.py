@@ -23,7 +23,7 @@ def test_the_lists_count_each_rows_calls_and_errors_of_the_last_24_hours(admin_c
                                                                         make_endpoint, django_assert_num_queries):
     busy = make_endpoint("busy", make_connection("openai-prod"))
     idle = make_endpoint("idle", make_connection("openai-idle"))
-    where = {"endpoint_id": busy.pk, "connection_id": busy.connection_id}
+    where = {"endpoint_id": busy.pk, "connection_id": busy.destinations.get().connection_id}
     write_calls(calls(0, 12, **where) + calls(3, 2, **where, status=429, error="upstream_rate_limited")
                 + calls(30, 50, **where))  # 30 hours ago: outside the 24 hours
     endpoints = admin_client.get("/settings/endpoints/").content.decode()
@@ -32,6 +32,6 @@ def test_the_lists_count_each_rows_calls_and_errors_of_the_last_24_hours(admin_c
     assert '<span class="badge badge-danger">2</span>' in row_of(endpoints, "busy")
     assert "<time" in row_of(endpoints, "busy") and "never" in row_of(endpoints, "idle")
     connections = admin_client.get("/settings/connections/").content.decode()
-    assert f'?connection={busy.connection_id}" aria-label="Usage of openai-prod">14</a>' in row_of(
+    assert f'?connection={busy.destinations.get().connection_id}" aria-label="Usage of openai-prod">14</a>' in row_of(
         connections, "openai-prod")
-    assert ">0</a>" in row_of(connections, "openai-idle") and idle.connection_id
+    assert ">0</a>" in row_of(connections, "openai-idle") and idle.destinations.get().connection_id

@@ -27,7 +27,7 @@ def test_a_call_is_recorded_with_its_destination_caller_status_and_tokens(gatewa
     [record] = recorded()
     user, _ = caller
     assert (record.endpoint_id, record.connection_id, record.user_id) == (
-        openai_chat.pk, openai_chat.connection_id, user.pk)
+        openai_chat.pk, openai_chat.destinations.get().connection_id, user.pk)
     assert record.token_id == user.api_tokens.get().pk
     assert (record.provider, record.model, record.status, record.error) == ("openai", "gpt-4o-mini", 200, "")
     assert (record.prompt_tokens, record.completion_tokens, record.total_tokens) == (5, 5, 10)
@@ -46,6 +46,22 @@ def test_attempts_count_the_provider_requests_retries_included(gateway, openai_c
     assert (retried.attempts, retried.status) == (2, 200)
     assert unreachable.attempts == 3  # the first try and two more to connect
     assert refused.attempts == 0
+
+
+def test_a_call_that_falls_back_is_recorded_with_the_destination_that_answered(
+    gateway, openai_chat, make_connection, make_endpoint, recorded
+):
+    down = make_connection("down", config={"base_url": f"http://127.0.0.1:{closed_port()}/v1"})
+    backup = openai_chat.destinations.get().connection
+    make_endpoint("routed", down, model="gpt-4o", fallbacks=((backup, "gpt-4o-mini"),))
+
+    response = post(gateway, "/gateway/v1/chat/completions", {**CHAT_BODY, "model": "routed"})
+
+    assert response.status_code == 200 and response["x-llmc-destination"] == f"{backup.name}/gpt-4o-mini"
+    [record] = recorded()
+    assert (record.connection_id, record.provider, record.model, record.status) == (
+        backup.pk, "openai", "gpt-4o-mini", 200)
+    assert record.attempts == 4  # three tries to connect to the unreachable one, then the answer
 
 
 def test_a_record_holds_no_prompt_answer_or_secret(gateway, openai_chat, caller, recorded):
@@ -121,7 +137,7 @@ def test_a_translated_stream_records_the_usage_its_provider_reported(gateway, ge
 
 
 def test_embeddings_record_their_input_tokens(gateway, openai_chat, make_endpoint, recorded):
-    make_endpoint("embed", openai_chat.connection, model="text-embedding-3-small", task="embeddings")
+    make_endpoint("embed", openai_chat.destinations.get().connection, model="text-embedding-3-small", task="embeddings")
     assert post(gateway, "/gateway/v1/embeddings", {"model": "embed", "input": ["a", "b"]}).status_code == 200
     [record] = recorded()
     assert (record.model, record.prompt_tokens, record.completion_tokens) == ("text-embedding-3-small", 2, 0)
@@ -142,7 +158,7 @@ def test_listing_models_is_not_a_call(gateway, openai_chat, recorded):
 
 
 def test_a_price_gives_each_call_its_cost_and_the_hours_add_up(gateway, openai_chat, recorded, hours):
-    Price.objects.create(connection=openai_chat.connection, model="gpt-4o-mini",
+    Price.objects.create(connection=openai_chat.destinations.get().connection, model="gpt-4o-mini",
                          input_per_million=Decimal("0.15"), output_per_million=Decimal("0.60"))
     for _ in range(3):
         post(gateway, "/gateway/v1/chat/completions", CHAT_BODY)

@@ -89,7 +89,7 @@ def test_the_query_count_does_not_grow_with_endpoints_tokens_or_hours(viewer, tr
     for n in range(15):
         endpoint = make_endpoint(f"more-{n}", traffic["connection"])
         token, _ = ApiToken.issue(user=admin_user)
-        write_calls(calls(n * 20, 2, endpoint_id=endpoint.pk, connection_id=endpoint.connection_id,
+        write_calls(calls(n * 20, 2, endpoint_id=endpoint.pk, connection_id=endpoint.destinations.get().connection_id,
                           token_id=token.pk, model=f"model-{n}"))
     # session, user, permissions (2); 3 filter choices, the series (with its totals), the destinations (all
     # four top tables), the names in 3 of them
