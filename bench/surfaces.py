@@ -44,10 +44,11 @@ READ_PATHS = {"connections page": "/settings/connections/", "endpoints page": "/
               "API connections": "/api/v1/connections/", "API connections 500": "/api/v1/connections/?page_size=500",
               "API endpoints": "/api/v1/endpoints/", "API endpoints 500": "/api/v1/endpoints/?page_size=500"}
 # Targets (ms of p50 latency, queries); "constant" means the same count at every size. The pages' counts include
-# the session and user lookups, and the usage columns (one query for connections, two for endpoints).
+# the session and user lookups, and the usage columns (one query for connections, two for endpoints); the endpoints
+# page reads its endpoints' destinations in one more, as the template it replaced did.
 TARGETS = {
     "connections page": (10, 6),
-    "endpoints page": (10, 6),
+    "endpoints page": (10, 7),
     "page create": (10, None),
     "page update": (10, None),
     "API create": (10, None),
