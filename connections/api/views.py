@@ -37,7 +37,14 @@ ROTATION_COLUMNS = ("auth_method", "secrets_updated_at", "created_at", "key_max_
 
 
 def rotation_of(row: dict) -> KeyRotation:
-    return key_rotation(*(row[column] for column in ROTATION_COLUMNS))
+    """The row's key rotation, worked out once for the three fields that show it."""
+    rotation = row.get(ROTATION)
+    if rotation is None:
+        rotation = row[ROTATION] = key_rotation(*(row[column] for column in ROTATION_COLUMNS))
+    return rotation
+
+
+ROTATION = "key_rotation"  # where a list row keeps its rotation once worked out
 
 
 class ConnectionViewSet(RowLockedForEdit, ValuesListMixin, viewsets.ModelViewSet):

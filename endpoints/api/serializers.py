@@ -13,10 +13,13 @@ def connection_field(**kwargs) -> NameRelatedField:
     return NameRelatedField(queryset=Connection.objects.defer("secrets"), **kwargs)
 
 
+FALLBACK_ORDER = tuple(FallbackOn.values)  # read once: the enum builds the list again on every access
+
+
 def fallback_on_list(values) -> list[str]:
     """The failures an endpoint falls back on, each once, in FallbackOn's order (as the API shows them)."""
     chosen = set(values or ())
-    return [value for value in FallbackOn.values if value in chosen]
+    return [value for value in FALLBACK_ORDER if value in chosen]
 
 
 class DestinationSerializer(serializers.ModelSerializer):
