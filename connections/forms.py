@@ -164,7 +164,7 @@ class ConnectionPageForm(ConnectionForm):
 
     verify_credentials = forms.BooleanField(
         required=False,
-        label="Verify credentials with the provider before saving",
+        label="Verify credentials before saving",
         help_text="Save then asks the provider first, and saves nothing if it rejects the credentials or cannot "
                   "be reached.",
     )

@@ -195,7 +195,7 @@ def test_a_connection_named_new_keeps_its_stored_test(admin_client, make_connect
     assert "Test of “new”: OpenAI accepted the credentials." in response.content.decode()
 
 
-# --- Save with "Verify credentials with the provider before saving" ---------------------------------------
+# --- Save with "Verify credentials before saving" ---------------------------------------
 
 
 def test_verify_before_save_refuses_a_rejected_key_and_saves_nothing(admin_client, fake_openai):
