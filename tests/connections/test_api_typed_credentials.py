@@ -187,3 +187,22 @@ def test_tests_and_verified_writes_run_outside_a_transaction(api, fake_openai, s
                     format="json").json()["ok"] is True
     assert api.patch("/api/v1/connections/openai-prod/?verify=true", {"secrets": {"api_key": TYPED_KEY}},
                      format="json").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_verified_patch_refuses_to_save_what_changed_while_the_provider_was_asked(api, make_connection):
+    from tests.connections.test_typed_credentials import EditedWhileAsked
+
+    def change_the_address():
+        connection = Connection.objects.get(name="openai-prod")
+        connection.config = {"base_url": "http://127.0.0.1:9/v1"}
+        connection.save()
+
+    with EditedWhileAsked(change_the_address) as provider:
+        make_connection("openai-prod", config={"base_url": provider.base_url})
+        response = api.patch("/api/v1/connections/openai-prod/?verify=true", {"description": "verified?"},
+                             format="json")
+
+    assert response.status_code == 409
+    assert "changed while the provider was asked" in response.json()["detail"]
+    assert Connection.objects.get(name="openai-prod").description == ""

@@ -4,12 +4,15 @@ with the provider before saving", on the settings pages; the provider is a fake 
 import re
 
 import pytest
+from django.db import connection as db_connection
 from django.db.models import Max
 
 from audit.models import AuditEntry
 from connections.models import Connection
+from connections.services import connection_save
 from tests.conftest import PLANTED_KEY
 from tests.fakes.azure_token import FakeEntraID
+from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import closed_port
 from tests.provider_fixtures import AZURE_API_VERSION
 from tests.web import login_with_perms
@@ -19,6 +22,7 @@ pytestmark = pytest.mark.django_db
 CREATE_URL = "/settings/connections/new/"
 CREATE_TEST_URL = "/settings/connections/new/test-typed/"
 TYPED_KEY = "sk-typed-NOTSAVED-0123456789-abcdQRST"
+ROTATED_KEY = "sk-rotated-MEANWHILE-0123456789-abcdWXYZ"
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "2b7e1f3c-5a4d-4e6f-8a9b-0c1d2e3f4a5b"
 
@@ -254,3 +258,40 @@ def test_without_the_box_ticked_save_does_not_call_the_provider(admin_client, fa
     response = admin_client.post(edit_url("openai-prod"), edit_form(stored, **{"secrets.api_key": TYPED_KEY}))
     assert response.status_code == 302 and fake_openai.requests == []
     assert Connection.objects.get(name="openai-prod").secrets == {"api_key": TYPED_KEY}
+
+
+class EditedWhileAsked(FakeOpenAI):
+    """A provider that accepts the stored key and, while answering the first request, lets `edit` change the
+    stored connection (someone else's save, from another thread and database connection)."""
+
+    def __init__(self, edit):
+        super().__init__(keys={PLANTED_KEY})
+        self.edit = edit
+
+    def handle(self, request):
+        edit, self.edit = self.edit, None
+        if edit is not None:
+            try:
+                edit()
+            finally:
+                db_connection.close()  # this thread's own database connection
+        return super().handle(request)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_rotated_while_the_provider_is_asked_is_not_saved_as_verified(admin_client, make_connection):
+    def rotate():
+        connection = Connection.objects.get(name="openai-prod")
+        connection.update_secrets({"api_key": ROTATED_KEY})
+        connection.full_clean()
+        connection_save(connection=connection, actor=None)
+
+    with EditedWhileAsked(rotate) as provider:
+        stored = make_connection("openai-prod", config={"base_url": provider.base_url})
+        # A blank key input stands for the stored key: the one verified is no longer the one stored at the save.
+        page = admin_client.post(edit_url("openai-prod"), edit_form(
+            stored, **{"description": "verified?", "verify_credentials": "on"})).content.decode()
+
+    assert "Not saved: the stored connection changed while the provider was asked" in page
+    saved = Connection.objects.get(name="openai-prod")
+    assert saved.description == "" and saved.secrets == {"api_key": ROTATED_KEY}
