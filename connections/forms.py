@@ -3,7 +3,7 @@ config fields, and a re-render (never a save) when Provider or Authentication me
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from providers import catalogue
 
@@ -11,6 +11,7 @@ from .models import Connection, Environment
 from .secrets import UNDECRYPTABLE_LABEL
 
 SELECTION_FIELD = "selection"
+VERIFY_FIELD = "verify_credentials"
 
 
 def secret_field_name(name: str) -> str:
@@ -156,3 +157,29 @@ class ConnectionForm(forms.ModelForm):
             f.name: cleaned.get(config_field_name(f.name)) or "" for f in self.method.config_fields
         }
         return cleaned
+
+
+class ConnectionPageForm(ConnectionForm):
+    """The settings page's form: the connection, and whether Save asks the provider about the credentials first."""
+
+    verify_credentials = forms.BooleanField(
+        required=False,
+        label="Verify credentials before saving",
+        help_text="Save then asks the provider first, and saves nothing if it rejects the credentials or cannot "
+                  "be reached.",
+    )
+
+    def keep_only_credential_errors(self) -> bool:
+        """For a Test: drop the errors of fields a Test does not read (name, description…); True if none are left.
+
+        What a Test reads (provider, auth method, secrets, config) passed the same checks as a save.
+        """
+        read = {NON_FIELD_ERRORS, "provider", "auth_method", *self.method_field_names(self.method)}
+        for name in [name for name in self.errors if name not in read]:
+            del self.errors[name]
+        return not self.errors
+
+
+def verify_requested(data) -> bool:
+    """Whether a submitted form ticked "Verify credentials" (read before the form is built)."""
+    return forms.CheckboxInput().value_from_datadict(data, {}, VERIFY_FIELD)

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import reverse, reverse_lazy
 from django.views import View
 from django.views.generic import CreateView, DeleteView, ListView, TemplateView, UpdateView
@@ -24,9 +25,18 @@ from core.ui import PAGE_SIZE, SettingsPageMixin, safe_next
 from usage.summary import with_last_day_of_usage
 
 from .editing import RowLockedForEdit
-from .forms import ConnectionForm
+from .forms import ConnectionForm, ConnectionPageForm, secret_field_name, verify_requested
 from .models import Connection, Environment, Rotation, each_endpoint_once
-from .services import ConnectionInUse, connection_delete, connection_save, connection_test
+from .services import (
+    ConnectionInUse,
+    CredentialsNotVerified,
+    connection_delete,
+    connection_save,
+    connection_test,
+    connection_test_unsaved,
+    connection_verify,
+    credentials_of,
+)
 
 
 def endpoints_of(connection: Connection) -> QuerySet:
@@ -77,17 +87,75 @@ class ConnectionListView(SettingsPageMixin, ListView):
         }
 
 
+# Test on the form spends a key, as the list's Test does; on the create form it also needs the right to create.
+TYPED_TEST_PERMISSIONS = {
+    "create": ("connections.add_connection", "connections.change_connection"),
+    "edit": ("connections.change_connection",),
+}
+CHANGED_WHILE_VERIFYING = (
+    "Not saved: the stored connection changed while the provider was asked about its credentials. "
+    "Check the form and save again."
+)
+
+
 class ConnectionFormMixin:
     model = Connection
-    form_class = ConnectionForm
+    form_class = ConnectionPageForm
     template_name = "connections/connection_form.html"
     success_url = reverse_lazy("connections:list")
+    verified: str | None = None  # what the provider accepted, when Save was asked to verify first
+
+    def get_context_data(self, **kwargs) -> dict:
+        """Where the form saves and tests (explicit: a Test's answer is served at the test URL)."""
+        name = self.kwargs.get("name")
+        args = [name] if name else []
+        kind = "edit" if name else "create"
+        return {
+            **super().get_context_data(**kwargs),
+            "save_url": reverse(f"connections:{kind}", args=args),
+            "test_url": reverse(f"connections:{kind}_test", args=args),
+            "may_test": self.request.user.has_perms(TYPED_TEST_PERMISSIONS[kind]),
+        }
+
+    def posted_form(self) -> ConnectionPageForm:
+        """The form as posted, over the connection as stored now (read without a lock), validated."""
+        if self.kwargs.get("name"):
+            with self.row_unlocked():
+                self.object = self.get_object()
+        else:
+            self.object = None
+        form = self.get_form()
+        form.is_valid()
+        return form
+
+    def refuse_unverified(self, form: ConnectionPageForm) -> HttpResponse | None:
+        """When "Verify credentials" is ticked, ask the provider about the valid form's credentials; a refusal
+        re-renders the form with the provider's verdict (nothing saved, nothing audited). No transaction may be
+        open: a row lock is never held over a provider call."""
+        if not form.cleaned_data.get("verify_credentials"):
+            return None
+        try:
+            self.verified = connection_verify(connection=form.instance)
+        except CredentialsNotVerified as refusal:
+            form.add_error(None, str(refusal))
+            return self.form_invalid(form)
+        return None
+
+    def saves_what_was_verified(self, form: ConnectionPageForm) -> bool:
+        """False (with a form error) when the stored row changed between the provider's answer and the save."""
+        if self.verified is None or credentials_of(form.instance) == self.verified:
+            return True
+        form.add_error(None, CHANGED_WHILE_VERIFYING)
+        return False
 
 
 class ConnectionCreateView(SettingsPageMixin, ConnectionFormMixin, CreateView):
     permission_required = "connections.add_connection"
 
     def form_valid(self, form: ConnectionForm) -> HttpResponse:
+        refused = self.refuse_unverified(form)
+        if refused is not None:
+            return refused
         connection = connection_save(connection=form.instance, actor=self.request.user)
         messages.success(self.request, f"Connection “{connection.name}” created.")
         return HttpResponseRedirect(self.success_url)
@@ -99,10 +167,18 @@ class ConnectionUpdateView(SettingsPageMixin, RowLockedForEdit, ConnectionFormMi
 
     def post(self, request, *args, **kwargs) -> HttpResponse:
         """Read (locked), validate and save in one transaction, so a concurrent edit is never overwritten."""
+        if verify_requested(request.POST):
+            # The provider is asked first, outside the transaction; the save then checks it saves just that.
+            form = self.posted_form()
+            refused = self.refuse_unverified(form) if form.is_valid() else self.form_invalid(form)
+            if refused is not None:
+                return refused
         with transaction.atomic():
             return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: ConnectionForm) -> HttpResponse:
+        if not self.saves_what_was_verified(form):
+            return self.form_invalid(form)
         changed = form.instance.changed_fields()
         connection = connection_save(connection=form.instance, actor=self.request.user)
         if not changed:
@@ -116,6 +192,38 @@ class ConnectionUpdateView(SettingsPageMixin, RowLockedForEdit, ConnectionFormMi
         else:
             messages.success(self.request, f"Connection “{connection.name}” saved.")
         return HttpResponseRedirect(self.success_url)
+
+
+class TypedCredentialsTestMixin:
+    """Test on the connection form: asks the provider about the credentials as typed, saving nothing.
+
+    The form's values (on edit, over the stored connection: a blank secret is the stored one, as for Save) pass
+    the checks of a save; errors of fields a Test does not read are left out. Without JavaScript the page comes
+    back with the verdict (secret inputs empty, as always); the form's script gets the verdict alone.
+    """
+
+    http_method_names = ["post"]
+    locks_row = False  # nothing is written: the row is read without a lock, the provider asked without one
+    verdict_template_name = "connections/_typed_test_result.html"
+
+    def post(self, request, *args, **kwargs) -> HttpResponse:
+        form = self.posted_form()
+        check = connection_test_unsaved(connection=form.instance) if form.keep_only_credential_errors() else None
+        context = self.get_context_data(form=form, typed_test=check, typed_test_done=True)
+        if request.headers.get("X-Requested-With") == "fetch":
+            # The script keeps what was typed in the inputs: only the verdict goes back.
+            return TemplateResponse(request, self.verdict_template_name, context)
+        # The page comes back with empty secret inputs (a key is never sent back): the verdict says so.
+        context["secrets_typed"] = any(form.data.get(secret_field_name(spec.name)) for spec in form.method.secret_fields)
+        return self.render_to_response(context)
+
+
+class ConnectionCreateTestView(TypedCredentialsTestMixin, ConnectionCreateView):
+    permission_required = TYPED_TEST_PERMISSIONS["create"]
+
+
+class ConnectionUpdateTestView(TypedCredentialsTestMixin, ConnectionUpdateView):
+    permission_required = TYPED_TEST_PERMISSIONS["edit"]
 
 
 class MethodFieldsView(SettingsPageMixin, TemplateView):

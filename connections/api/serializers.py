@@ -1,9 +1,11 @@
 """API shapes of connections and the provider catalogue; the rules stay in the model and the catalogue."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
-from core.api import JSONObjectField, ModelCleanSerializer
+from core.api import JSONObjectField, ModelCleanSerializer, django_errors_to_drf
+from core.names import validate_name
 
 from ..models import Connection, Rotation
 from ..services import connection_save
@@ -95,6 +97,37 @@ class ConnectionSerializer(ModelCleanSerializer):
 
     def save_instance(self, connection: Connection) -> Connection:
         return connection_save(connection=connection, actor=self.context["request"].user)
+
+
+class ConnectionTestSerializer(ConnectionSerializer):
+    """A connection body whose credentials are tested, never saved: the body of a write (so a client can test
+    what it is about to send), with provider, auth method, secrets and config checked exactly as a write checks
+    them; the name is optional and may be taken, and the fields a test does not read are only shape-checked."""
+
+    class Meta(ConnectionSerializer.Meta):
+        # The name only labels messages: its rule holds (it may appear in them), its uniqueness does not matter.
+        extra_kwargs = {"name": {"required": False, "validators": [validate_name]}}
+
+    def validate(self, attrs: dict) -> dict:
+        instance = self.build_instance(attrs)
+        not_read = [field.name for field in instance._meta.fields if field.name not in ("provider", "auth_method")]
+        try:
+            instance.full_clean(exclude=not_read, validate_unique=False)  # clean() runs: the catalogue's rules
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(django_errors_to_drf(error)) from None
+        self.cleaned_instance = instance
+        return attrs
+
+    def save_instance(self, connection: Connection) -> Connection:
+        raise TypeError("A tested connection is never saved.")
+
+
+class ConnectionTestResultSerializer(serializers.Serializer):
+    """A Test's answer: whether the provider accepted the credentials, its HTTP status, what it said."""
+
+    ok = serializers.BooleanField()
+    status = serializers.IntegerField(allow_null=True)
+    message = serializers.CharField()
 
 
 class SecretFieldSpecSerializer(serializers.Serializer):
