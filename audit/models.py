@@ -37,6 +37,9 @@ class AuditEntry(models.Model):
     subject_id = models.BigIntegerField(null=True, blank=True, help_text="The subject's primary key, if it had one.")
     subject_name = models.CharField(max_length=64, blank=True, help_text="The subject's name at the time.")
     fields = models.JSONField(default=list, blank=True, help_text="Names of the fields that changed.")
+    # The subject's team at the time (by id, like the subject): only its members see the entry.
+    team_id = models.BigIntegerField(null=True, blank=True, db_index=True,
+                                     help_text="The team of the subject at the time, if it had one.")
 
     class Meta:
         ordering = ["-at", "-id"]

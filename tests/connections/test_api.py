@@ -11,6 +11,7 @@ from tests.api_support import (  # noqa: F401 - fixtures
     ALL_API_PERMISSIONS, anonymous, api, assert_no_secret, bearer_client, make_user, operator,
 )
 from tests.conftest import PLANTED_KEY, bulk_endpoints
+from teams.models import Team
 
 pytestmark = pytest.mark.django_db
 
@@ -460,9 +461,9 @@ def many_connections(operator):
     """200 connections (bulk-created, encrypted like any other) and 1000 endpoints, 5 per connection."""
     from endpoints.models import Endpoint
 
-    rows = []
+    rows, team = [], Team.objects.default()
     for number in range(200):
-        connection = Connection(name=f"conn-{number:03d}", provider="openai" if number % 2 else "mistral",
+        connection = Connection(name=f"conn-{number:03d}", provider="openai" if number % 2 else "mistral", team=team,
                                 auth_method="api_key", secrets={"api_key": PLANTED_KEY}, created_by=operator,
                                 updated_by=operator, secrets_updated_at=timezone.now())
         rows.append(connection)

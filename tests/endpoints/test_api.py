@@ -3,6 +3,7 @@ import pytest
 from audit.models import AuditEntry
 from endpoints.models import Destination, Endpoint
 from tests.conftest import bulk_endpoints
+from teams.models import Team
 from tests.api_support import (  # noqa: F401 - fixtures
     ALL_API_PERMISSIONS, anonymous, api, assert_no_secret, bearer_client, make_user, operator,
 )
@@ -235,7 +236,8 @@ def test_list_query_count_is_constant(api, operator, django_assert_num_queries):
     from connections.models import Connection
 
     Connection.objects.bulk_create(
-        Connection(name=f"conn-{n:03d}", provider="openai", auth_method="api_key", secrets={"api_key": "k" * 30})
+        Connection(name=f"conn-{n:03d}", provider="openai", auth_method="api_key", secrets={"api_key": "k" * 30},
+                   team=Team.objects.default())
         for n in range(200)
     )
     bulk_endpoints((f"ep-{c.pk}-{i}", c, "m", "chat") for c in Connection.objects.all() for i in range(5))
