@@ -169,6 +169,9 @@ class Connection(RemembersLoadedState, models.Model):
     def secrets_changed(self) -> bool:
         return self._state.adding or self.secrets != self.loaded_value("secrets")
 
+    def team_changed(self) -> bool:
+        return not self._state.adding and self.team_id != self.loaded_value("team")
+
     def policy_changed(self) -> bool:
         """Whether the connection's own maximum key age differs from the stored one."""
         return not self._state.adding and self.key_max_age_days != self.loaded_value("key_max_age_days")
@@ -303,6 +306,10 @@ class Connection(RemembersLoadedState, models.Model):
             self.config = catalogue.clean_config(method, self.config)
         except ValidationError as error:
             errors.update(error.error_dict)
+        if self.team_changed() and (users := list(self.endpoints.exclude(team_id=self.team_id).distinct()
+                                                  .values_list("name", flat=True))):
+            errors["team"] = (f"Endpoints of its team use this connection ({', '.join(users)}); an endpoint uses "
+                              f"only its own team's connections: move them or change their destinations first.")
         if errors:
             raise ValidationError(errors)
 

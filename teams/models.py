@@ -28,6 +28,11 @@ class TeamQuerySet(models.QuerySet):
             return self.none()
         return self.filter(members=user).order_by("name")
 
+    def sole_team_of(self, user) -> "Team | None":
+        """The team a new row goes to when none is named: the only one `user` may choose (None with several)."""
+        teams = list(self.of(user)[:2])
+        return teams[0] if len(teams) == 1 else None
+
 
 class Team(models.Model):
     """A group of users who share connections and endpoints."""

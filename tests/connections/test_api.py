@@ -43,7 +43,8 @@ def test_it_lists_connections_with_masks_endpoints_and_users(api, operator, make
     assert response.data["count"] == 1 and response.data["next"] is None and response.data["previous"] is None
     item = response.json()["results"][0]
     assert item == {
-        "name": "openai-prod", "provider": "openai", "auth_method": "api_key", "environment": "production",
+        "name": "openai-prod", "team": "default", "provider": "openai", "auth_method": "api_key",
+        "environment": "production",
         "secrets": {"api_key": "sk-...WXYZ"}, "config": {}, "description": "",
         "endpoints": ["chat-a", "chat-b"],
         "created_at": item["created_at"], "updated_at": item["updated_at"],

@@ -36,7 +36,7 @@ def test_it_lists_endpoints_with_their_destinations(api, chat):
 
     assert response.status_code == 200
     item = response.json()["results"][0]
-    assert item == {"name": "chat", "connection": "openai-prod", "provider": "openai", "environment": "production",
+    assert item == {"name": "chat", "team": "default", "connection": "openai-prod", "provider": "openai", "environment": "production",
                     "model": "gpt-4o-mini", "task": "chat", "enabled": True, "destinations": ONE,
                     "fallback_on": ["connection_error", "timeout", "rate_limited", "server_error"],
                     "deadline_seconds": 120, "allow_mixed_environments": False, "requests_per_minute": None,
