@@ -120,7 +120,7 @@ def test_the_endpoint_form_offers_only_the_teams_connections_and_refuses_another
     assert "b-conn" not in response.content.decode()
     # The connections list's link to a new endpoint does not preselect another team's connection by name.
     preselected = site_page.get("/settings/endpoints/new/?connection=b-conn").content.decode()
-    assert "b-conn" not in preselected and f'<option value="{b_conn.pk}" selected>' not in preselected
+    assert "b-conn" not in preselected
 
 
 def test_the_audit_log_page_shows_only_the_teams_entries(site_page):
