@@ -262,3 +262,18 @@ def test_superusers_see_every_team_and_filter_by_team(admin_client, teams):
     assert "b-endpoint" in only_b and "a-endpoint" not in only_b
     api = admin_client.get("/api/v1/endpoints/?team=team-a").json()
     assert [e["name"] for e in api["results"]] == ["a-endpoint"]
+
+
+# --- list_connections --------------------------------------------------------------------------------------
+
+
+def test_list_connections_lists_one_teams_connections(teams):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("list_connections", "--team", "team-a", stdout=out)
+    assert "a-conn" in out.getvalue() and "b-conn" not in out.getvalue()
+    with pytest.raises(CommandError, match="no team named 'nope'"):
+        call_command("list_connections", "--team", "nope", stdout=StringIO())
