@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from providers import catalogue
+from teams.forms import TeamChoiceMixin
 
 from .models import Connection, Environment
 from .secrets import UNDECRYPTABLE_LABEL
@@ -22,7 +23,7 @@ def config_field_name(name: str) -> str:
     return f"config.{name}"
 
 
-class ConnectionForm(forms.ModelForm):
+class ConnectionForm(TeamChoiceMixin, forms.ModelForm):
     """Create and edit a connection; used by the admin and the settings page.
 
     Secret inputs never re-render a stored value: they are empty with the mask as placeholder, and an
@@ -36,11 +37,12 @@ class ConnectionForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["name", "provider", "auth_method", "environment", "description", "key_max_age_days"]
+        fields = ["name", "team", "provider", "auth_method", "environment", "description", "key_max_age_days"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.limit_team_choices(user)
         submitted = (
             {name: self.data.get(self.add_prefix(name)) for name in ("provider", "auth_method")} if self.is_bound else None
         )

@@ -22,6 +22,7 @@ from django.views.generic.detail import SingleObjectMixin
 from audit.models import AuditEntry
 from core.names import could_name_something
 from core.ui import PAGE_SIZE, SettingsPageMixin, safe_next
+from teams.forms import team_filter_context
 from usage.summary import with_last_day_of_usage
 
 from .editing import RowLockedForEdit
@@ -50,12 +51,16 @@ class ConnectionListView(SettingsPageMixin, ListView):
     context_object_name = "connections"
     paginate_by = PAGE_SIZE
     # One query for the page of connections, one for all their endpoints, one for their usage, however many rows.
-    queryset = Connection.objects.order_by("name").prefetch_related(each_endpoint_once())
+    queryset = Connection.objects.order_by("name").select_related("team").prefetch_related(each_endpoint_once())
     rotation_filters = (Rotation.DUE_SOON, Rotation.OVERDUE)
 
     def get_queryset(self) -> QuerySet[Connection]:
-        queryset = super().get_queryset()
+        queryset = super().get_queryset().visible_to(self.request.user)
         self.filters = {}
+        team = self.request.GET.get("team", "")
+        if team and could_name_something(team):
+            self.filters["team"] = team
+            queryset = queryset.of_team(team)
         environment = self.request.GET.get("environment", "")
         if environment in Environment.values:
             self.filters["environment"] = environment
@@ -83,6 +88,7 @@ class ConnectionListView(SettingsPageMixin, ListView):
                 (value, label, urlencode({**self.filters, "environment": value})) for value, label in Environment.choices
             ],
             "environment_all": urlencode({k: v for k, v in self.filters.items() if k != "environment"}),
+            **team_filter_context(self.request.user, self.filters),
             "key_max_age_days": settings.KEY_MAX_AGE_DAYS,
         }
 
@@ -147,6 +153,12 @@ class ConnectionFormMixin:
             return True
         form.add_error(None, CHANGED_WHILE_VERIFYING)
         return False
+
+    def get_queryset(self) -> QuerySet[Connection]:
+        return Connection.objects.visible_to(self.request.user).select_related("team")
+
+    def get_form_kwargs(self) -> dict:
+        return {**super().get_form_kwargs(), "user": self.request.user}
 
 
 class ConnectionCreateView(SettingsPageMixin, ConnectionFormMixin, CreateView):
@@ -245,7 +257,7 @@ class MethodFieldsView(SettingsPageMixin, TemplateView):
             raise PermissionDenied  # the stored connection's masks and config are for those who may edit it
         if name and not could_name_something(name):
             raise Http404
-        stored = get_object_or_404(Connection, name=name) if name else None
+        stored = get_object_or_404(Connection.objects.visible_to(self.request.user), name=name) if name else None
         provider, method = ConnectionForm.selection_for(self.request.GET, stored or Connection())
         keeps_stored = stored is not None and (stored.provider, stored.auth_method) == (provider.id, method.id)
         instance = stored if keeps_stored else Connection(provider=provider.id, auth_method=method.id)
@@ -260,6 +272,9 @@ class ConnectionDeleteView(SettingsPageMixin, DeleteView):
     slug_field = slug_url_kwarg = "name"
     template_name = "connections/connection_confirm_delete.html"
     success_url = reverse_lazy("connections:list")
+
+    def get_queryset(self) -> QuerySet[Connection]:
+        return Connection.objects.visible_to(self.request.user)
 
     def get_context_data(self, **kwargs) -> dict:
         return {**super().get_context_data(**kwargs), "dependent_endpoints": list(endpoints_of(self.object))}
@@ -289,6 +304,9 @@ class ConnectionTestView(SettingsPageMixin, SingleObjectMixin, View):
     slug_field = slug_url_kwarg = "name"
     http_method_names = ["post"]
 
+    def get_queryset(self) -> QuerySet[Connection]:
+        return Connection.objects.visible_to(self.request.user)
+
     def post(self, request, *args, **kwargs) -> HttpResponse:
         connection = self.get_object()
         result = connection_test(connection=connection)
@@ -309,7 +327,8 @@ class ConnectionHistoryView(SettingsPageMixin, ListView):
     paginate_by = PAGE_SIZE
 
     def get_queryset(self) -> QuerySet[AuditEntry]:
-        self.connection = get_object_or_404(Connection.objects.only("id", "name"), name=self.kwargs["name"])
+        self.connection = get_object_or_404(Connection.objects.visible_to(self.request.user).only("id", "name"),
+                                            name=self.kwargs["name"])
         return self.connection.audit_entries()
 
     def get_context_data(self, **kwargs) -> dict:

@@ -10,9 +10,11 @@ from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 from connections.models import Connection
 from core.names import could_name_something
 from core.ui import PAGE_SIZE, SettingsPageMixin
+from teams.forms import team_filter_context
+from teams.models import Team
 from usage.summary import with_last_day_of_usage
 
-from .forms import DestinationFormSet, EndpointForm
+from .forms import DestinationFormSet, EndpointForm, connection_choices
 from .models import Destination, Endpoint
 from .services import endpoint_delete, endpoint_save
 
@@ -24,7 +26,8 @@ class EndpointListView(SettingsPageMixin, ListView):
     paginate_by = PAGE_SIZE
     # One query for the page of endpoints and one for all their destinations, however many rows.
     queryset = (
-        Endpoint.objects.only("name", "task", "enabled", *Endpoint.limit_fields)
+        Endpoint.objects.only("name", "task", "enabled", "team__name", *Endpoint.limit_fields)
+        .select_related("team")
         .prefetch_related(Prefetch(
             "destinations",
             queryset=Destination.objects.select_related("connection")
@@ -34,10 +37,19 @@ class EndpointListView(SettingsPageMixin, ListView):
         .order_by("name")
     )
 
+    def get_queryset(self):
+        queryset = super().get_queryset().visible_to(self.request.user)
+        self.filters = {}
+        team = self.request.GET.get("team", "")
+        if team and could_name_something(team):
+            self.filters["team"] = team
+            queryset = queryset.of_team(team)
+        return queryset
+
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
         context["endpoints"] = with_last_day_of_usage("endpoint", context["endpoints"])
-        return context
+        return {**context, "filters": self.filters, **team_filter_context(self.request.user, self.filters)}
 
 
 def weight_total(destinations: DestinationFormSet) -> int:
@@ -57,19 +69,38 @@ class EndpointFormMixin:
     template_name = "endpoints/endpoint_form.html"
     success_url = reverse_lazy("endpoints:list")
 
+    def get_queryset(self):
+        return Endpoint.objects.visible_to(self.request.user).select_related("team")
+
+    def get_form_kwargs(self) -> dict:
+        return {**super().get_form_kwargs(), "user": self.request.user}
+
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
         if "destinations" not in context:
             context["destinations"] = self.destination_formset()
         context["weight_total"] = weight_total(context["destinations"])
-        context["has_connections"] = Connection.objects.exists()
+        context["has_connections"] = Connection.objects.visible_to(self.request.user).exists()
         return context
+
+    def connection_choices(self, instance: Endpoint):
+        """The connections a destination may use: those of the endpoint's team (of the user's teams until
+        one is chosen; the endpoint's rules then refuse a connection of another team)."""
+        team_id = instance.team_id
+        if team_id is None and not self.request.method == "POST":
+            only = Team.objects.of(self.request.user)[:2]
+            team_id = only[0].pk if len(only) == 1 else None
+        choices = connection_choices().visible_to(self.request.user)
+        return choices.filter(team_id=team_id) if team_id is not None else choices
 
     def destination_formset(self, instance: Endpoint | None = None) -> DestinationFormSet:
         instance = instance if instance is not None else (self.object or Endpoint())
+        form_kwargs = {"connections": self.connection_choices(instance)}
         if self.request.method == "POST":
-            return DestinationFormSet(self.request.POST, instance=instance, prefix="destinations")
-        return DestinationFormSet(instance=instance, prefix="destinations", initial=self.destination_initial())
+            return DestinationFormSet(self.request.POST, instance=instance, prefix="destinations",
+                                      form_kwargs=form_kwargs)
+        return DestinationFormSet(instance=instance, prefix="destinations", initial=self.destination_initial(),
+                                  form_kwargs=form_kwargs)
 
     def destination_initial(self) -> list[dict]:
         return [{"role": Destination.Role.PRIMARY, "weight": 100}] if not (self.object and self.object.pk) else []
@@ -115,7 +146,7 @@ class EndpointCreateView(SettingsPageMixin, EndpointFormMixin, CreateView):
         initial = {"role": Destination.Role.PRIMARY, "weight": 100}
         name = self.request.GET.get("connection", "")
         connection_id = (
-            Connection.objects.filter(name=name).values_list("pk", flat=True).first()
+            Connection.objects.visible_to(self.request.user).filter(name=name).values_list("pk", flat=True).first()
             if name and could_name_something(name)
             else None
         )
@@ -149,6 +180,9 @@ class EndpointDeleteView(SettingsPageMixin, DeleteView):
     slug_field = slug_url_kwarg = "name"
     template_name = "endpoints/endpoint_confirm_delete.html"
     success_url = reverse_lazy("endpoints:list")
+
+    def get_queryset(self):
+        return Endpoint.objects.visible_to(self.request.user)
 
     def form_valid(self, form) -> HttpResponse:
         name = self.object.name

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from core.api import JSONObjectField, ModelCleanSerializer, django_errors_to_drf
 from core.names import validate_name
+from teams.api import NAME_THE_TEAM, TeamField, only_team_of
 
 from ..models import Connection, Rotation
 from ..services import connection_save
@@ -69,6 +70,7 @@ class ConnectionSerializer(ModelCleanSerializer):
 
     secrets = SecretsField(required=False)
     config = ConfigField(required=False)
+    team = TeamField(required=False)
     endpoints = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     created_by = serializers.SlugRelatedField(read_only=True, slug_field="username", allow_null=True)
     updated_by = serializers.SlugRelatedField(read_only=True, slug_field="username", allow_null=True)
@@ -82,11 +84,18 @@ class ConnectionSerializer(ModelCleanSerializer):
     class Meta:
         model = Connection
         fields = [
-            "name", "provider", "auth_method", "environment", "secrets", "config", "description", "endpoints",
+            "name", "team", "provider", "auth_method", "environment", "secrets", "config", "description", "endpoints",
             "created_at", "updated_at", "secrets_updated_at", "last_used_at", "created_by", "updated_by",
             "key_max_age_days", "key_age_days", "key_due_at", "rotation_status",
         ]
         read_only_fields = ["created_at", "updated_at", "secrets_updated_at", "last_used_at"]
+
+    def validate(self, attrs: dict) -> dict:
+        if self.instance is None and "team" not in attrs:
+            attrs["team"] = only_team_of(self.context["request"].user)
+            if attrs["team"] is None:
+                raise serializers.ValidationError({"team": [NAME_THE_TEAM]})
+        return super().validate(attrs)
 
     def build_instance(self, attrs: dict) -> Connection:
         secrets = attrs.pop("secrets", {})

@@ -75,12 +75,13 @@ def verify_requested(request) -> bool:
 
 class ConnectionFilter(django_filters.FilterSet):
     provider = django_filters.ChoiceFilter(choices=catalogue.provider_choices)
+    team = django_filters.CharFilter(field_name="team__name", label="The team's name")
     rotation = django_filters.ChoiceFilter(choices=Rotation.choices, method="filter_rotation",
                                            label="Where the key stands against its maximum age")
 
     class Meta:
         model = Connection
-        fields = ["provider", "environment", "rotation"]
+        fields = ["provider", "environment", "rotation", "team"]
 
     def filter_rotation(self, queryset, name, value):
         return queryset.rotation(value)
@@ -91,7 +92,7 @@ class ConnectionFilter(django_filters.FilterSet):
 class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
     """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
-    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related(each_endpoint_once())
+    queryset = Connection.objects.select_related("created_by", "updated_by", "team").prefetch_related(each_endpoint_once())
     serializer_class = ConnectionSerializer
     permission_classes = [ModelPermissions]
     lookup_field = "name"
@@ -99,6 +100,10 @@ class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
     filterset_class = ConnectionFilter
     ordering_fields = ["name", "updated_at"]
     ordering = ["name"]
+
+    def get_queryset(self):
+        """Only the connections of the user's teams: another team's is answered as one that does not exist."""
+        return super().get_queryset().visible_to(self.request.user)
 
     verify = False  # `?verify=true` on a write
     verified: str | None = None  # what the provider accepted, when a write asked to verify first
