@@ -11,6 +11,9 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_filter = ["action", "subject_type"]
     search_fields = ["subject_name", "actor_name"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).visible_to(request.user)
+
     def has_add_permission(self, request):
         return False
 

@@ -2,6 +2,20 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from teams.models import sees_all_teams, team_ids_of
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "AuditEntryQuerySet":
+        """The entries `user` may read: about rows of their teams, and their own actions on things without a
+        team (their tokens); every entry for a superuser."""
+        if sees_all_teams(user):
+            return self
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(models.Q(team_id__in=team_ids_of(user.pk))
+                           | models.Q(team_id__isnull=True, actor_id=user.pk))
+
 
 class AuditEntry(models.Model):
     """Who did what and when, to which connection, endpoint or token: field names, never values.
@@ -37,6 +51,11 @@ class AuditEntry(models.Model):
     subject_id = models.BigIntegerField(null=True, blank=True, help_text="The subject's primary key, if it had one.")
     subject_name = models.CharField(max_length=64, blank=True, help_text="The subject's name at the time.")
     fields = models.JSONField(default=list, blank=True, help_text="Names of the fields that changed.")
+    # The subject's team at the time (by id, like the subject): only its members see the entry.
+    team_id = models.BigIntegerField(null=True, blank=True, db_index=True,
+                                     help_text="The team of the subject at the time, if it had one.")
+
+    objects = AuditEntryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-at", "-id"]

@@ -20,7 +20,8 @@ def audit_record(
     """Record an action; `actor=None` means the system (a command run without --user).
 
     `subject` is the row acted on (its audit type and name are read from it: `audit_subject_type`, `name`);
-    or give `subject_type` and `subject_name` for something without a row of its own.
+    or give `subject_type` and `subject_name` for something without a row of its own. The entry is seen by
+    the members of the subject's team (`team_id`); one without a team by superusers and its actor.
     """
     if subject is not None:
         subject_type = subject_type or subject.audit_subject_type
@@ -33,4 +34,5 @@ def audit_record(
         subject_id=subject.pk if subject is not None else None,
         subject_name=subject_name,
         fields=list(fields),
+        team_id=getattr(subject, "team_id", None),
     )

@@ -44,3 +44,6 @@ class AuditLogView(AuditEntryListView):
     permission_required = "audit.view_auditentry"
     template_name = "audit/audit_log.html"
     queryset = AuditEntry.objects.order_by("-at", "-id")
+
+    def get_queryset(self):
+        return super().get_queryset().visible_to(self.request.user)

@@ -79,13 +79,16 @@ import sys
 import django
 django.setup()
 from connections.models import Connection
+from teams.models import Team
 
 rows = int(sys.argv[1])
+team = Team.objects.default()
 step = 5000
 for start in range(0, rows, step):
     Connection.objects.bulk_create(
         Connection(
             name=f"bench-{number:06d}",
+            team=team,
             provider="openai",
             auth_method="api_key",
             secrets={"api_key": f"sk-bench-{number:06d}-abcdefghijklmnopqrstuvwxyz0123456789"},

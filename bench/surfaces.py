@@ -194,11 +194,13 @@ def seed(connections: int, endpoints: int) -> float:
     """Grow the database to `connections` connections (names c-NNNNN) and `endpoints` endpoints (e-NNNNNN)."""
     from connections.models import Connection
     from endpoints.models import Destination, Endpoint
+    from teams.models import Team
 
     started = time.monotonic()
+    team = Team.objects.default()
     have = Connection.objects.filter(name__startswith="c-").count()
     Connection.objects.bulk_create(
-        Connection(name=f"c-{number:05d}", provider="openai", auth_method="api_key",
+        Connection(name=f"c-{number:05d}", provider="openai", auth_method="api_key", team=team,
                    secrets={"api_key": f"sk-seed-{number:05d}-abcdefghijklmnopqrstuvwxyz0123"},
                    description="seeded by bench/surfaces.py")
         for number in range(have, connections)
@@ -208,7 +210,7 @@ def seed(connections: int, endpoints: int) -> float:
     # Endpoint k belongs to connection k * connections // endpoints: the same share per connection (5 at the issue's
     # sizes) at every size, so the first page shows as many endpoint links per row whatever the table's size.
     created = Endpoint.objects.bulk_create(
-        (Endpoint(name=f"e-{number:06d}", task="chat" if number % 2 else "embeddings")
+        (Endpoint(name=f"e-{number:06d}", task="chat" if number % 2 else "embeddings", team=team)
          for number in range(have, endpoints)),
         batch_size=2000,
     )

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from audit.api.views import AuditEntryViewSet
-from connections.api.views import ConnectionViewSet, ProviderListView
+from connections.api.views import ConnectionTestView, ConnectionViewSet, ProviderListView
 from endpoints.api.views import EndpointViewSet
 from usage.api.views import UsageView
 
@@ -25,6 +25,8 @@ router.register("audit", AuditEntryViewSet, basename="audit")
 app_name = "api"
 urlpatterns = [
     path("providers/", ProviderListView.as_view(), name="providers"),
+    # Not `connections/test/`: that is where a connection named "test" lives.
+    path("connection-test/", ConnectionTestView.as_view(), name="connection-test"),
     path("usage/", UsageView.as_view(), name="usage"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file and our template has no inline style (CSP); Swagger

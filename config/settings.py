@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     # Ours, from the bottom up: shared plumbing and the provider client, the audit log, then the apps.
     "core",
     "providers",
+    "teams",
     "audit",
     "connections",
     "endpoints",

@@ -3,14 +3,16 @@ config fields, and a re-render (never a save) when Provider or Authentication me
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from providers import catalogue
+from teams.forms import TeamChoiceMixin
 
 from .models import Connection, Environment
 from .secrets import UNDECRYPTABLE_LABEL
 
 SELECTION_FIELD = "selection"
+VERIFY_FIELD = "verify_credentials"
 
 
 def secret_field_name(name: str) -> str:
@@ -21,7 +23,7 @@ def config_field_name(name: str) -> str:
     return f"config.{name}"
 
 
-class ConnectionForm(forms.ModelForm):
+class ConnectionForm(TeamChoiceMixin, forms.ModelForm):
     """Create and edit a connection; used by the admin and the settings page.
 
     Secret inputs never re-render a stored value: they are empty with the mask as placeholder, and an
@@ -35,11 +37,12 @@ class ConnectionForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["name", "provider", "auth_method", "environment", "description", "key_max_age_days"]
+        fields = ["name", "team", "provider", "auth_method", "environment", "description", "key_max_age_days"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.limit_team_choices(user)
         submitted = (
             {name: self.data.get(self.add_prefix(name)) for name in ("provider", "auth_method")} if self.is_bound else None
         )
@@ -156,3 +159,29 @@ class ConnectionForm(forms.ModelForm):
             f.name: cleaned.get(config_field_name(f.name)) or "" for f in self.method.config_fields
         }
         return cleaned
+
+
+class ConnectionPageForm(ConnectionForm):
+    """The settings page's form: the connection, and whether Save asks the provider about the credentials first."""
+
+    verify_credentials = forms.BooleanField(
+        required=False,
+        label="Verify credentials before saving",
+        help_text="Save then asks the provider first, and saves nothing if it rejects the credentials or cannot "
+                  "be reached.",
+    )
+
+    def keep_only_credential_errors(self) -> bool:
+        """For a Test: drop the errors of fields a Test does not read (name, description…); True if none are left.
+
+        What a Test reads (provider, auth method, secrets, config) passed the same checks as a save.
+        """
+        read = {NON_FIELD_ERRORS, "provider", "auth_method", *self.method_field_names(self.method)}
+        for name in [name for name in self.errors if name not in read]:
+            del self.errors[name]
+        return not self.errors
+
+
+def verify_requested(data) -> bool:
+    """Whether a submitted form ticked "Verify credentials" (read before the form is built)."""
+    return forms.CheckboxInput().value_from_datadict(data, {}, VERIFY_FIELD)

@@ -18,12 +18,13 @@ from core.names import NAME_HELP, validate_name
 from core.redaction import remember_secrets
 from providers import catalogue
 from providers.account import Account
+from teams.models import Team, TeamScopedQuerySet
 
 from .fields import EncryptedSecretsField
 from .secrets import UNDECRYPTABLE_LABEL, SecretsUnavailable, UndecryptableSecrets, looks_like_a_mask, mask_secret
 
 TRACKED_FIELDS = (
-    "name", "provider", "auth_method", "secrets", "config", "description", "key_max_age_days", "environment",
+    "name", "team", "provider", "auth_method", "secrets", "config", "description", "key_max_age_days", "environment",
 )
 # The rotation policy: a key is "due soon" in the last days before its maximum age, then "overdue".
 DUE_SOON_DAYS = 14
@@ -59,7 +60,7 @@ class Rotation(models.TextChoices):
     NO_KEY = "no_key", "No key"
 
 
-class ConnectionQuerySet(models.QuerySet):
+class ConnectionQuerySet(TeamScopedQuerySet):
     def rotation(self, status: str, now: datetime | None = None) -> "ConnectionQuerySet":
         """The connections whose key is in `status` (a Rotation value) now, decided in the database.
 
@@ -111,6 +112,10 @@ class Connection(RemembersLoadedState, models.Model):
     """A named provider credential that any number of endpoints share; endpoints read it at call time."""
 
     name = models.CharField(max_length=64, unique=True, validators=[validate_name], help_text=NAME_HELP)
+    # PROTECT: a team cannot be deleted while it holds connections. Names stay unique across teams: URLs,
+    # commands and the endpoints' destinations name a connection by its name alone.
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="connections",
+                             help_text="Only the team's members see, use and change this connection.")
     provider = models.CharField(
         max_length=32,
         choices=catalogue.provider_choices,
@@ -176,6 +181,8 @@ class Connection(RemembersLoadedState, models.Model):
             for name in ("name", "provider", "auth_method", "description", "environment")
             if getattr(self, name) != loaded.get(name, "")
         ]
+        if self.team_id != loaded.get("team"):
+            changed.append("team")
         if self.key_max_age_days != loaded.get("key_max_age_days"):
             changed.append("key_max_age_days")
         changed += [f"config.{key}" for key in changed_keys(loaded.get("config") or {}, self.config)]
@@ -187,6 +194,9 @@ class Connection(RemembersLoadedState, models.Model):
 
     def secrets_changed(self) -> bool:
         return self._state.adding or self.secrets != self.loaded_value("secrets")
+
+    def team_changed(self) -> bool:
+        return not self._state.adding and self.team_id != self.loaded_value("team")
 
     def policy_changed(self) -> bool:
         """Whether the connection's own maximum key age differs from the stored one."""
@@ -298,13 +308,22 @@ class Connection(RemembersLoadedState, models.Model):
             self.config = catalogue.clean_config(method, self.config)
         except ValidationError as error:
             errors.update(error.error_dict)
+        if self.team_changed() and (users := list(self.endpoints.exclude(team_id=self.team_id).distinct()
+                                                  .values_list("name", flat=True))):
+            errors["team"] = (f"Endpoints of its team use this connection ({', '.join(users)}); an endpoint uses "
+                              f"only its own team's connections: move them or change their destinations first.")
         if errors:
             raise ValidationError(errors)
 
     def clean_fields(self, exclude=None) -> None:
+        if self.team_id is None:
+            self.team = Team.objects.default()
         # Who created and last changed it are set by the services from the signed-in user, never from input:
-        # checking that the user exists would cost a query each on every save.
-        super().clean_fields(exclude={*(exclude or ()), "created_by", "updated_by"})
+        # checking that the user exists would cost a query each on every save. Nor is the stored team checked.
+        exclude = {*(exclude or ()), "created_by", "updated_by"}
+        if not self._state.adding and self.team_id == self.loaded_value("team"):
+            exclude.add("team")
+        super().clean_fields(exclude=exclude)
 
     def validate_unique(self, exclude=None) -> None:
         """As Django's, without the query for a name that is the stored row's own (the table holds it once)."""
@@ -313,6 +332,8 @@ class Connection(RemembersLoadedState, models.Model):
         super().validate_unique(exclude)
 
     def save(self, *args, **kwargs) -> None:
+        if self.team_id is None:
+            self.team = Team.objects.default()
         if self.secrets_changed():
             self.secrets_updated_at = timezone.now()
         self.own_key_due_at = (

@@ -1,5 +1,11 @@
 """What is done to a connection in several steps: saving or deleting it with its audit entry, rotating a
-key, and testing its credentials with the provider."""
+key, and testing its credentials with the provider (as stored, or as typed before they are saved)."""
+
+import hmac
+import json
+import os
+import uuid
+from dataclasses import replace
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -120,3 +126,62 @@ def connection_test(*, connection: Connection) -> CredentialsCheck:
     except SecretsUnavailable as error:
         return CredentialsCheck(False, None, str(error))
     return check_credentials_sync(account)
+
+
+FINGERPRINT_KEY = os.urandom(32)
+# Access tokens obtained while testing unsaved credentials are cached under this account id with a fresh version
+# each time: never mistaken for the stored connection's token, and each test evicts the one before.
+UNSAVED_ACCOUNT_ID = "unsaved-credentials"
+
+
+def connection_test_unsaved(*, connection: Connection) -> CredentialsCheck:
+    """Whether the provider accepts a connection's credentials as edited but not saved; never raises or echoes.
+
+    `connection` has passed `full_clean()` (the URL and header rules of a save), with typed secrets merged into
+    the stored ones as a save would (`update_secrets`: a blank field is the stored value). Nothing is written.
+    """
+    try:
+        account = connection.account()
+    except SecretsUnavailable as error:
+        return CredentialsCheck(False, None, str(error))
+    # Not the stored connection's identity: a token it cached must not answer for credentials typed now.
+    account = replace(account, id=UNSAVED_ACCOUNT_ID, secrets_version=uuid.uuid4().hex)
+    return check_credentials_sync(account)
+
+
+class CredentialsNotVerified(Exception):
+    """Save was asked to verify the credentials first, and the provider rejected them or could not be asked."""
+
+    def __init__(self, check: CredentialsCheck, *, readable: bool = True):
+        self.check = check
+        if not readable:
+            message = f"Not saved: the credentials could not be verified. {check.message}"
+        elif check.status is None:
+            # No answer came: unreachable, timed out, an address refused, an answer that could not be read.
+            message = f"Not saved: the provider could not be reached to verify the credentials. {check.message}"
+        else:
+            message = f"Not saved: the provider did not accept the credentials. {check.message}"
+        super().__init__(message)
+
+
+def credentials_of(connection: Connection) -> str:
+    """A digest of what a credentials check depends on, to tell whether what is saved is what was checked.
+
+    Keyed with a random key of this process (the check and the save are one request): never the values.
+    """
+    secrets = dict(connection.secrets) if connection.secrets_decryptable else None
+    document = json.dumps([connection.provider, connection.auth_method, secrets, connection.config],
+                          sort_keys=True, default=str)
+    return hmac.new(FINGERPRINT_KEY, document.encode(), "sha256").hexdigest()
+
+
+def connection_verify(*, connection: Connection) -> str:
+    """Ask the provider about a validated, unsaved connection's credentials before saving it.
+
+    Returns what was verified (`credentials_of`), for the save to confirm it is saving just that; raises
+    CredentialsNotVerified otherwise. Called outside any transaction: no row stays locked over the call.
+    """
+    check = connection_test_unsaved(connection=connection)
+    if not check.ok:
+        raise CredentialsNotVerified(check, readable=connection.secrets_decryptable)
+    return credentials_of(connection)

@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -27,15 +28,25 @@ from audit.models import AuditEntry
 from core.names import could_name_something
 from core.ui import PAGE_SIZE, SettingsPageMixin, name_urls, safe_next, time_html, usage_cells
 from providers import catalogue
+from teams.forms import team_filter_context
 from usage.summary import last_day_by
 
 from .editing import RowLockedForEdit
-from .forms import ConnectionForm
+from .forms import ConnectionForm, ConnectionPageForm, secret_field_name, verify_requested
 from .models import (
     STORED_SECRETS, Connection, Environment, Rotation, credentials_line, key_rotation, masks_of_stored,
 )
 from .secrets import UNDECRYPTABLE_LABEL
-from .services import ConnectionInUse, connection_delete, connection_save, connection_test
+from .services import (
+    ConnectionInUse,
+    CredentialsNotVerified,
+    connection_delete,
+    connection_save,
+    connection_test,
+    connection_test_unsaved,
+    connection_verify,
+    credentials_of,
+)
 
 
 def endpoints_of(connection: Connection) -> QuerySet:
@@ -52,9 +63,14 @@ class ConnectionListView(SettingsPageMixin, ListView):
     rotation_filters = (Rotation.DUE_SOON, Rotation.OVERDUE)
 
     def get_queryset(self) -> QuerySet:
-        """The page's connections, filtered as the request asks, as values: `connection_rows()` renders them."""
-        queryset = Connection.objects.order_by("name")
+        """The page's connections the user may see, filtered as the request asks, as values: `connection_rows()`
+        renders them."""
+        queryset = Connection.objects.order_by("name").visible_to(self.request.user)
         self.filters = {}
+        team = self.request.GET.get("team", "")
+        if team and could_name_something(team):
+            self.filters["team"] = team
+            queryset = queryset.of_team(team)
         environment = self.request.GET.get("environment", "")
         if environment in Environment.values:
             self.filters["environment"] = environment
@@ -65,7 +81,7 @@ class ConnectionListView(SettingsPageMixin, ListView):
             queryset = queryset.rotation(rotation)
         return queryset.values(
             "id", "name", "description", "environment", "provider", "auth_method", "secrets_updated_at", "created_at",
-            "last_used_at", "key_max_age_days", stored_secrets=STORED_SECRETS,
+            "last_used_at", "key_max_age_days", "team__name", stored_secrets=STORED_SECRETS,
         )
 
     def get_context_data(self, **kwargs) -> dict:
@@ -85,6 +101,7 @@ class ConnectionListView(SettingsPageMixin, ListView):
                 (value, label, urlencode({**self.filters, "environment": value})) for value, label in Environment.choices
             ],
             "environment_all": urlencode({k: v for k, v in self.filters.items() if k != "environment"}),
+            **team_filter_context(self.request.user, self.filters),
             "key_max_age_days": settings.KEY_MAX_AGE_DAYS,
         }
 
@@ -93,7 +110,7 @@ class ConnectionListView(SettingsPageMixin, ListView):
 # is the template's). Values are escaped before they go in; tests hold this equal to the template it replaced.
 CONNECTION_ROW = """
     <tr>
-      <th scope="row" class="name">{name} <span class="badge env-badge env-{environment}">{environment_label}</span>{description}</th>
+      <th scope="row" class="name">{name} <span class="badge env-badge env-{environment}">{environment_label}</span> <span class="badge team-badge" title="Team">{team}</span>{description}</th>
       <td>{provider}</td>
       <td>{auth_method}</td>
       <td>{credentials}</td>
@@ -150,6 +167,7 @@ def connection_rows(rows: list[dict], *, request, may_test: bool) -> str:
             name=name,
             environment=escape(row["environment"]),
             environment_label=escape(str(environments.get(row["environment"], row["environment"]))),
+            team=escape(row["team__name"]),
             description=(f'<span class="row-description">{escape(Truncator(row["description"]).chars(80))}</span>'
                          if row["description"] else ""),
             provider=escape(str(providers.get(row["provider"], row["provider"]))),
@@ -205,17 +223,81 @@ def endpoint_links(connection_ids: list[int]) -> dict[int, str]:
             + f'<span class="endpoint-item">{items[-1]}</span> ' for key, items in links.items()}
 
 
+# Test on the form spends a key, as the list's Test does; on the create form it also needs the right to create.
+TYPED_TEST_PERMISSIONS = {
+    "create": ("connections.add_connection", "connections.change_connection"),
+    "edit": ("connections.change_connection",),
+}
+CHANGED_WHILE_VERIFYING = (
+    "Not saved: the stored connection changed while the provider was asked about its credentials. "
+    "Check the form and save again."
+)
+
+
 class ConnectionFormMixin:
     model = Connection
-    form_class = ConnectionForm
+    form_class = ConnectionPageForm
     template_name = "connections/connection_form.html"
     success_url = reverse_lazy("connections:list")
+    verified: str | None = None  # what the provider accepted, when Save was asked to verify first
+
+    def get_context_data(self, **kwargs) -> dict:
+        """Where the form saves and tests (explicit: a Test's answer is served at the test URL)."""
+        name = self.kwargs.get("name")
+        args = [name] if name else []
+        kind = "edit" if name else "create"
+        return {
+            **super().get_context_data(**kwargs),
+            "save_url": reverse(f"connections:{kind}", args=args),
+            "test_url": reverse(f"connections:{kind}_test", args=args),
+            "may_test": self.request.user.has_perms(TYPED_TEST_PERMISSIONS[kind]),
+        }
+
+    def posted_form(self) -> ConnectionPageForm:
+        """The form as posted, over the connection as stored now (read without a lock), validated."""
+        if self.kwargs.get("name"):
+            with self.row_unlocked():
+                self.object = self.get_object()
+        else:
+            self.object = None
+        form = self.get_form()
+        form.is_valid()
+        return form
+
+    def refuse_unverified(self, form: ConnectionPageForm) -> HttpResponse | None:
+        """When "Verify credentials" is ticked, ask the provider about the valid form's credentials; a refusal
+        re-renders the form with the provider's verdict (nothing saved, nothing audited). No transaction may be
+        open: a row lock is never held over a provider call."""
+        if not form.cleaned_data.get("verify_credentials"):
+            return None
+        try:
+            self.verified = connection_verify(connection=form.instance)
+        except CredentialsNotVerified as refusal:
+            form.add_error(None, str(refusal))
+            return self.form_invalid(form)
+        return None
+
+    def saves_what_was_verified(self, form: ConnectionPageForm) -> bool:
+        """False (with a form error) when the stored row changed between the provider's answer and the save."""
+        if self.verified is None or credentials_of(form.instance) == self.verified:
+            return True
+        form.add_error(None, CHANGED_WHILE_VERIFYING)
+        return False
+
+    def get_queryset(self) -> QuerySet[Connection]:
+        return Connection.objects.visible_to(self.request.user).select_related("team")
+
+    def get_form_kwargs(self) -> dict:
+        return {**super().get_form_kwargs(), "user": self.request.user}
 
 
 class ConnectionCreateView(SettingsPageMixin, ConnectionFormMixin, CreateView):
     permission_required = "connections.add_connection"
 
     def form_valid(self, form: ConnectionForm) -> HttpResponse:
+        refused = self.refuse_unverified(form)
+        if refused is not None:
+            return refused
         connection = connection_save(connection=form.instance, actor=self.request.user)
         messages.success(self.request, f"Connection “{connection.name}” created.")
         return HttpResponseRedirect(self.success_url)
@@ -227,10 +309,18 @@ class ConnectionUpdateView(SettingsPageMixin, RowLockedForEdit, ConnectionFormMi
 
     def post(self, request, *args, **kwargs) -> HttpResponse:
         """Read (locked), validate and save in one transaction, so a concurrent edit is never overwritten."""
+        if verify_requested(request.POST):
+            # The provider is asked first, outside the transaction; the save then checks it saves just that.
+            form = self.posted_form()
+            refused = self.refuse_unverified(form) if form.is_valid() else self.form_invalid(form)
+            if refused is not None:
+                return refused
         with transaction.atomic():
             return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: ConnectionForm) -> HttpResponse:
+        if not self.saves_what_was_verified(form):
+            return self.form_invalid(form)
         changed = form.instance.changed_fields()
         connection = connection_save(connection=form.instance, actor=self.request.user)
         if not changed:
@@ -244,6 +334,38 @@ class ConnectionUpdateView(SettingsPageMixin, RowLockedForEdit, ConnectionFormMi
         else:
             messages.success(self.request, f"Connection “{connection.name}” saved.")
         return HttpResponseRedirect(self.success_url)
+
+
+class TypedCredentialsTestMixin:
+    """Test on the connection form: asks the provider about the credentials as typed, saving nothing.
+
+    The form's values (on edit, over the stored connection: a blank secret is the stored one, as for Save) pass
+    the checks of a save; errors of fields a Test does not read are left out. Without JavaScript the page comes
+    back with the verdict (secret inputs empty, as always); the form's script gets the verdict alone.
+    """
+
+    http_method_names = ["post"]
+    locks_row = False  # nothing is written: the row is read without a lock, the provider asked without one
+    verdict_template_name = "connections/_typed_test_result.html"
+
+    def post(self, request, *args, **kwargs) -> HttpResponse:
+        form = self.posted_form()
+        check = connection_test_unsaved(connection=form.instance) if form.keep_only_credential_errors() else None
+        context = self.get_context_data(form=form, typed_test=check, typed_test_done=True)
+        if request.headers.get("X-Requested-With") == "fetch":
+            # The script keeps what was typed in the inputs: only the verdict goes back.
+            return TemplateResponse(request, self.verdict_template_name, context)
+        # The page comes back with empty secret inputs (a key is never sent back): the verdict says so.
+        context["secrets_typed"] = any(form.data.get(secret_field_name(spec.name)) for spec in form.method.secret_fields)
+        return self.render_to_response(context)
+
+
+class ConnectionCreateTestView(TypedCredentialsTestMixin, ConnectionCreateView):
+    permission_required = TYPED_TEST_PERMISSIONS["create"]
+
+
+class ConnectionUpdateTestView(TypedCredentialsTestMixin, ConnectionUpdateView):
+    permission_required = TYPED_TEST_PERMISSIONS["edit"]
 
 
 class MethodFieldsView(SettingsPageMixin, TemplateView):
@@ -265,7 +387,7 @@ class MethodFieldsView(SettingsPageMixin, TemplateView):
             raise PermissionDenied  # the stored connection's masks and config are for those who may edit it
         if name and not could_name_something(name):
             raise Http404
-        stored = get_object_or_404(Connection, name=name) if name else None
+        stored = get_object_or_404(Connection.objects.visible_to(self.request.user), name=name) if name else None
         provider, method = ConnectionForm.selection_for(self.request.GET, stored or Connection())
         keeps_stored = stored is not None and (stored.provider, stored.auth_method) == (provider.id, method.id)
         instance = stored if keeps_stored else Connection(provider=provider.id, auth_method=method.id)
@@ -280,6 +402,9 @@ class ConnectionDeleteView(SettingsPageMixin, DeleteView):
     slug_field = slug_url_kwarg = "name"
     template_name = "connections/connection_confirm_delete.html"
     success_url = reverse_lazy("connections:list")
+
+    def get_queryset(self) -> QuerySet[Connection]:
+        return Connection.objects.visible_to(self.request.user)
 
     def get_context_data(self, **kwargs) -> dict:
         return {**super().get_context_data(**kwargs), "dependent_endpoints": list(endpoints_of(self.object))}
@@ -309,6 +434,9 @@ class ConnectionTestView(SettingsPageMixin, SingleObjectMixin, View):
     slug_field = slug_url_kwarg = "name"
     http_method_names = ["post"]
 
+    def get_queryset(self) -> QuerySet[Connection]:
+        return Connection.objects.visible_to(self.request.user)
+
     def post(self, request, *args, **kwargs) -> HttpResponse:
         connection = self.get_object()
         result = connection_test(connection=connection)
@@ -329,7 +457,8 @@ class ConnectionHistoryView(SettingsPageMixin, ListView):
     paginate_by = PAGE_SIZE
 
     def get_queryset(self) -> QuerySet[AuditEntry]:
-        self.connection = get_object_or_404(Connection.objects.only("id", "name"), name=self.kwargs["name"])
+        self.connection = get_object_or_404(Connection.objects.visible_to(self.request.user).only("id", "name"),
+                                            name=self.kwargs["name"])
         return self.connection.audit_entries()
 
     def get_context_data(self, **kwargs) -> dict:

@@ -189,8 +189,14 @@ async def send_stream(
         request, b"text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
     )
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    async for chunk in events:
-        await asyncio.wait_for(send({"type": "http.response.body", "body": chunk, "more_body": True}), write_timeout)
+    loop = asyncio.get_running_loop()
+    # One timer for the whole relay, armed only while a write waits (a task and a timer per chunk, as
+    # wait_for makes them, were a large part of relaying a chunk).
+    async with asyncio.timeout(None) as write_deadline:
+        async for chunk in events:
+            write_deadline.reschedule(loop.time() + write_timeout)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            write_deadline.reschedule(None)
     await send({"type": "http.response.body", "body": b""})
 
 

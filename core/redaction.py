@@ -71,11 +71,38 @@ def values_pattern(values: tuple[str, ...], *, with_python_forms: bool = False) 
     return re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
 
 
+class WireSecrets:
+    """Every form of some secrets, for bytes on the wire (an answer or a stream relayed without decoding it).
+
+    Nearly every chunk holds none, so each form is first looked for as a plain substring of the lowered bytes
+    (what the regex's IGNORECASE means for bytes: ASCII letters only), several times cheaper than the regex,
+    which then replaces them in one pass.
+    """
+
+    __slots__ = ("forms", "pattern")
+
+    def __init__(self, forms: tuple[bytes, ...], pattern: re.Pattern[bytes]):
+        self.forms = forms
+        self.pattern = pattern
+
+    def found_in(self, data: bytes) -> bool:
+        lowered = data.lower()
+        return any(form in lowered for form in self.forms)
+
+    def redact(self, data: bytes) -> bytes:
+        return self.pattern.sub(REDACTED.encode(), data) if self.found_in(data) else data
+
+
 @functools.lru_cache(maxsize=256)
-def values_bytes_pattern(values: tuple[str, ...]) -> re.Pattern[bytes] | None:
-    """`values_pattern` for bytes on the wire (an answer relayed without decoding it)."""
+def wire_secrets(values: tuple[str, ...]) -> WireSecrets | None:
+    """`values_pattern` for bytes on the wire; None when there is nothing to look for."""
     pattern = values_pattern(values)
-    return re.compile(pattern.pattern.encode(), re.IGNORECASE) if pattern is not None else None
+    if pattern is None:
+        return None
+    forms: set[str] = set()
+    for value in values:
+        forms |= secret_forms(value)
+    return WireSecrets(tuple(form.encode().lower() for form in forms), re.compile(pattern.pattern.encode(), re.IGNORECASE))
 
 
 def plain_values(values: Iterable[object]) -> tuple[str, ...]:

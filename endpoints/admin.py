@@ -3,6 +3,10 @@ from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django.forms.models import BaseInlineFormSet
 
+from connections.models import Connection
+from teams.models import Team
+
+from .forms import EndpointForm
 from .models import Destination, Endpoint
 from .services import endpoint_delete, endpoint_save
 
@@ -38,18 +42,41 @@ class DestinationInline(admin.TabularInline):
     max_num = 10
     ordering = ["position"]
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "connection":  # the endpoint's rules then refuse a connection of another team
+            kwargs["queryset"] = Connection.objects.visible_to(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
 
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
-    list_display = ["name", "split", "task", "enabled", "updated_at"]
-    list_filter = ["enabled", "task", "destinations__connection__provider"]
+    list_display = ["name", "team", "split", "task", "enabled", "updated_at"]
+    list_filter = [("team", admin.RelatedOnlyFieldListFilter), "enabled", "task", "destinations__connection__provider"]
     search_fields = ["name", "destinations__model", "destinations__connection__name"]
-    fields = ["name", "task", "enabled", "fallback_on", "deadline_seconds", "allow_mixed_environments",
+    fields = ["name", "team", "task", "enabled", "fallback_on", "deadline_seconds", "allow_mixed_environments",
               *Endpoint.limit_fields]
     inlines = [DestinationInline]
+    form = EndpointForm
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+
+        class ForThisUser(form):
+            """The team among the user's own (their only one when left empty)."""
+
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, user=request.user, **kwargs)
+
+        return ForThisUser
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "team":
+            kwargs["queryset"] = Team.objects.of(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related(Prefetch(
+        """Only the endpoints of the user's teams (every one for a superuser)."""
+        return super().get_queryset(request).visible_to(request.user).select_related("team").prefetch_related(Prefetch(
             "destinations", queryset=Destination.objects.select_related("connection").only(
                 "endpoint_id", "role", "weight", "position", "model", "connection__name").order_by("position"),
         ))

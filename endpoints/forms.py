@@ -7,6 +7,7 @@ from django.forms.models import BaseInlineFormSet, inlineformset_factory
 
 from connections.models import Connection
 from core.limits import BudgetPeriod
+from teams.forms import TeamChoiceMixin
 
 from .models import MAX_DESTINATIONS, Destination, Endpoint
 
@@ -21,19 +22,20 @@ def connection_choices():
     return Connection.objects.only("id", "name", "provider", "environment").order_by("name")
 
 
-class EndpointForm(forms.ModelForm):
+class EndpointForm(TeamChoiceMixin, forms.ModelForm):
     """The model checks the rest: name rules, the deadline's range, the failures named, the limits' ranges."""
 
     class Meta:
         model = Endpoint
-        fields = ["name", "task", "enabled", "fallback_on", "deadline_seconds", "allow_mixed_environments",
+        fields = ["name", "team", "task", "enabled", "fallback_on", "deadline_seconds", "allow_mixed_environments",
                   "requests_per_minute", "token_budget", "budget_period"]
         widgets = {
             "name": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.limit_team_choices(user)
         self.fields["budget_period"].required = False  # a form posted without it (a script) keeps the default
 
     def clean_budget_period(self) -> str:
@@ -51,6 +53,11 @@ class DestinationForm(forms.ModelForm):
             "weight": forms.NumberInput(attrs={"min": 1, "max": 100, "class": "weight-input"}),
             "role": forms.Select(attrs={"class": "role-input"}),
         }
+
+    def __init__(self, *args, connections=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if connections is not None:
+            self.fields["connection"].queryset = connections
 
 
 class BaseDestinationFormSet(BaseInlineFormSet):

@@ -15,6 +15,7 @@ from core.names import NAME_HELP, validate_name
 from core.rows import RowReader
 from providers import catalogue
 from providers.adapters.base import Target
+from teams.models import Membership, Team, TeamScopedQuerySet
 
 MAX_DESTINATIONS = 10
 TOTAL_WEIGHT = 100
@@ -65,9 +66,16 @@ class ChoiceListField(models.JSONField):
             raise ValidationError("Name each failure once.", code="duplicate")
 
 
-class EndpointManager(models.Manager):
-    def for_call(self, name: str) -> "Endpoint | None":
+class EndpointQuerySet(TeamScopedQuerySet):
+    pass
+
+
+class EndpointManager(models.Manager.from_queryset(EndpointQuerySet)):
+    def for_call(self, name: str, *, user_id: int | None = None) -> "Endpoint | None":
         """The endpoint and its destinations in call order (`endpoint.routes`), or None.
+
+        With `user_id`, only an endpoint of one of that user's teams is found (a subquery of the same
+        statement, so the call costs no query more); without, any (a superuser's token, the benchmarks).
 
         The gateway's read on every call, in one hand-written statement: through the query builder this
         costs several times the CPU (docs/benchmarks.md), mostly compiling the same query again. Only the
@@ -75,9 +83,9 @@ class EndpointManager(models.Manager):
         on the very next call in every server process. A destination's row, and its connection's (secrets
         decrypted), are built only when a call goes to it: fallbacks that are not tried cost next to nothing.
         """
-        statement, readers = endpoint_statement(database.alias)
+        statement, readers = endpoint_statement(database.alias, user_id is not None)
         with database.cursor() as cursor:
-            cursor.execute(statement, [name])
+            cursor.execute(statement, [name] if user_id is None else [name, user_id])
             rows = cursor.fetchall()
         if not rows:
             return None
@@ -152,6 +160,10 @@ class Endpoint(RemembersLoadedState, CallLimits):
     primaries, then fallbacks in order when a call fails in a way the endpoint retries."""
 
     name = models.CharField(max_length=64, unique=True, validators=[validate_name], help_text=NAME_HELP)
+    # Names stay unique across teams: a call names the endpoint alone (`"model": "<endpoint>"`).
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="endpoints",
+                             help_text="Only the team's members see, change and call this endpoint; it uses "
+                                       "only the team's connections.")
     task = models.CharField(
         max_length=16,
         choices=catalogue.task_choices,
@@ -180,7 +192,7 @@ class Endpoint(RemembersLoadedState, CallLimits):
     objects = EndpointManager()
 
     audit_subject_type = "endpoint"
-    tracked_fields = ("name", "task", "enabled", "fallback_on", "deadline_seconds", "allow_mixed_environments",
+    tracked_fields = ("name", "team", "task", "enabled", "fallback_on", "deadline_seconds", "allow_mixed_environments",
                       *CallLimits.limit_fields)
 
     class Meta:
@@ -191,6 +203,18 @@ class Endpoint(RemembersLoadedState, CallLimits):
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name!r} {self.task}>"
+
+    def clean_fields(self, exclude=None) -> None:
+        if self.team_id is None:
+            self.team = Team.objects.default()
+        if not self._state.adding and self.team_id == self.loaded_value("team"):
+            exclude = {*(exclude or ()), "team"}  # the stored team needs no query to check it exists
+        super().clean_fields(exclude)
+
+    def save(self, *args, **kwargs) -> None:
+        if self.team_id is None:
+            self.team = Team.objects.default()
+        super().save(*args, **kwargs)
 
     def snapshot(self) -> dict:
         snapshot = super().snapshot()
@@ -214,6 +238,12 @@ class Endpoint(RemembersLoadedState, CallLimits):
                 errors.append(f"The primary destinations' weights add up to {total}; they must add up to {TOTAL_WEIGHT}.")
         if len(live) > MAX_DESTINATIONS:
             errors.append(f"An endpoint has at most {MAX_DESTINATIONS} destinations ({len(live)} given).")
+        if self.team_id is not None:
+            for destination in live:
+                if destination.connection_id is not None and destination.connection.team_id != self.team_id:
+                    # Named as the endpoint's own team would see it: the connection is not among its connections.
+                    errors.append(f"{destination.connection.name} is not a connection of team {self.team}: "
+                                  f"an endpoint uses only its own team's connections.")
         seen = set()
         for destination in live:
             key = (destination.role, destination.connection_id, destination.model)
@@ -339,18 +369,23 @@ class Destination(models.Model):
 
 
 @cache
-def endpoint_statement(alias: str) -> tuple[str, tuple[RowReader, RowReader, RowReader]]:
+def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[str, tuple[RowReader, RowReader, RowReader]]:
     """The endpoint-by-name statement (the endpoint's columns, each destination's, its connection's, one row
-    per destination in call order) and the three parts' readers."""
+    per destination in call order) and the three parts' readers; `of_a_members_teams`: only an endpoint of
+    the teams of the user given as the second parameter."""
     readers = RowReader(Endpoint, alias), RowReader(Destination, alias), RowReader(Connection, alias)
     q = connections[alias].ops.quote_name
     columns = [f"{table}.{q(c)}" for table, reader in zip("edc", readers) for c in reader.columns]
     endpoint, destination, connection = Endpoint._meta, Destination._meta, Connection._meta
+    membership = Membership._meta
     return (
         f"SELECT {', '.join(columns)} FROM {q(endpoint.db_table)} e "
         f"LEFT JOIN {q(destination.db_table)} d ON d.{q(destination.get_field('endpoint').column)} = e.{q(endpoint.pk.column)} "
         f"LEFT JOIN {q(connection.db_table)} c ON c.{q(connection.pk.column)} = d.{q(destination.get_field('connection').column)} "
         f"WHERE e.{q(endpoint.get_field('name').column)} = %s "
-        f"ORDER BY d.{q(destination.get_field('position').column)}, d.{q(destination.pk.column)}",
+        + (f"AND e.{q(endpoint.get_field('team').column)} IN (SELECT m.{q(membership.get_field('team').column)} "
+           f"FROM {q(membership.db_table)} m WHERE m.{q(membership.get_field('user').column)} = %s) "
+           if of_a_members_teams else "")
+        + f"ORDER BY d.{q(destination.get_field('position').column)}, d.{q(destination.pk.column)}",
         readers,
     )

@@ -50,7 +50,7 @@ def endpoint_save(
             new = None
     elif creating:
         endpoint.check_destinations([])
-    elif "allow_mixed_environments" in changed and not endpoint.allow_mixed_environments:
+    elif "team" in changed or ("allow_mixed_environments" in changed and not endpoint.allow_mixed_environments):
         endpoint.check_destinations(list(endpoint.destinations.select_related("connection")))
     if not creating and not changed:
         return endpoint

@@ -15,9 +15,11 @@ from connections.models import Connection
 from core.limits import limits_line
 from core.names import could_name_something
 from core.ui import PAGE_SIZE, SettingsPageMixin, name_urls, time_html, usage_cells
+from teams.forms import team_filter_context
+from teams.models import Team
 from usage.summary import last_day_by
 
-from .forms import DestinationFormSet, EndpointForm
+from .forms import DestinationFormSet, EndpointForm, connection_choices
 from .models import Destination, Endpoint, split_line
 from .services import endpoint_delete, endpoint_save
 
@@ -30,20 +32,27 @@ class EndpointListView(SettingsPageMixin, ListView):
     # One query for the page of endpoints, one for all their destinations, one for their usage, however many rows.
 
     def get_queryset(self) -> QuerySet:
-        """The page's endpoints as values: `endpoint_rows()` renders them."""
-        return Endpoint.objects.order_by("name").values("id", "name", "task", "enabled", *Endpoint.limit_fields)
+        """The page's endpoints the user may see, filtered as the request asks, as values: `endpoint_rows()`
+        renders them."""
+        queryset = Endpoint.objects.order_by("name").visible_to(self.request.user)
+        self.filters = {}
+        team = self.request.GET.get("team", "")
+        if team and could_name_something(team):
+            self.filters["team"] = team
+            queryset = queryset.of_team(team)
+        return queryset.values("id", "name", "task", "enabled", "team__name", *Endpoint.limit_fields)
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
         context["rows"] = endpoint_rows(context["object_list"], request=self.request)
-        return context
+        return {**context, "filters": self.filters, **team_filter_context(self.request.user, self.filters)}
 
 
 # One row of the Endpoints table, as the template language wrote it (the page's text around `{{ rows }}` is the
 # template's). Values are escaped before they go in; tests hold this equal to the template it replaced.
 ENDPOINT_ROW = """
     <tr>
-      <th scope="row" class="name">{name}</th>
+      <th scope="row" class="name">{name} <span class="badge team-badge" title="Team">{team}</span></th>
       <td class="endpoint-split">{split}</td>
       <td>{models}</td>
       <td>{task}</td>
@@ -81,6 +90,7 @@ def endpoint_rows(rows: list[dict], *, request) -> str:
         split, models = routes.get(row["id"], ("", ""))
         html.append(ENDPOINT_ROW.format(
             name=name,
+            team=escape(row["team__name"]),
             split=split,
             models=models,
             task=escape(str(tasks.get(row["task"], row["task"]))),
@@ -132,19 +142,38 @@ class EndpointFormMixin:
     template_name = "endpoints/endpoint_form.html"
     success_url = reverse_lazy("endpoints:list")
 
+    def get_queryset(self):
+        return Endpoint.objects.visible_to(self.request.user).select_related("team")
+
+    def get_form_kwargs(self) -> dict:
+        return {**super().get_form_kwargs(), "user": self.request.user}
+
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
         if "destinations" not in context:
             context["destinations"] = self.destination_formset()
         context["weight_total"] = weight_total(context["destinations"])
-        context["has_connections"] = Connection.objects.exists()
+        context["has_connections"] = Connection.objects.visible_to(self.request.user).exists()
         return context
+
+    def connection_choices(self, instance: Endpoint):
+        """The connections a destination may use: those of the endpoint's team (of the user's teams until
+        one is chosen; the endpoint's rules then refuse a connection of another team)."""
+        team_id = instance.team_id
+        if team_id is None and not self.request.method == "POST":
+            only = Team.objects.of(self.request.user)[:2]
+            team_id = only[0].pk if len(only) == 1 else None
+        choices = connection_choices().visible_to(self.request.user)
+        return choices.filter(team_id=team_id) if team_id is not None else choices
 
     def destination_formset(self, instance: Endpoint | None = None) -> DestinationFormSet:
         instance = instance if instance is not None else (self.object or Endpoint())
+        form_kwargs = {"connections": self.connection_choices(instance)}
         if self.request.method == "POST":
-            return DestinationFormSet(self.request.POST, instance=instance, prefix="destinations")
-        return DestinationFormSet(instance=instance, prefix="destinations", initial=self.destination_initial())
+            return DestinationFormSet(self.request.POST, instance=instance, prefix="destinations",
+                                      form_kwargs=form_kwargs)
+        return DestinationFormSet(instance=instance, prefix="destinations", initial=self.destination_initial(),
+                                  form_kwargs=form_kwargs)
 
     def destination_initial(self) -> list[dict]:
         return [{"role": Destination.Role.PRIMARY, "weight": 100}] if not (self.object and self.object.pk) else []
@@ -190,7 +219,7 @@ class EndpointCreateView(SettingsPageMixin, EndpointFormMixin, CreateView):
         initial = {"role": Destination.Role.PRIMARY, "weight": 100}
         name = self.request.GET.get("connection", "")
         connection_id = (
-            Connection.objects.filter(name=name).values_list("pk", flat=True).first()
+            Connection.objects.visible_to(self.request.user).filter(name=name).values_list("pk", flat=True).first()
             if name and could_name_something(name)
             else None
         )
@@ -224,6 +253,9 @@ class EndpointDeleteView(SettingsPageMixin, DeleteView):
     slug_field = slug_url_kwarg = "name"
     template_name = "endpoints/endpoint_confirm_delete.html"
     success_url = reverse_lazy("endpoints:list")
+
+    def get_queryset(self):
+        return Endpoint.objects.visible_to(self.request.user)
 
     def form_valid(self, form) -> HttpResponse:
         name = self.object.name

@@ -32,6 +32,7 @@ from providers.account import Account
 from providers.adapters.base import EventStream
 from providers.errors import GatewayError
 from tokens.authentication import bearer_token
+from teams.models import team_ids_of
 from tokens.models import ApiToken, Caller
 from usage import recorder as usage
 from usage.meter import MeteredStream, note_answer
@@ -107,7 +108,9 @@ def endpoint_for_call(name: str, caller: Caller, task: str | None) -> tuple[Endp
 
     Raises the call's GatewayError: unknown, not the token's, disabled, the wrong task, or over a limit.
     """
-    endpoint = Endpoint.objects.for_call(name) if could_name_something(name) else None
+    # An endpoint of a team the caller is not in is not found, exactly as one that does not exist.
+    endpoint = (Endpoint.objects.for_call(name, user_id=None if caller.all_teams else caller.user_id)
+                if could_name_something(name) else None)
     if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
                            f"There is no endpoint named '{name[:64]}'.")
@@ -351,6 +354,8 @@ def enabled_endpoints(caller: Caller) -> list[dict]:
     """Each enabled endpoint the caller may call, owned by its first primary destination's provider."""
     destinations = Destination.objects.select_related("connection").only("endpoint_id", "connection__provider")
     endpoints = Endpoint.objects.filter(enabled=True)
+    if not caller.all_teams:
+        endpoints = endpoints.filter(team_id__in=team_ids_of(caller.user_id))
     if caller.endpoint_limited:
         endpoints = endpoints.filter(pk__in=ApiToken.endpoints.through.objects.filter(apitoken_id=caller.token_id)
                                      .values("endpoint_id"))

@@ -13,6 +13,7 @@ import ipaddress
 import re
 import socket
 import unicodedata
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -39,8 +40,11 @@ def normalise_host(host: str) -> str:
     return host.rstrip(".")
 
 
+@lru_cache(maxsize=4096)
 def parse_ip(host: str) -> IPAddress | None:
-    """The IP address a host string denotes, including legacy forms such as `2130706433` or `0x7f.1`."""
+    """The IP address a host string denotes, including legacy forms such as `2130706433` or `0x7f.1`.
+
+    Remembered: every call checks its base URL's host, and the answer depends on the text alone."""
     candidate = normalise_host(host)
     try:
         return ipaddress.ip_address(candidate)

@@ -175,10 +175,16 @@ class AsgiClient:
                     started["done"] = True
 
         async def drive():
+            import asyncio
+
             try:
                 await self.app(scope, receive, send)
             finally:
                 started["done"] = True
+                # Bookkeeping the app left running after its answer (a connection's last use) finishes, as it
+                # would in a server, before this request's loop goes away and cancels it.
+                if pending := asyncio.all_tasks() - {asyncio.current_task()}:
+                    await asyncio.wait(pending, timeout=10)
                 await upstream.close_sessions()
 
         with on_callers_thread(), database_kept_open():

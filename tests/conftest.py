@@ -8,6 +8,7 @@ from encrypted_model_fields import fields as encrypted_fields
 from connections.models import Connection
 from connections.services import connection_save
 from endpoints.models import Destination, Endpoint
+from teams.models import Team
 
 # Which tests run on which database (SQLite always; the database-touching ones on PostgreSQL too).
 pytest_plugins = ["tests.databases", "tests.provider_fixtures"]
@@ -105,6 +106,22 @@ def use_keys(monkeypatch, settings):
     return switch
 
 
+@pytest.fixture(autouse=True)
+def users_join_the_default_team():
+    """Users a test makes join the default team, which holds what fixtures make without naming a team, as
+    the upgrade to teams made every existing user a member (tests of teams then set a user's teams)."""
+    from django.contrib.auth import get_user_model
+    from django.db.models.signals import post_save
+
+    def join(sender, instance, created, raw=False, **kwargs):
+        if created and not raw:
+            instance.teams.add(Team.objects.default())
+
+    post_save.connect(join, sender=get_user_model(), dispatch_uid="tests-join-default-team")
+    yield
+    post_save.disconnect(sender=get_user_model(), dispatch_uid="tests-join-default-team")
+
+
 @pytest.fixture
 def admin_user(django_user_model):
     return django_user_model.objects.create_superuser("root", password="pw-root-123456")
@@ -127,6 +144,7 @@ def make_endpoint(db):
     def make(name: str, connection: Connection, model: str = "gpt-4o-mini", task: str = "chat",
              fallbacks: tuple[tuple[Connection, str], ...] = (), **fields) -> Endpoint:
         """An endpoint with one primary destination (the connection and model), then `fallbacks` in order."""
+        fields.setdefault("team", connection.team)  # an endpoint uses its own team's connections
         endpoint = Endpoint(name=name, task=task, **fields)
         endpoint.full_clean()
         destinations = [Destination(endpoint=endpoint, connection=connection, model=model, weight=100)]
@@ -177,8 +195,9 @@ def asgi_live_server(transactional_db):
 def bulk_endpoints(rows) -> list[Endpoint]:
     """Many endpoints at once, each with one primary destination: rows of (name, connection, model, task[, enabled])."""
     rows = list(rows)
+    team = Team.objects.default()
     endpoints = Endpoint.objects.bulk_create(
-        Endpoint(name=row[0], task=row[3], enabled=row[4] if len(row) > 4 else True) for row in rows
+        Endpoint(name=row[0], task=row[3], enabled=row[4] if len(row) > 4 else True, team=team) for row in rows
     )
     if any(endpoint.pk is None for endpoint in endpoints):
         endpoints = list(Endpoint.objects.filter(name__in=[row[0] for row in rows]).order_by("id"))

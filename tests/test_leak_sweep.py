@@ -261,11 +261,53 @@ def test_pages_admin_api_schema_commands_and_logs_carry_no_planted_secret(
         # The Test button, whose provider echoes the credentials it was sent.
         sweep.response(f"Test button of {name}",
                        site.post(f"/settings/connections/{name}/test/", follow=True))
+        # Test on the edit form: blank secrets (the stored ones are sent and echoed), then typed ones; the page
+        # and the form script's fragment; and Save asked to verify first, refused by the echoing provider.
+        valid = {**form, "name": name, "environment": connection.environment, "key_max_age_days": ""}
+        typed_secrets = {f"secrets.{spec.name}": planted(f"typed-{name}-{spec.name}")
+                         for spec in connection.auth_method_spec.secret_fields}
+        test_url = f"/settings/connections/{name}/edit/test-typed/"
+        for label, sent in (("stored", valid), ("typed", {**valid, **typed_secrets})):
+            tested = site.post(test_url, sent)
+            if label == "stored":
+                assert "Test failed" in tested.content.decode(), name  # the echo was asked, and answered
+            sweep.response(f"Test on the edit form of {name} ({label})", tested)
+            sweep.response(f"Test on the edit form of {name} ({label}, script)",
+                           site.post(test_url, sent, HTTP_X_REQUESTED_WITH="fetch"))
+            sweep.response(f"Save with verify of {name} ({label})", site.post(
+                f"/settings/connections/{name}/edit/", {**sent, "verify_credentials": "on"}))
+        # The API's Test with a body over the stored connection, and a PATCH asked to verify first.
+        field = connection.auth_method_spec.secret_fields[0].name
+        api_typed = {"secrets": {field: planted(f"api-typed-{name}")}}
+        sweep.response(f"API test of {name} with stored secrets and a body",
+                       api.post(f"/api/v1/connections/{name}/test/", {"description": "x"}, format="json"))
+        sweep.response(f"API test of {name} with a typed secret",
+                       api.post(f"/api/v1/connections/{name}/test/", api_typed, format="json"))
+        sweep.response(f"API PATCH with verify of {name}",
+                       api.patch(f"/api/v1/connections/{name}/?verify=true", api_typed, format="json"))
+        sweep.response(f"API test of a new connection like {name}", api.post("/api/v1/connection-test/", {
+            "provider": connection.provider, "auth_method": connection.auth_method, "config": connection.config,
+            "secrets": {spec.name: planted(f"api-new-{name}-{spec.name}")
+                        for spec in connection.auth_method_spec.secret_fields}}, format="json"))
     # A create form re-rendered with errors does not echo a secret just typed in.
     typed = planted("typed-into-a-form")
     sweep.response("invalid create form", site.post("/settings/connections/new/", {
         "name": "bad name!", "provider": "openai", "auth_method": "api_key", 
         "secrets.api_key": typed, "config.organization": "not an org!!"}))
+    # Test on the create form (the echoing provider answers), with the form's checks failing, and Save asked to
+    # verify first.
+    create_form = {"name": "typed-new", "provider": "openai", "auth_method": "api_key", "selection": "openai/api_key",
+                   "secrets.api_key": typed, "config.base_url": f"{echo.url}/v1", "environment": "production"}
+    for label, sent in (("echoed", create_form), ("refused", {**create_form, "config.organization": "not an org!!"})):
+        sweep.response(f"Test on the create form ({label})", site.post("/settings/connections/new/test-typed/", sent))
+        sweep.response(f"Test on the create form ({label}, script)", site.post(
+            "/settings/connections/new/test-typed/", sent, HTTP_X_REQUESTED_WITH="fetch"))
+        sweep.response(f"Create with verify ({label})", site.post("/settings/connections/new/",
+                                                                  {**sent, "verify_credentials": "on"}))
+
+    # The typed credentials did reach the provider that echoes them: those answers had them to leak.
+    carried_typed = [r for r in echo.server.requests if "typed-" in f"{r.target} {r.headers} {r.body!r}"]
+    assert len(carried_typed) >= len(planted_connections)
 
     # The admin.
     # The admin's search never matches ciphertext or secrets (it echoes the typed query, which is not a leak).
@@ -302,6 +344,12 @@ def test_pages_admin_api_schema_commands_and_logs_carry_no_planted_secret(
         "name": "bad name!", "provider": "openai", "auth_method": "api_key", "secrets": {"api_key": typed,
                                                                                       "nope": typed}},
         format="json"))
+    sweep.response("API create with verify", api.post("/api/v1/connections/?verify=true", {
+        "name": "api-verified", "provider": "openai", "auth_method": "api_key", "secrets": {"api_key": typed},
+        "config": {"base_url": f"{echo.url}/v1"}}, format="json"))
+    sweep.response("API invalid test of a new connection", api.post("/api/v1/connection-test/", {
+        "provider": "openai", "auth_method": "api_key", "secrets": {"api_key": typed, "nope": typed},
+        "config": {"organization": typed}}, format="json"))
     sweep.response("API create", api.post("/api/v1/connections/", {
         "name": "api-made", "provider": "anthropic", "auth_method": "api_key", "secrets": {"api_key": typed}},
         format="json"))

@@ -74,6 +74,7 @@ class Caller:
     requests_per_minute: int | None = None
     token_budget: int | None = None
     budget_period: str = "month"
+    all_teams: bool = False  # a superuser's: endpoints of every team; else only those of the user's teams
 
     @property
     def may_use_gateway(self) -> bool:
@@ -185,14 +186,14 @@ class ApiToken(CallLimits):
         )
         if row is None:
             return None
-        token_id, user_id, stale, may_call, scope, endpoint_limited, rpm, budget, period = row
+        token_id, user_id, stale, may_call, scope, endpoint_limited, rpm, budget, period, superuser = row
         if stale:
             ApiToken(pk=token_id, last_used_at=None).touch()
         if not permissions_only_from_model_backend(tuple(settings.AUTHENTICATION_BACKENDS)):
             may_call = ApiToken.objects.select_related("user").get(pk=token_id).user.has_perm(permission)
         return Caller(token_id=token_id, user_id=user_id, may_call=bool(may_call), scope=scope,
                       endpoint_limited=bool(endpoint_limited), requests_per_minute=rpm, token_budget=budget,
-                      budget_period=period)
+                      budget_period=period, all_teams=bool(superuser))
 
     @property
     def revoked(self) -> bool:
@@ -228,7 +229,7 @@ def caller_queryset(key_hash: str, now: datetime, stale_before: datetime, app_la
             endpoint_limited=Exists(ApiToken.endpoints.through.objects.filter(apitoken_id=OuterRef("pk"))),
         )
         .values_list("id", "user_id", "stale", "may_call", "scope", "endpoint_limited",
-                     "requests_per_minute", "token_budget", "budget_period")
+                     "requests_per_minute", "token_budget", "budget_period", "user__is_superuser")
     )
 
 

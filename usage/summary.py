@@ -30,10 +30,12 @@ class Filters:
     endpoint_id: int | None = None
     connection_id: int | None = None
     token_id: int | None = None
+    # The ids of the endpoints whose calls count (a subquery: those of a user's teams); None: every call.
+    endpoint_ids: object = None
 
     @property
     def filtered(self) -> bool:
-        return any(getattr(self, f) is not None for f in ("endpoint_id", "connection_id", "token_id"))
+        return any(getattr(self, f) is not None for f in ("endpoint_id", "connection_id", "token_id", "endpoint_ids"))
 
     def rows(self, group: str, *, overall: bool = False) -> QuerySet[Totals]:
         """The totals of the hours or days (UsageHour or UsageDay) in the span, filtered; `overall`: from one
@@ -44,7 +46,22 @@ class Filters:
         for field in ("endpoint_id", "connection_id", "token_id"):
             if getattr(self, field) is not None:
                 queryset = queryset.filter(**{field: getattr(self, field)})
+        if self.endpoint_ids is not None:
+            queryset = queryset.filter(endpoint_id__in=self.endpoint_ids)
         return queryset
+
+
+def visible(kind: str, user):
+    """The endpoints or connections `user` sees (their teams'; all for a superuser), as a queryset."""
+    return apps.get_model(settings.USAGE_SUBJECTS[kind]).objects.visible_to(user)
+
+
+def visible_endpoint_ids(user):
+    """Whose calls a user sees: those to the endpoints of their teams (None: all, for a superuser). Calls that
+    named no endpoint (an unknown one) are a superuser's to see."""
+    if getattr(user, "is_superuser", False):
+        return None
+    return visible("endpoint", user).values("id")
 
 
 def floor(moment: datetime, group: str) -> datetime:
@@ -128,13 +145,15 @@ def names(kind: str, ids) -> dict[int, str]:
     return {i: found.get(i, f"#{i} (deleted)") if i else "—" for i in ids}
 
 
-def choices(kind: str) -> list[tuple[int, str]]:
-    """Every endpoint, connection or token by its current name, for filters: one query."""
+def choices(kind: str, user=None) -> list[tuple[int, str]]:
+    """Every endpoint, connection or token by its current name, for filters: one query. With `user`, only the
+    endpoints and connections of their teams."""
     model = apps.get_model(settings.USAGE_SUBJECTS[kind])
     if kind == "token":
         rows = model.objects.order_by("user__username", "prefix").values_list("pk", "prefix", "user__username")
         return [(pk, f"{prefix}… ({username})") for pk, prefix, username in rows]
-    return list(model.objects.order_by("name").values_list("pk", "name"))
+    rows = model.objects.all() if user is None else visible(kind, user)
+    return list(rows.order_by("name").values_list("pk", "name"))
 
 
 def last_day_by(kind: str, ids, *, last_used: bool = True) -> dict[int, dict]:

@@ -108,12 +108,14 @@ class UsagePageView(SettingsPageMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         period = self.request.GET.get("period") if self.request.GET.get("period") in PERIODS else "24h"
         label, span, group, tops_group = PERIODS[period]
-        choices = {kind: summary.choices(kind) for kind in ("endpoint", "connection", "token")}
+        user = self.request.user
+        choices = {kind: summary.choices(kind, user) for kind in ("endpoint", "connection", "token")}
         picked = {kind: chosen_id(self.request, kind, options) for kind, options in choices.items()}
         until = timezone.now()
         since = until - span if tops_group == "hour" else summary.floor(until - span, "day")
         filters = summary.Filters(since=since, until=until, endpoint_id=picked["endpoint"],
-                                  connection_id=picked["connection"], token_id=picked["token"])
+                                  connection_id=picked["connection"], token_id=picked["token"],
+                                  endpoint_ids=summary.visible_endpoint_ids(user))
         rows, totals = summary.series(filters, group)
         for row in rows:
             row["ok"] = row["calls"] - row["errors"]

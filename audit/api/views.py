@@ -30,3 +30,6 @@ class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     permission_classes = [ModelPermissions]
     filterset_class = AuditEntryFilter
     ordering_fields = ["at"]
+
+    def get_queryset(self):
+        return super().get_queryset().visible_to(self.request.user)

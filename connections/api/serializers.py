@@ -1,9 +1,12 @@
 """API shapes of connections and the provider catalogue; the rules stay in the model and the catalogue."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
-from core.api import JSONObjectField, ModelCleanSerializer
+from core.api import JSONObjectField, ModelCleanSerializer, django_errors_to_drf
+from core.names import validate_name
+from teams.api import NAME_THE_TEAM, TeamField, only_team_of
 
 from ..models import Connection, Rotation
 from ..services import connection_save
@@ -67,6 +70,7 @@ class ConnectionSerializer(ModelCleanSerializer):
 
     secrets = SecretsField(required=False)
     config = ConfigField(required=False)
+    team = TeamField(required=False)
     endpoints = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     created_by = serializers.SlugRelatedField(read_only=True, slug_field="username", allow_null=True)
     updated_by = serializers.SlugRelatedField(read_only=True, slug_field="username", allow_null=True)
@@ -80,11 +84,18 @@ class ConnectionSerializer(ModelCleanSerializer):
     class Meta:
         model = Connection
         fields = [
-            "name", "provider", "auth_method", "environment", "secrets", "config", "description", "endpoints",
+            "name", "team", "provider", "auth_method", "environment", "secrets", "config", "description", "endpoints",
             "created_at", "updated_at", "secrets_updated_at", "last_used_at", "created_by", "updated_by",
             "key_max_age_days", "key_age_days", "key_due_at", "rotation_status",
         ]
         read_only_fields = ["created_at", "updated_at", "secrets_updated_at", "last_used_at"]
+
+    def validate(self, attrs: dict) -> dict:
+        if self.instance is None and "team" not in attrs:
+            attrs["team"] = only_team_of(self.context["request"].user)
+            if attrs["team"] is None:
+                raise serializers.ValidationError({"team": [NAME_THE_TEAM]})
+        return super().validate(attrs)
 
     def build_instance(self, attrs: dict) -> Connection:
         secrets = attrs.pop("secrets", {})
@@ -95,6 +106,37 @@ class ConnectionSerializer(ModelCleanSerializer):
 
     def save_instance(self, connection: Connection) -> Connection:
         return connection_save(connection=connection, actor=self.context["request"].user)
+
+
+class ConnectionTestSerializer(ConnectionSerializer):
+    """A connection body whose credentials are tested, never saved: the body of a write (so a client can test
+    what it is about to send), with provider, auth method, secrets and config checked exactly as a write checks
+    them; the name is optional and may be taken, and the fields a test does not read are only shape-checked."""
+
+    class Meta(ConnectionSerializer.Meta):
+        # The name only labels messages: its rule holds (it may appear in them), its uniqueness does not matter.
+        extra_kwargs = {"name": {"required": False, "validators": [validate_name]}}
+
+    def validate(self, attrs: dict) -> dict:
+        instance = self.build_instance(attrs)
+        not_read = [field.name for field in instance._meta.fields if field.name not in ("provider", "auth_method")]
+        try:
+            instance.full_clean(exclude=not_read, validate_unique=False)  # clean() runs: the catalogue's rules
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(django_errors_to_drf(error)) from None
+        self.cleaned_instance = instance
+        return attrs
+
+    def save_instance(self, connection: Connection) -> Connection:
+        raise TypeError("A tested connection is never saved.")
+
+
+class ConnectionTestResultSerializer(serializers.Serializer):
+    """A Test's answer: whether the provider accepted the credentials, its HTTP status, what it said."""
+
+    ok = serializers.BooleanField()
+    status = serializers.IntegerField(allow_null=True)
+    message = serializers.CharField()
 
 
 class SecretFieldSpecSerializer(serializers.Serializer):

@@ -3,14 +3,22 @@ from rest_framework import serializers
 
 from connections.models import Connection
 from core.api import ModelCleanSerializer, NameRelatedField, django_errors_to_drf
+from teams.api import NAME_THE_TEAM, TeamField, only_team_of, user_of
 
 from ..models import TOTAL_WEIGHT, Destination, Endpoint, FallbackOn
 from ..services import endpoint_save
 
 
+class ConnectionField(NameRelatedField):
+    """A connection by name, among those the request's user sees: another team's is one that does not exist."""
+
+    def get_queryset(self):
+        return Connection.objects.defer("secrets").visible_to(user_of(self))
+
+
 def connection_field(**kwargs) -> NameRelatedField:
     kwargs.setdefault("help_text", "The connection's name.")
-    return NameRelatedField(queryset=Connection.objects.defer("secrets"), **kwargs)
+    return ConnectionField(queryset=Connection.objects.defer("secrets"), **kwargs)
 
 
 FALLBACK_ORDER = tuple(FallbackOn.values)  # read once: the enum builds the list again on every access
@@ -75,6 +83,8 @@ class EndpointSerializer(ModelCleanSerializer):
     environment = serializers.CharField(
         read_only=True, help_text="The environment of the first primary destination's connection.",
     )
+    team = TeamField(required=False, help_text="The team's name; its connections are the only ones the endpoint "
+                                               "uses. Left out on create: the team of the destinations' connections.")
     fallback_on = serializers.MultipleChoiceField(
         choices=FallbackOn.choices, required=False,
         help_text="Failures after which a call goes on to the next destination: " + ", ".join(FallbackOn.values) + ".",
@@ -82,7 +92,7 @@ class EndpointSerializer(ModelCleanSerializer):
 
     class Meta:
         model = Endpoint
-        fields = ["name", "connection", "provider", "environment", "model", "task", "enabled", "destinations",
+        fields = ["name", "team", "connection", "provider", "environment", "model", "task", "enabled", "destinations",
                   "fallback_on", "deadline_seconds", "allow_mixed_environments", "requests_per_minute",
                   "token_budget", "budget_period", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
@@ -92,6 +102,7 @@ class EndpointSerializer(ModelCleanSerializer):
         first = destinations[0] if destinations else None
         data = {
             "name": instance.name,
+            "team": instance.team.name,
             "connection": first.connection.name if first else None,
             "provider": first.connection.provider if first else None,
             "environment": first.connection.environment if first else None,
@@ -115,6 +126,11 @@ class EndpointSerializer(ModelCleanSerializer):
         attrs = {name: value for name, value in attrs.items() if name not in ("destinations", "connection", "model")}
         if "fallback_on" in attrs:
             attrs["fallback_on"] = [value for value in FallbackOn.values if value in attrs["fallback_on"]]
+        if self.instance is None and "team" not in attrs:
+            first = given[0].connection if given else None
+            attrs["team"] = first.team if first is not None else only_team_of(self.context["request"].user)
+            if attrs["team"] is None:
+                raise serializers.ValidationError({"team": [NAME_THE_TEAM]})
         attrs = super().validate(attrs)
         endpoint = self.cleaned_instance
         destinations = given if given is not None else (

@@ -19,10 +19,11 @@ class EndpointFilter(django_filters.FilterSet):
     connection = django_filters.CharFilter(field_name="destinations__connection__name", distinct=True)
     environment = django_filters.ChoiceFilter(field_name="destinations__connection__environment",
                                               choices=Environment.choices, distinct=True)
+    team = django_filters.CharFilter(field_name="team__name", label="The team's name")
 
     class Meta:
         model = Endpoint
-        fields = ["provider", "connection", "task", "enabled"]
+        fields = ["provider", "connection", "task", "enabled", "team"]
 
 
 def first_destination(name: str):
@@ -35,7 +36,7 @@ class EndpointViewSet(ValuesListMixin, viewsets.ModelViewSet):
 
     # One query for the endpoints and one for their destinations; the connections' secrets column is
     # deferred: listing endpoints never decrypts credentials.
-    queryset = Endpoint.objects.prefetch_related(Prefetch(
+    queryset = Endpoint.objects.select_related("team").prefetch_related(Prefetch(
         "destinations",
         queryset=Destination.objects.select_related("connection").defer("connection__secrets").order_by("position"),
     ))
@@ -52,6 +53,10 @@ class EndpointViewSet(ValuesListMixin, viewsets.ModelViewSet):
     filterset_class = EndpointFilter
     ordering_fields = ["name", "updated_at"]
     ordering = ["name"]
+
+    def get_queryset(self):
+        """Only the endpoints of the user's teams: another team's is answered as one that does not exist."""
+        return super().get_queryset().visible_to(self.request.user)
 
     def perform_destroy(self, endpoint: Endpoint) -> None:
         endpoint_delete(endpoint=endpoint, actor=self.request.user)

@@ -29,7 +29,6 @@ ENDS_WITH_DONE = re.compile(rb"data:\s?\[DONE\]\s*$")
 # What each line of an event stream may start with (the SSE fields, a comment, or nothing).
 SSE_LINE = re.compile(rb"(?:data|event|id|retry)(?::|\r?$)|:|\r?$")
 STREAM_TYPES = ("text/event-stream",)
-REDACTED_BYTES = redaction.REDACTED.encode()
 
 
 @dataclass(frozen=True)
@@ -235,16 +234,14 @@ class EventStream:
     def __init__(self, response: UpstreamResponse, events: AsyncIterator[bytes], account: Account):
         self.response = response
         self.events = events
-        self.secrets = secrets_pattern(account)
+        self.secrets = wire_secrets(account)
 
     def __aiter__(self) -> "EventStream":
         return self
 
     async def __anext__(self) -> bytes:
         chunk = await self.events.__anext__()
-        if self.secrets is not None and self.secrets.search(chunk):
-            chunk = self.secrets.sub(REDACTED_BYTES, chunk)
-        return chunk
+        return chunk if self.secrets is None else self.secrets.redact(chunk)
 
     async def aclose(self) -> None:
         try:
@@ -253,16 +250,14 @@ class EventStream:
             self.response.close()
 
 
-def secrets_pattern(account: Account) -> "re.Pattern[bytes] | None":
-    return redaction.values_bytes_pattern(tuple(account.values_to_redact()))
+def wire_secrets(account: Account) -> redaction.WireSecrets | None:
+    return redaction.wire_secrets(tuple(account.values_to_redact()))
 
 
 def redact_answer(account: Account, body: bytes) -> bytes:
     """An answer's bytes with every form of the account's secrets replaced (one pass, only if one is there)."""
-    pattern = secrets_pattern(account)
-    if pattern is not None and pattern.search(body):
-        return pattern.sub(REDACTED_BYTES, body)
-    return body
+    secrets = wire_secrets(account)
+    return body if secrets is None else secrets.redact(body)
 
 
 def event_stream_prefix(lines: bytes) -> int:

@@ -3,6 +3,10 @@
  * new method and swap them in, keeping whatever was typed (values are remembered by input name, so switching
  * back and forth loses nothing). Without this script the form still works: a submit with a changed provider
  * re-renders the right fields without saving. No inline script or handler is needed (CSP-friendly).
+ *
+ * Test asks the server about the credentials in the form without leaving the page: the verdict is swapped in
+ * and what was typed stays in the inputs. Without this script Test submits the form to the same address and
+ * the page comes back with the verdict (and secret inputs empty, as a page never carries a key back).
  */
 (function () {
   "use strict";
@@ -81,6 +85,48 @@
         }
       });
   }
+
+  var verdict = document.getElementById("typed-test-result");
+
+  function showNote(text) {
+    var note = document.createElement("p");
+    note.className = "muted";
+    note.textContent = text;
+    verdict.replaceChildren(note);
+  }
+
+  form.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    if (!button || button.id !== "typed-test" || !verdict || !window.fetch || !window.FormData) {
+      return; // Save, or a browser without these: the ordinary submit
+    }
+    event.preventDefault();
+    button.disabled = true;
+    verdict.setAttribute("aria-busy", "true");
+    showNote("Asking the provider…");
+    fetch(button.getAttribute("formaction"), {
+      method: "POST",
+      body: new FormData(form),
+      credentials: "same-origin",
+      headers: { "X-Requested-With": "fetch" },
+    })
+      .then(function (response) {
+        if (!response.ok) {
+          throw new Error("HTTP " + response.status);
+        }
+        return response.text();
+      })
+      .then(function (html) {
+        verdict.innerHTML = html; // rendered by the server, escaped there
+      })
+      .catch(function () {
+        showNote("The test could not be run: the server did not answer. Nothing was saved; try again.");
+      })
+      .finally(function () {
+        button.disabled = false;
+        verdict.removeAttribute("aria-busy");
+      });
+  });
 
   form.addEventListener("change", function (event) {
     var target = event.target;

@@ -118,8 +118,10 @@ def test_provider_swaps_keep_what_was_typed(page: Page, live_server, admin_user)
     page.get_by_label("Name").fill("gcp-main")
     page.get_by_label("Description").fill("Typed before any swap")
 
-    # Keyboard only: Tab from Name to Provider, arrow to the next provider; its fields swap in.
+    # Keyboard only: Tab from Name past Team to Provider, arrow to the next provider; its fields swap in.
     page.get_by_label("Name").press("Tab")
+    expect(page.get_by_label("Team")).to_be_focused()
+    page.keyboard.press("Tab")
     expect(page.get_by_label("Provider")).to_be_focused()
     page.keyboard.press("ArrowDown")
     expect(page.get_by_label("Provider")).to_have_value("anthropic")

@@ -137,10 +137,12 @@ make("ollama-local", "ollama", "none", {{}})
 BULK_SEED = """
 import sys
 from connections.models import Connection
+from teams.models import Team
 
 rows = int(sys.argv[1])
+team = Team.objects.default()
 Connection.objects.bulk_create(
-    Connection(name=f"bulk-{number:05d}", provider="openai", auth_method="api_key",
+    Connection(name=f"bulk-{number:05d}", provider="openai", auth_method="api_key", team=team,
                secrets={"api_key": f"sk-bulk-{number:05d}-abcdefghijklmnopqrstuvwxyz"})
     for number in range(rows)
 )

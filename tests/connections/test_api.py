@@ -11,6 +11,7 @@ from tests.api_support import (  # noqa: F401 - fixtures
     ALL_API_PERMISSIONS, anonymous, api, assert_no_secret, bearer_client, make_user, operator,
 )
 from tests.conftest import PLANTED_KEY, bulk_endpoints
+from teams.models import Team
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +43,8 @@ def test_it_lists_connections_with_masks_endpoints_and_users(api, operator, make
     assert response.data["count"] == 1 and response.data["next"] is None and response.data["previous"] is None
     item = response.json()["results"][0]
     assert item == {
-        "name": "openai-prod", "provider": "openai", "auth_method": "api_key", "environment": "production",
+        "name": "openai-prod", "team": "default", "provider": "openai", "auth_method": "api_key",
+        "environment": "production",
         "secrets": {"api_key": "sk-...WXYZ"}, "config": {}, "description": "",
         "endpoints": ["chat-a", "chat-b"],
         "created_at": item["created_at"], "updated_at": item["updated_at"],
@@ -460,9 +462,9 @@ def many_connections(operator):
     """200 connections (bulk-created, encrypted like any other) and 1000 endpoints, 5 per connection."""
     from endpoints.models import Endpoint
 
-    rows = []
+    rows, team = [], Team.objects.default()
     for number in range(200):
-        connection = Connection(name=f"conn-{number:03d}", provider="openai" if number % 2 else "mistral",
+        connection = Connection(name=f"conn-{number:03d}", provider="openai" if number % 2 else "mistral", team=team,
                                 auth_method="api_key", secrets={"api_key": PLANTED_KEY}, created_by=operator,
                                 updated_by=operator, secrets_updated_at=timezone.now())
         rows.append(connection)

@@ -25,6 +25,7 @@ from connections.api.serializers import ConnectionSerializer
 from connections.models import Connection, each_endpoint_once
 from endpoints.api.serializers import EndpointSerializer
 from endpoints.models import Destination, Endpoint
+from teams.models import Team
 from usage.models import UsageDay, UsageHour
 from usage.summary import floor, last_day_by
 from tests.api_support import (  # noqa: F401 - fixtures
@@ -43,11 +44,15 @@ AMBIGUOUS_IN_NEW_YORK = datetime(2026, 11, 1, 5, 30, 7, 123456, tzinfo=dt_timezo
 
 @pytest.fixture
 def rows(operator, use_keys):
-    """Connections of every shape a row can take, and endpoints enabled or not, 61 of each kind of page."""
+    """Connections of every shape a row can take, and endpoints enabled or not, 61 of each kind of page, in two
+    teams; the API's operator belongs to both."""
+    default, blue = Team.objects.default(), Team.objects.create(name="blue & <green>")
+    default.members.add(operator)
+    blue.members.add(operator)
     lost_key, key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     use_keys(lost_key)
     Connection.objects.bulk_create([Connection(name="zz-lost-key", provider="openai", auth_method="api_key",
-                                               secrets={"api_key": PLANTED_KEY})])
+                                               secrets={"api_key": PLANTED_KEY}, team=default)])
     use_keys(key)  # the key that encrypted zz-lost-key is gone
     shapes = [
         dict(provider="openai", auth_method="api_key", secrets={"api_key": PLANTED_KEY}),
@@ -63,7 +68,8 @@ def rows(operator, use_keys):
     Connection.objects.bulk_create(
         Connection(name=f"c-{number:03d}", description=descriptions[number % 3], created_by=operator,
                    updated_by=operator if number % 2 else None, environment=environments[number // 2 % 3],
-                   key_max_age_days=[None, 1, 45, 3650][number % 4], **shapes[number % len(shapes)])
+                   key_max_age_days=[None, 1, 45, 3650][number % 4], team=blue if number % 10 == 9 else default,
+                   **shapes[number % len(shapes)])
         for number in range(60)
     )
     connections = list(Connection.objects.order_by("name"))
@@ -84,7 +90,7 @@ def rows(operator, use_keys):
     Endpoint.objects.bulk_create(
         Endpoint(name=f"e-{number:03d}", task="chat" if number % 3 else "embeddings", enabled=bool(number % 4),
                  fallback_on=[["timeout", "server_error"], [], ["credentials_refused", "rate_limited", "timeout"]][number % 3],
-                 **limits[number % 4])
+                 team=blue if number % 5 == 4 else default, **limits[number % 4])
         for number in range(130)
     )
     Destination.objects.bulk_create(destination for number, endpoint in enumerate(Endpoint.objects.order_by("name"))
@@ -135,7 +141,7 @@ def destinations_of(number: int, endpoint: Endpoint, connections: list[Connectio
 
 # What the connections page's context holds besides its rows: filters and the rotation policy.
 FILTER_CONTEXT = ("filters", "filter_query", "rotation_choices", "rotation_all", "environment_choices",
-                  "environment_all", "key_max_age_days")
+                  "environment_all", "team_choices", "team_all", "key_max_age_days")
 
 
 def with_last_day_of_usage(kind: str, rows, *, last_used: bool = True) -> list:
@@ -173,7 +179,10 @@ def without_csrf_masks(html: str) -> str:
                                    ("connections.view_connection", "usage.view_usagerecord")])
 def test_the_connections_page_is_what_its_template_rendered(client, django_user_model, rows, zone, perms):
     login_with_perms(client, django_user_model, *perms)
-    instances = Connection.objects.order_by("name").prefetch_related(each_endpoint_once())  # as the template read them
+    user = django_user_model.objects.get(username="limited")
+    Team.objects.default().members.add(user)  # not of the team "blue & <green>": its rows are not shown
+    instances = (Connection.objects.order_by("name").select_related("team")  # as the template read them
+                 .prefetch_related(each_endpoint_once()).visible_to(user))
     pages = ""
     for path, filtered in (("/settings/connections/", instances),
                            ("/settings/connections/?page=2&x=%3Cb%3E", instances),
@@ -188,8 +197,9 @@ def test_the_connections_page_is_what_its_template_rendered(client, django_user_
         assert without_csrf_masks(page) == without_csrf_masks(expected)
         assert ("Test</button>" in page) == ("connections.change_connection" in perms)
         assert ('aria-label="Usage of c-' in page) == ("usage.view_usagerecord" in perms)
+        assert "blue &amp; &lt;green&gt;" not in page and "Filter connections by team" not in page
         pages += page
-    for shown in ("cannot be decrypted", "(disabled)", "never", "Access key ID: AKI...CDEF", "no credentials",
+    for shown in ('<span class="badge team-badge" title="Team">default</span>', "cannot be decrypted", "(disabled)", "never", "Access key ID: AKI...CDEF", "no credentials",
                   "&lt;script&gt;", "env-staging", "Development</span>", "no key", " d old", "Overdue</span>",
                   "Due soon</span>", "2,469,134", '<span class="badge badge-danger">3,000</span>'):
         assert shown in pages, shown
@@ -201,7 +211,8 @@ def test_the_connections_page_is_what_its_template_rendered(client, django_user_
 
 # The endpoints page's rows as the template read them: one query for the endpoints, one for their destinations.
 ENDPOINTS_AS_THE_TEMPLATE_READ_THEM = (
-    Endpoint.objects.only("name", "task", "enabled", *Endpoint.limit_fields)
+    Endpoint.objects.only("name", "task", "enabled", "team__name", *Endpoint.limit_fields)
+    .select_related("team")
     .prefetch_related(Prefetch(
         "destinations",
         queryset=Destination.objects.select_related("connection")
@@ -216,7 +227,9 @@ ENDPOINTS_AS_THE_TEMPLATE_READ_THEM = (
 @pytest.mark.parametrize("perms", [("endpoints.view_endpoint",), ("endpoints.view_endpoint", "usage.view_usagerecord")])
 def test_the_endpoints_page_is_what_its_template_rendered(client, django_user_model, rows, zone, perms):
     login_with_perms(client, django_user_model, *perms)
-    instances = ENDPOINTS_AS_THE_TEMPLATE_READ_THEM
+    user = django_user_model.objects.get(username="limited")
+    Team.objects.default().members.add(user)
+    instances = ENDPOINTS_AS_THE_TEMPLATE_READ_THEM.visible_to(user)
     pages = ""
     for path in ("/settings/endpoints/", "/settings/endpoints/?page=3"):
         with timezone.override(zone):
@@ -225,6 +238,7 @@ def test_the_endpoints_page_is_what_its_template_rendered(client, django_user_mo
         page = response.content.decode()
         assert without_csrf_masks(page) == without_csrf_masks(expected)
         assert ('aria-label="Usage of e-' in page) == ("usage.view_usagerecord" in perms)
+        assert "blue &amp; &lt;green&gt;" not in page and "Filter endpoints by team" not in page
         pages += page
     for shown in ("badge-ok", '<span class="badge">No</span>', "<td>—</td>", "<td>60/min</td>",
                   "1,500/min · 2,500,000 tokens per month", "1,000,000 tokens per day", "1,234,567",
@@ -234,6 +248,33 @@ def test_the_endpoints_page_is_what_its_template_rendered(client, django_user_mo
                   '&lt;m1&gt; &amp; &#x27;x&#x27; &quot;y&quot;</code> <code title="',
                   '<code title="Amazon Bedrock">'):
         assert shown in pages, shown
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])
+def test_a_superuser_sees_every_team_and_filters_by_one(client, django_user_model, rows, zone):
+    """Every team's rows, the team filter bar, and `?team=` with the other filters, as the templates gave them."""
+    client.force_login(django_user_model.objects.create_superuser("root", password="pw-root-123456"))
+    connections = Connection.objects.order_by("name").select_related("team").prefetch_related(each_endpoint_once())
+    blue = "blue & <green>"
+    cases = [("/settings/connections/", "connections/reference/connection_list.html", "connections", connections),
+             ("/settings/connections/?team=blue+%26+%3Cgreen%3E", "connections/reference/connection_list.html",
+              "connections", connections.of_team(blue)),
+             ("/settings/connections/?team=blue+%26+%3Cgreen%3E&environment=staging", "connections/reference/"
+              "connection_list.html", "connections", connections.of_team(blue).filter(environment="staging")),
+             ("/settings/endpoints/?page=2", "endpoints/reference/endpoint_list.html", "endpoints",
+              ENDPOINTS_AS_THE_TEMPLATE_READ_THEM),
+             ("/settings/endpoints/?team=blue+%26+%3Cgreen%3E", "endpoints/reference/endpoint_list.html", "endpoints",
+              ENDPOINTS_AS_THE_TEMPLATE_READ_THEM.of_team(blue))]
+    for path, reference, name, instances in cases:
+        with timezone.override(zone):
+            response = client.get(path)
+            expected = reference_page(response, reference, name, instances)
+        page = response.content.decode()
+        assert without_csrf_masks(page) == without_csrf_masks(expected), path
+        assert f"Filter {name} by team" in page
+        assert '<span class="badge team-badge" title="Team">blue &amp; &lt;green&gt;</span>' in page, path
+        if "team=" in path:
+            assert '<span class="badge team-badge" title="Team">default</span>' not in page, path
 
 
 def test_the_times_are_the_templates_in_every_zone(rows):
@@ -265,9 +306,11 @@ def serializer_page(serializer_class, queryset, response, request_path: str) -> 
 @pytest.mark.parametrize("zone", ZONES)
 @pytest.mark.parametrize("query", ["", "?page=2", "?page_size=500", "?provider=openai&ordering=-updated_at",
                                    "?ordering=updated_at&page_size=7&page=3", "?environment=staging&page_size=500",
-                                   "?rotation=overdue&page_size=500", "?rotation=due_soon", "?rotation=no_key"])
+                                   "?rotation=overdue&page_size=500", "?rotation=due_soon", "?rotation=no_key",
+                                   "?team=blue+%26+%3Cgreen%3E&page_size=500"])
 def test_the_connections_list_is_what_the_serializer_gave(api, rows, zone, query):
-    queryset = Connection.objects.select_related("created_by", "updated_by").prefetch_related(each_endpoint_once())
+    queryset = (Connection.objects.select_related("created_by", "updated_by", "team")
+                .prefetch_related(each_endpoint_once()))
     with timezone.override(zone):
         response = api.get("/api/v1/connections/" + query)
         assert response.status_code == 200
@@ -280,7 +323,8 @@ def test_the_connections_list_is_what_the_serializer_gave(api, rows, zone, query
 
 @pytest.mark.parametrize("zone", ZONES)
 @pytest.mark.parametrize("query", ["", "?page=3", "?page_size=500", "?enabled=false&task=chat",
-                                   "?connection=c-001&ordering=-updated_at", "?provider=bedrock"])
+                                   "?connection=c-001&ordering=-updated_at", "?provider=bedrock",
+                                   "?team=blue+%26+%3Cgreen%3E&page_size=500"])
 def test_the_endpoints_list_is_what_the_serializer_gave(api, rows, zone, query):
     queryset = Endpoint.objects.prefetch_related(Prefetch(
         "destinations", queryset=Destination.objects.select_related("connection").order_by("position"),

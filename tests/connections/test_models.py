@@ -252,7 +252,7 @@ def test_every_write_is_audited_with_the_user_and_field_names_only(make_connecti
 
     entries = list(AuditEntry.objects.order_by("id").values_list("actor_name", "action", "subject_name", "fields"))
     assert entries == [
-        ("root", "created", "audited", ["name", "provider", "auth_method", "environment", "secrets.api_key"]),
+        ("root", "created", "audited", ["name", "provider", "auth_method", "environment", "team", "secrets.api_key"]),
         ("root", "key_rotated", "audited", ["secrets.api_key"]),
         ("system", "updated", "audited", ["description", "config.organization"]),
         ("root", "deleted", "audited", []),

@@ -11,6 +11,7 @@ from audit.models import AuditEntry
 from connections.models import Connection, Rotation
 from tests.api_support import ALL_API_PERMISSIONS, bearer_client, grant
 from tests.web import login_with_perms
+from teams.models import Team
 
 pytestmark = pytest.mark.django_db
 
@@ -156,7 +157,7 @@ def test_pages_of_a_filtered_list_keep_the_filter(client, django_user_model, dja
     long_ago = timezone.now() - timedelta(days=200)
     Connection.objects.bulk_create(
         Connection(name=f"conn-{n:03d}", provider="openai", auth_method="api_key", secrets={"api_key": "x" * 30},
-                   secrets_updated_at=long_ago)
+                   secrets_updated_at=long_ago, team=Team.objects.default())
         for n in range(60)
     )
 

@@ -14,6 +14,7 @@ from connections.secrets import UNDECRYPTABLE_LABEL, mask_secret
 from endpoints.models import Endpoint
 from tests.conftest import PLANTED_KEY, bulk_endpoints
 from tests.web import login_with_perms
+from teams.models import Team
 
 pytestmark = pytest.mark.django_db
 
@@ -161,7 +162,8 @@ def test_empty_list_explains_what_a_connection_is_and_offers_create(admin_client
 
 def test_list_shows_50_a_page(admin_client):
     Connection.objects.bulk_create(
-        Connection(name=f"conn-{number:03d}", provider="anthropic", auth_method="api_key", secrets={"api_key": "k"})
+        Connection(name=f"conn-{number:03d}", provider="anthropic", auth_method="api_key", secrets={"api_key": "k"},
+                   team=Team.objects.default())
         for number in range(51)
     )
     first = admin_client.get(LIST_URL).content.decode()
@@ -176,7 +178,7 @@ def test_list_costs_the_same_queries_with_200_connections_and_1000_endpoints(
     login_with_perms(client, django_user_model, "connections.view_connection")
     Connection.objects.bulk_create(
         Connection(name=f"conn-{number:03d}", provider="openai", auth_method="api_key",
-                   secrets={"api_key": PLANTED_KEY}) for number in range(200)
+                   secrets={"api_key": PLANTED_KEY}, team=Team.objects.default()) for number in range(200)
     )
     connections = list(Connection.objects.only("id"))
     bulk_endpoints((f"ep-{number:04d}", connections[number % 200], "gpt-4o-mini", "chat") for number in range(1000))

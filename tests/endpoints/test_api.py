@@ -3,6 +3,7 @@ import pytest
 from audit.models import AuditEntry
 from endpoints.models import Destination, Endpoint
 from tests.conftest import bulk_endpoints
+from teams.models import Team
 from tests.api_support import (  # noqa: F401 - fixtures
     ALL_API_PERMISSIONS, anonymous, api, assert_no_secret, bearer_client, make_user, operator,
 )
@@ -35,7 +36,7 @@ def test_it_lists_endpoints_with_their_destinations(api, chat):
 
     assert response.status_code == 200
     item = response.json()["results"][0]
-    assert item == {"name": "chat", "connection": "openai-prod", "provider": "openai", "environment": "production",
+    assert item == {"name": "chat", "team": "default", "connection": "openai-prod", "provider": "openai", "environment": "production",
                     "model": "gpt-4o-mini", "task": "chat", "enabled": True, "destinations": ONE,
                     "fallback_on": ["connection_error", "timeout", "rate_limited", "server_error"],
                     "deadline_seconds": 120, "allow_mixed_environments": False, "requests_per_minute": None,
@@ -235,7 +236,8 @@ def test_list_query_count_is_constant(api, operator, django_assert_num_queries):
     from connections.models import Connection
 
     Connection.objects.bulk_create(
-        Connection(name=f"conn-{n:03d}", provider="openai", auth_method="api_key", secrets={"api_key": "k" * 30})
+        Connection(name=f"conn-{n:03d}", provider="openai", auth_method="api_key", secrets={"api_key": "k" * 30},
+                   team=Team.objects.default())
         for n in range(200)
     )
     bulk_endpoints((f"ep-{c.pk}-{i}", c, "m", "chat") for c in Connection.objects.all() for i in range(5))

@@ -31,8 +31,11 @@ def at(endpoints_migration):
 def test_each_endpoint_moves_to_one_primary_destination_and_back():
     old = migrate(at(BEFORE))
     Connection, Endpoint = old.get_model("connections", "Connection"), old.get_model("endpoints", "Endpoint")
-    prod = Connection.objects.create(name="openai-prod", provider="openai", auth_method="api_key", secrets="", config={})
-    claude = Connection.objects.create(name="claude", provider="anthropic", auth_method="api_key", secrets="", config={})
+    team, _ = old.get_model("teams", "Team").objects.get_or_create(name="default")  # connections are at their latest
+    prod = Connection.objects.create(name="openai-prod", provider="openai", auth_method="api_key", secrets="", config={},
+                                     team=team)
+    claude = Connection.objects.create(name="claude", provider="anthropic", auth_method="api_key", secrets="", config={},
+                                     team=team)
     Endpoint.objects.create(name="chat", connection=prod, model="gpt-4o-mini", task="chat", enabled=True)
     Endpoint.objects.create(name="embed", connection=prod, model="text-embedding-3-small", task="embeddings",
                             enabled=False)

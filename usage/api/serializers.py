@@ -5,7 +5,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
-from ..summary import BREAKDOWNS, GROUPS, Filters
+from ..summary import BREAKDOWNS, GROUPS, Filters, visible, visible_endpoint_ids
 
 # The longest span one answer covers: hours for a month, days for the hourly totals' retention.
 MAX_SPAN = {"hour": timedelta(days=31), "day": timedelta(days=400)}
@@ -35,14 +35,15 @@ class UsageQuerySerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"since": [f"Ask for at most {MAX_SPAN[attrs['group']].days} days by {attrs['group']}."]})
         ids = {}
+        user = self.context["request"].user
         for kind in ("endpoint", "connection"):
             if attrs.get(kind):
-                model = apps.get_model(settings.USAGE_SUBJECTS[kind])
-                found = model.objects.filter(name=attrs[kind]).values_list("pk", flat=True).first()
+                found = visible(kind, user).filter(name=attrs[kind]).values_list("pk", flat=True).first()
                 if found is None:
                     raise serializers.ValidationError({kind: [f"There is no {kind} named '{attrs[kind]}'."]})
                 ids[f"{kind}_id"] = found
-        attrs["filters"] = Filters(since=since, until=until, token_id=attrs.get("token"), **ids)
+        attrs["filters"] = Filters(since=since, until=until, token_id=attrs.get("token"),
+                                   endpoint_ids=visible_endpoint_ids(user), **ids)
         return attrs
 
 

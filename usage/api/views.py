@@ -80,7 +80,7 @@ class UsageView(APIView):
         },
     )
     def get(self, request):
-        query = UsageQuerySerializer(data=request.query_params)
+        query = UsageQuerySerializer(data=request.query_params, context={"request": request})
         query.is_valid(raise_exception=True)
         filters, group = query.validated_data["filters"], query.validated_data["group"]
         rows, totals = summary.series(filters, group)

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
 
 from connections.models import Connection, Rotation
+from teams.models import Team
 
 HEADERS = ("NAME", "PROVIDER", "CREDENTIALS", "ENDPOINTS", "LAST UPDATED", "KEY AGE", "DUE", "ROTATION")
 # For cron and monitoring: `list_connections --overdue` exits with this when any key is overdue.
@@ -20,9 +21,14 @@ class Command(BaseCommand):
             "--overdue", action="store_true",
             help=f"List only connections whose key is overdue for rotation; exit {OVERDUE_EXIT_STATUS} if any.",
         )
+        parser.add_argument("--team", metavar="NAME", help="List only the connections of this team.")
 
-    def handle(self, *args, overdue: bool = False, **options) -> None:
+    def handle(self, *args, overdue: bool = False, team: str | None = None, **options) -> None:
         connections = connections_for_listing()
+        if team is not None:
+            if not Team.objects.filter(name=team).exists():
+                raise CommandError(f"There is no team named '{team[:64]}'.")
+            connections = connections.of_team(team)
         if overdue:
             connections = connections.rotation(Rotation.OVERDUE)
         rows = [table_row(connection) for connection in connections]
