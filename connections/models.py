@@ -1,11 +1,15 @@
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import ExpressionWrapper, F, Q
 from django.utils import timezone
+
+from encrypted_model_fields import fields as encrypted_fields
 
 from audit.models import AuditEntry
 from core.changes import RemembersLoadedState
@@ -80,6 +84,28 @@ class ConnectionQuerySet(TeamScopedQuerySet):
         else:
             raise ValueError(f"Unknown rotation status {status!r}")
         return self.exclude(auth_method__in=KEYLESS_METHODS).filter(rule)
+
+
+class KeyRotation(NamedTuple):
+    age_days: int | None  # whole days since the key was set
+    due_at: datetime | None  # when it becomes overdue
+    status: str  # a Rotation value
+
+
+def key_rotation(auth_method: str, secrets_updated_at: datetime | None, created_at: datetime | None,
+                 key_max_age_days: int | None, now: datetime | None = None) -> KeyRotation:
+    """Where a key stands against its maximum age, from the row's columns (lists read them without the model).
+
+    The key was set when the secrets were last updated, or at creation when nothing changed them since.
+    """
+    set_at = secrets_updated_at or created_at
+    if auth_method in KEYLESS_METHODS or set_at is None:
+        return KeyRotation(None, None, Rotation.NO_KEY)
+    now = now or timezone.now()
+    due = set_at + timedelta(days=key_max_age_days or settings.KEY_MAX_AGE_DAYS)
+    status = (Rotation.OVERDUE if due <= now else
+              Rotation.DUE_SOON if due <= now + timedelta(days=DUE_SOON_DAYS) else Rotation.OK)
+    return KeyRotation(max((now - set_at).days, 0), due, status)
 
 
 class Connection(RemembersLoadedState, models.Model):
@@ -194,26 +220,16 @@ class Connection(RemembersLoadedState, models.Model):
     @property
     def key_due_at(self) -> datetime | None:
         """When the key becomes overdue for rotation; None for a connection without a key."""
-        if not self.has_key or self.key_set_at is None:
-            return None
-        return self.key_set_at + timedelta(days=self.effective_key_max_age_days)
+        return key_rotation(self.auth_method, self.secrets_updated_at, self.created_at, self.key_max_age_days).due_at
 
     @property
     def key_age_days(self) -> int | None:
         """Whole days since the key was set; None for a connection without a key."""
-        if not self.has_key or self.key_set_at is None:
-            return None
-        return max((timezone.now() - self.key_set_at).days, 0)
+        return key_rotation(self.auth_method, self.secrets_updated_at, self.created_at, self.key_max_age_days).age_days
 
     @property
     def rotation_status(self) -> str:
-        due = self.key_due_at
-        if due is None:
-            return Rotation.NO_KEY
-        now = timezone.now()
-        if due <= now:
-            return Rotation.OVERDUE
-        return Rotation.DUE_SOON if due <= now + timedelta(days=DUE_SOON_DAYS) else Rotation.OK
+        return key_rotation(self.auth_method, self.secrets_updated_at, self.created_at, self.key_max_age_days).status
 
     @property
     def rotation_label(self) -> str:
@@ -251,26 +267,12 @@ class Connection(RemembersLoadedState, models.Model):
 
     def masked_secrets(self) -> dict[str, str]:
         """Field name → mask, or → `cannot be decrypted` for every field when no key decrypts the row."""
-        method = self.auth_method_spec
-        if not self.secrets_decryptable:
-            return {f.name: UNDECRYPTABLE_LABEL for f in (method.secret_fields if method else ())}
-        return {
-            name: mask_secret(value, method.secret_field(name) if method else None)
-            for name, value in self.secrets.items()
-        }
+        return masked_secrets(self.provider, self.auth_method, self.secrets)
 
     @property
     def credentials_display(self) -> str:
         """One line for lists: the mask (labelled when the method has several secrets)."""
-        if not self.secrets_decryptable:
-            return UNDECRYPTABLE_LABEL
-        masks = self.masked_secrets()
-        if not masks:
-            return "no credentials"
-        if len(masks) == 1:
-            return next(iter(masks.values()))
-        labels = catalogue.FIELD_LABELS
-        return ", ".join(f"{labels.get(name, name)}: {mask}" for name, mask in masks.items())
+        return credentials_display(self.provider, self.auth_method, self.secrets)
 
     def update_secrets(self, changes: dict) -> None:
         """Merge the given secret fields into the stored ones; empty values keep what is stored.
@@ -353,6 +355,55 @@ class Connection(RemembersLoadedState, models.Model):
     def touch_last_used(self, *, now: datetime | None = None) -> bool:
         """Record a gateway call (at most one write a minute); True if this wrote."""
         return touch_last_used(self, now=now)
+
+
+def masked_secrets(provider: str, auth_method: str, secrets: dict | UndecryptableSecrets) -> dict[str, str]:
+    """A connection's masks from its stored values (lists read them without building the model)."""
+    found = catalogue.PROVIDERS.get(provider)
+    method = found.auth_method(auth_method) if found else None
+    if isinstance(secrets, UndecryptableSecrets):
+        return {f.name: UNDECRYPTABLE_LABEL for f in (method.secret_fields if method else ())}
+    return {name: mask_secret(value, method.secret_field(name) if method else None) for name, value in secrets.items()}
+
+
+def credentials_display(provider: str, auth_method: str, secrets: dict | UndecryptableSecrets) -> str:
+    """One line for lists: the mask (labelled when the method has several secrets)."""
+    if isinstance(secrets, UndecryptableSecrets):
+        return UNDECRYPTABLE_LABEL
+    return credentials_line(masked_secrets(provider, auth_method, secrets))
+
+
+def credentials_line(masks: dict[str, str]) -> str:
+    """The masks of decryptable secrets on one line."""
+    if not masks:
+        return "no credentials"
+    if len(masks) == 1:
+        return next(iter(masks.values()))
+    labels = catalogue.FIELD_LABELS
+    return ", ".join(f"{labels.get(name, name)}: {mask}" for name, mask in masks.items())
+
+
+# The stored column as text, undecrypted: what `masks_of_stored()` takes.
+STORED_SECRETS = ExpressionWrapper(F("secrets"), output_field=models.TextField())
+
+
+def masks_of_stored(ciphertext: str | None, provider: str, auth_method: str) -> tuple[bool, dict[str, str]]:
+    """Whether the stored secrets decrypt, and their masks, from the column as stored (for lists).
+
+    Decrypting is most of a long list's time (an AES and an HMAC object a row), and lists show the same rows
+    again and again, so the masks are remembered by ciphertext, provider, method and the configured keys:
+    any change of the secrets writes a new ciphertext, and other keys are another entry. The masks, never
+    the secrets, are what is kept.
+    """
+    decryptable, masks = _masks_of_stored(encrypted_fields.CRYPTER, ciphertext, provider, auth_method)
+    return decryptable, dict(masks)
+
+
+@lru_cache(maxsize=8192)
+def _masks_of_stored(crypter, ciphertext: str | None, provider: str, auth_method: str) -> tuple[bool, tuple]:
+    secrets = Connection._meta.get_field("secrets").from_db_value(ciphertext, None, None)
+    masks = masked_secrets(provider, auth_method, secrets)
+    return not isinstance(secrets, UndecryptableSecrets), tuple(masks.items())
 
 
 def each_endpoint_once() -> models.Prefetch:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, models
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, pagination, permissions, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.settings import api_settings
@@ -75,6 +76,24 @@ class Pagination(pagination.PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter's backend, leaving alone a request that names none of the view's filters.
+
+    Such a request filters nothing, yet building the FilterSet (a deep copy of every filter) and validating its
+    empty form was a sixth of a short list's time. A parameter starting with a filter's name counts as naming
+    it (range filters read `<name>_min`, `<name>_after`…), so anything the FilterSet could answer or refuse
+    still goes to it.
+    """
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None and not any(
+            parameter.startswith(name) for parameter in request.query_params for name in filterset_class.base_filters
+        ):
+            return queryset
+        return super().filter_queryset(request, queryset, view)
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):

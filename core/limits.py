@@ -41,12 +41,17 @@ class CallLimits(models.Model):
     @property
     def limits_display(self) -> str:
         """One line for lists: `60/min · 1,000,000 tokens per month`, or empty."""
-        parts = []
-        if self.requests_per_minute:
-            parts.append(f"{self.requests_per_minute:,}/min")
-        if self.token_budget:
-            parts.append(f"{self.token_budget:,} tokens {BudgetPeriod(self.budget_period).label}")
-        return " · ".join(parts)
+        return limits_line(self.requests_per_minute, self.token_budget, self.budget_period)
+
+
+def limits_line(requests_per_minute: int | None, token_budget: int | None, budget_period: str) -> str:
+    """A row's limits on one line, from its columns (lists read them without the model)."""
+    parts = []
+    if requests_per_minute:
+        parts.append(f"{requests_per_minute:,}/min")
+    if token_budget:
+        parts.append(f"{token_budget:,} tokens {BudgetPeriod(budget_period).label}")
+    return " · ".join(parts)
 
 
 def window(period: str, now: datetime) -> tuple[int, int]:

@@ -1,8 +1,20 @@
-"""What every page of the settings layout shares: who may see it, how long a page of rows is, where to go back."""
+"""What every page of the settings layout shares: who may see it, how long a page of rows is, where to go back,
+and the pieces list pages render their rows with (name URLs, times) without the template engine."""
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
+from html import escape
+from urllib.parse import quote
 
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.template.defaultfilters import floatformat
 from django.http import HttpRequest
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils import timezone
+from django.utils.http import RFC3986_SUBDELIMS, url_has_allowed_host_and_scheme
 
 PAGE_SIZE = 50
 
@@ -15,3 +27,80 @@ def safe_next(request: HttpRequest) -> str:
     """The `next` page to return to, when it is a path on this site."""
     target = request.POST.get("next", "")
     return target if url_has_allowed_host_and_scheme(target, allowed_hosts=None) and target.startswith("/") else ""
+
+
+# Stands for the name while reversing once; a valid name (it matches NameConverter) that no quoting changes.
+NAME_PLACEHOLDER = "name-placeholder-0"
+
+
+@lru_cache(maxsize=64)
+def _around_name(view_name: str, script_prefix: str, urlconf: str | None) -> tuple[str, str]:
+    """The URL of a `<name:name>` route split around its name, reversed once per route, prefix and URLconf."""
+    before, _, after = reverse(view_name, args=[NAME_PLACEHOLDER], urlconf=urlconf).partition(NAME_PLACEHOLDER)
+    return before, after
+
+
+@receiver(setting_changed)
+def _forget_urls(*, setting: str, **kwargs) -> None:
+    if setting == "ROOT_URLCONF":
+        _around_name.cache_clear()
+
+
+def name_url(view_name: str, name: str) -> str:
+    """`reverse(view_name, args=[name])` for routes taking one name, without a full reverse per call.
+
+    A list page links every row (edit, delete, history, test, each endpoint): a reverse costs ~40 µs, and
+    hundreds of them were 40% of the page. The name is quoted exactly as `reverse()` quotes a path.
+    """
+    return name_urls(view_name)(name)
+
+
+def name_urls(view_name: str) -> Callable[[str], str]:
+    """`name_url` for one route, the script prefix and URLconf looked up once (for every row of a page)."""
+    before, after = _around_name(view_name, get_script_prefix(), get_urlconf())
+    return lambda name: before + quote(str(name), safe=NAME_SAFE) + after
+
+
+NAME_SAFE = RFC3986_SUBDELIMS + "~:@"  # what reverse() leaves unquoted in a path
+
+
+def time_html(value: datetime | None, zone=None) -> str:
+    """What `settings/_time.html` renders for a value (its final newline included), in `zone` (default: current).
+
+    `{{ value|date:... }}` three times a row through the template engine was a fifth of a list page.
+    """
+    if not value:
+        return '<span class="muted">never</span>\n'
+    if timezone.is_aware(value):
+        value = value.astimezone(zone or timezone.get_current_timezone())
+    day = f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}"
+    # As the `e` format: no name for a naive value, nor for a local time that is ambiguous or imaginary.
+    tz = value.tzinfo
+    zone_name = (value.tzname() or "") if tz and tz.utcoffset(value.replace(fold=not value.fold)) == tz.utcoffset(
+        value) else ""
+    return (f'<time datetime="{escape(value.isoformat())}" title="{escape(f"{day}:{value.second:02d} {zone_name}")}">'
+            f"{day}</time>\n")
+
+
+def count_text() -> Callable[[int], str]:
+    """For a page: `{{ count|floatformat:"0g" }}` for whole numbers, grouped as the active language groups them.
+
+    The filter parses each number as a Decimal and looks the format up again; a page checks the format once.
+    """
+    if floatformat(1234567, "0g") == "1,234,567":
+        return lambda count: f"{int(count):,}"
+    return lambda count: str(floatformat(count, "0g"))
+
+
+def usage_cells(kind: str, request) -> Callable[[object, str, dict], tuple[str, str]]:
+    """For a page: a row's Calls (24 h) and Errors (24 h) cells from its id, escaped name and usage (`calls`,
+    `errors`); the calls link to the Usage tab, filtered to the row, for users who may see it."""
+    text = count_text()
+    url = escape(reverse("usage:usage")) if request.user.has_perm("usage.view_usagerecord") else None
+
+    def cells(pk, name: str, usage: dict) -> tuple[str, str]:
+        calls, errors = text(usage.get("calls") or 0), usage.get("errors") or 0
+        return (f'<a href="{url}?{kind}={pk}" aria-label="Usage of {name}">{calls}</a>' if url else calls,
+                f'<span class="badge badge-danger">{text(errors)}</span>' if errors else "0")
+
+    return cells

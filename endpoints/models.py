@@ -273,15 +273,21 @@ class Endpoint(RemembersLoadedState, CallLimits):
     def split_text(self, destinations: Sequence["Destination"] | None = None) -> str:
         """`openai-prod 70% · azure-prod 30%, then anthropic-backup`, as the endpoint list shows it."""
         destinations = list(self.destinations.all()) if destinations is None else destinations
-        primaries = [d for d in destinations if d.role == Destination.Role.PRIMARY]
-        fallbacks = [d for d in destinations if d.role == Destination.Role.FALLBACK]
-        if len(primaries) == 1:
-            text = primaries[0].connection.name
-        else:
-            text = " · ".join(f"{d.connection.name} {d.weight}%" for d in primaries)
-        if fallbacks:
-            text += ", then " + ", then ".join(d.connection.name for d in fallbacks)
-        return text
+        return split_line([(d.role, d.weight, d.connection.name) for d in destinations])
+
+
+def split_line(destinations: Sequence[tuple[str, int | None, str]]) -> str:
+    """The split of (role, weight, connection name) in call order, as `Endpoint.split_text` shows it (lists that
+    read values rather than instances give the same tuples)."""
+    primaries = [(weight, name) for role, weight, name in destinations if role == Destination.Role.PRIMARY]
+    fallbacks = [name for role, _, name in destinations if role == Destination.Role.FALLBACK]
+    if len(primaries) == 1:
+        text = primaries[0][1]
+    else:
+        text = " · ".join(f"{name} {weight}%" for weight, name in primaries)
+    if fallbacks:
+        text += ", then " + ", then ".join(fallbacks)
+    return text
 
 
 class Destination(models.Model):

@@ -1,21 +1,26 @@
 """The Endpoints tab of the settings page: list, create, edit, delete."""
 
+from html import escape  # Django's escape() without its lazy-string wrapper: the same text, a third of the cost
+
 from django.contrib import messages
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch
+from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
 from connections.models import Connection
+from core.limits import limits_line
 from core.names import could_name_something
-from core.ui import PAGE_SIZE, SettingsPageMixin
+from core.ui import PAGE_SIZE, SettingsPageMixin, name_urls, time_html, usage_cells
 from teams.forms import team_filter_context
 from teams.models import Team
-from usage.summary import with_last_day_of_usage
+from usage.summary import last_day_by
 
 from .forms import DestinationFormSet, EndpointForm, connection_choices
-from .models import Destination, Endpoint
+from .models import Destination, Endpoint, split_line
 from .services import endpoint_delete, endpoint_save
 
 
@@ -24,32 +29,100 @@ class EndpointListView(SettingsPageMixin, ListView):
     template_name = "endpoints/endpoint_list.html"
     context_object_name = "endpoints"
     paginate_by = PAGE_SIZE
-    # One query for the page of endpoints and one for all their destinations, however many rows.
-    queryset = (
-        Endpoint.objects.only("name", "task", "enabled", "team__name", *Endpoint.limit_fields)
-        .select_related("team")
-        .prefetch_related(Prefetch(
-            "destinations",
-            queryset=Destination.objects.select_related("connection")
-            .only("endpoint_id", "role", "weight", "position", "model", "connection__name", "connection__provider")
-            .order_by("position"),
-        ))
-        .order_by("name")
-    )
+    # One query for the page of endpoints, one for all their destinations, one for their usage, however many rows.
 
-    def get_queryset(self):
-        queryset = super().get_queryset().visible_to(self.request.user)
+    def get_queryset(self) -> QuerySet:
+        """The page's endpoints the user may see, filtered as the request asks, as values: `endpoint_rows()`
+        renders them."""
+        queryset = Endpoint.objects.order_by("name").visible_to(self.request.user)
         self.filters = {}
         team = self.request.GET.get("team", "")
         if team and could_name_something(team):
             self.filters["team"] = team
             queryset = queryset.of_team(team)
-        return queryset
+        return queryset.values("id", "name", "task", "enabled", "team__name", *Endpoint.limit_fields)
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
-        context["endpoints"] = with_last_day_of_usage("endpoint", context["endpoints"])
+        context["rows"] = endpoint_rows(context["object_list"], request=self.request)
         return {**context, "filters": self.filters, **team_filter_context(self.request.user, self.filters)}
+
+
+# One row of the Endpoints table, as the template language wrote it (the page's text around `{{ rows }}` is the
+# template's). Values are escaped before they go in; tests hold this equal to the template it replaced.
+ENDPOINT_ROW = """
+    <tr>
+      <th scope="row" class="name">{name} <span class="badge team-badge" title="Team">{team}</span></th>
+      <td class="endpoint-split">{split}</td>
+      <td>{models}</td>
+      <td>{task}</td>
+      <td>{enabled}</td>
+      <td>{limits}</td>
+      <td class="number">{calls}</td>
+      <td class="number">{errors}</td>
+      <td>{last_used_at}</td>
+      <td class="row-actions">
+        <a href="{edit_url}" aria-label="Edit {name}">Edit</a>
+        <a href="{delete_url}" aria-label="Delete {name}" class="danger-link">Delete</a>
+      </td>
+    </tr>
+    """
+ENABLED = {True: '<span class="badge badge-ok">Yes</span>', False: '<span class="badge">No</span>'}
+
+
+def endpoint_rows(rows: list[dict], *, request) -> str:
+    """The table body for a page of endpoints (`EndpointListView.get_queryset()` rows), as safe HTML.
+
+    Through the template engine the rows' `{% url %}` tags, lookups and escapes were most of the page's time.
+    """
+    tasks = dict(Endpoint._meta.get_field("task").flatchoices)
+    edit_url, delete_url = name_urls("endpoints:edit"), name_urls("endpoints:delete")
+    ids = [row["id"] for row in rows]
+    routes = destination_cells(ids)
+    usage = last_day_by("endpoint", ids)
+    cells = usage_cells("endpoint", request)
+    zone = timezone.get_current_timezone()
+    html = []
+    for row in rows:
+        name = escape(row["name"])
+        used = usage.get(row["id"], {})
+        calls, errors = cells(row["id"], name, used)
+        split, models = routes.get(row["id"], ("", ""))
+        html.append(ENDPOINT_ROW.format(
+            name=name,
+            team=escape(row["team__name"]),
+            split=split,
+            models=models,
+            task=escape(str(tasks.get(row["task"], row["task"]))),
+            enabled=ENABLED[bool(row["enabled"])],
+            limits=escape(limits_line(row["requests_per_minute"], row["token_budget"], row["budget_period"])) or "—",
+            calls=calls,
+            errors=errors,
+            last_used_at=time_html(used.get("last_at"), zone),
+            edit_url=escape(edit_url(row["name"])),
+            delete_url=escape(delete_url(row["name"])),
+        ))
+    return mark_safe("".join(html))
+
+
+def destination_cells(endpoint_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Endpoint id → its split (`openai-prod 70% · azure-prod 30%, then anthropic-backup`) and its destinations'
+    models (each titled with its provider), escaped, in call order: one query for the page."""
+    providers = dict(Connection._meta.get_field("provider").flatchoices)
+    routes: dict[int, list[tuple]] = {}
+    for endpoint_id, *destination in (Destination.objects.filter(endpoint_id__in=endpoint_ids)
+                                      .order_by("position", "pk")
+                                      .values_list("endpoint_id", "role", "weight", "connection__name", "model",
+                                                   "connection__provider")):
+        routes.setdefault(endpoint_id, []).append(destination)
+    return {
+        endpoint_id: (
+            escape(split_line([(role, weight, connection) for role, weight, connection, _, _ in destinations])),
+            " ".join(f'<code title="{escape(str(providers.get(provider, provider)))}">{escape(model)}</code>'
+                     for _, _, _, model, provider in destinations),
+        )
+        for endpoint_id, destinations in routes.items()
+    }
 
 
 def weight_total(destinations: DestinationFormSet) -> int:

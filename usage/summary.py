@@ -172,15 +172,3 @@ def last_day_by(kind: str, ids, *, last_used: bool = True) -> dict[int, dict]:
                 .values(field).annotate(last_at=Max("last_at"))):
         found.setdefault(row[field], {})["last_at"] = row["last_at"]
     return found
-
-
-def with_last_day_of_usage(kind: str, rows, *, last_used: bool = True) -> list:
-    """The rows of a list page (endpoints or connections), each with `calls_24h`, `errors_24h` and
-    `usage_last_at` (unless not `last_used`: rows that keep their own): two queries for the whole page."""
-    rows = list(rows)
-    usage = last_day_by(kind, [row.pk for row in rows], last_used=last_used)
-    for row in rows:
-        found = usage.get(row.pk, {})
-        row.calls_24h, row.errors_24h = found.get("calls") or 0, found.get("errors") or 0
-        row.usage_last_at = found.get("last_at")
-    return rows

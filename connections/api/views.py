@@ -12,11 +12,14 @@ from rest_framework.response import Response
 
 from audit.api.serializers import AuditEntrySerializer
 from core.api import NAME_IN_URL, Conflict, ModelPermissions, has_permission
+from core.api_lists import Computed, ValuesList, ValuesListMixin
 from providers import catalogue
 from providers.adapters.base import CredentialsCheck
 
 from ..editing import RowLockedForEdit
-from ..models import Connection, Rotation, each_endpoint_once
+from ..models import (
+    STORED_SECRETS, Connection, KeyRotation, Rotation, each_endpoint_once, key_rotation, masks_of_stored,
+)
 from ..services import (
     ConnectionInUse,
     CredentialsNotVerified,
@@ -87,13 +90,35 @@ class ConnectionFilter(django_filters.FilterSet):
         return queryset.rotation(value)
 
 
+ROTATION_COLUMNS = ("auth_method", "secrets_updated_at", "created_at", "key_max_age_days")
+
+
+def rotation_of(row: dict) -> KeyRotation:
+    """The row's key rotation, worked out once for the three fields that show it."""
+    rotation = row.get(ROTATION)
+    if rotation is None:
+        rotation = row[ROTATION] = key_rotation(*(row[column] for column in ROTATION_COLUMNS))
+    return rotation
+
+
+ROTATION = "key_rotation"  # where a list row keeps its rotation once worked out
+
+
 @extend_schema_view(partial_update=extend_schema(parameters=[VERIFY_PARAMETER], responses={200: ConnectionSerializer,
                                                                                            400: WRITE_REFUSED}))
-class ConnectionViewSet(RowLockedForEdit, viewsets.ModelViewSet):
+class ConnectionViewSet(RowLockedForEdit, ValuesListMixin, viewsets.ModelViewSet):
     """Connections, looked up by name. Every write is recorded in the audit log with the authenticated user."""
 
     queryset = Connection.objects.select_related("created_by", "updated_by", "team").prefetch_related(each_endpoint_once())
     serializer_class = ConnectionSerializer
+    # The list reads values, not instances: the serializer's output, checked against it by the tests.
+    values_list = ValuesList(ConnectionSerializer, computed={
+        "secrets": Computed(("provider", "auth_method"), expressions={"stored_secrets": STORED_SECRETS}, represent=(
+            lambda row: masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])[1])),
+        "key_age_days": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).age_days, by_field=True),
+        "key_due_at": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).due_at, by_field=True),
+        "rotation_status": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).status, by_field=True),
+    })
     permission_classes = [ModelPermissions]
     lookup_field = "name"
     lookup_value_regex = NAME_IN_URL

@@ -21,6 +21,15 @@ def connection_field(**kwargs) -> NameRelatedField:
     return ConnectionField(queryset=Connection.objects.defer("secrets"), **kwargs)
 
 
+FALLBACK_ORDER = tuple(FallbackOn.values)  # read once: the enum builds the list again on every access
+
+
+def fallback_on_list(values) -> list[str]:
+    """The failures an endpoint falls back on, each once, in FallbackOn's order (as the API shows them)."""
+    chosen = set(values or ())
+    return [value for value in FALLBACK_ORDER if value in chosen]
+
+
 class DestinationSerializer(serializers.ModelSerializer):
     """One destination: a connection (by name) and the provider's model id, as a weighted primary or a fallback.
 
@@ -101,7 +110,7 @@ class EndpointSerializer(ModelCleanSerializer):
             "task": instance.task,
             "enabled": instance.enabled,
             "destinations": DestinationSerializer(destinations, many=True).data,
-            "fallback_on": [value for value in FallbackOn.values if value in set(instance.fallback_on or ())],
+            "fallback_on": fallback_on_list(instance.fallback_on),
             "deadline_seconds": instance.deadline_seconds,
             "allow_mixed_environments": instance.allow_mixed_environments,
             "requests_per_minute": instance.requests_per_minute,

@@ -4,11 +4,12 @@ from rest_framework import viewsets
 
 from connections.models import Environment
 from core.api import NAME_IN_URL, ModelPermissions
+from core.api_lists import Computed, ValuesList, ValuesListMixin
 from providers import catalogue
 
 from ..models import Destination, Endpoint
 from ..services import endpoint_delete
-from .serializers import EndpointSerializer
+from .serializers import EndpointSerializer, fallback_on_list
 
 
 class EndpointFilter(django_filters.FilterSet):
@@ -25,7 +26,12 @@ class EndpointFilter(django_filters.FilterSet):
         fields = ["provider", "connection", "task", "enabled", "team"]
 
 
-class EndpointViewSet(viewsets.ModelViewSet):
+def first_destination(name: str):
+    """A field of the row's first destination as the list represents it (None without destinations)."""
+    return lambda row: row["destinations"][0][name] if row["destinations"] else None
+
+
+class EndpointViewSet(ValuesListMixin, viewsets.ModelViewSet):
     """Gateway endpoints, looked up by name, with their destinations (connections by name)."""
 
     # One query for the endpoints and one for their destinations; the connections' secrets column is
@@ -35,6 +41,12 @@ class EndpointViewSet(viewsets.ModelViewSet):
         queryset=Destination.objects.select_related("connection").defer("connection__secrets").order_by("position"),
     ))
     serializer_class = EndpointSerializer
+    # The list reads values, not instances: the serializer's output, checked against it by the tests.
+    # `connection`, `provider`, `environment` and `model` name the first destination, as the serializer says.
+    values_list = ValuesList(EndpointSerializer, computed={
+        **{name: Computed((), first_destination(name)) for name in ("connection", "provider", "environment", "model")},
+        "fallback_on": Computed(("fallback_on",), lambda row: fallback_on_list(row["fallback_on"])),
+    })
     permission_classes = [ModelPermissions]
     lookup_field = "name"
     lookup_value_regex = NAME_IN_URL

@@ -1,0 +1,257 @@
+"""List reads from `.values()` rows, represented by the serializer's own fields: the same JSON, a fraction of the CPU.
+
+Through a ModelSerializer, a page of 500 connections builds 500 model instances and their endpoints' (a
+queryset cloned per row for the prefetch), then asks every field for its attribute through descriptors;
+that, not the database, was most of the list's time (docs/benchmarks.md). Here the serializer's fields say
+which columns to read and represent each value with their own `to_representation`, so a field added to the
+serializer is read and shown alike without touching this; a field this cannot read by itself (a method
+field, a `source="*"` field) must be given as `computed`, or the first list fails loudly. Related lists (a
+`many=True` slug field, a nested `many=True` serializer) are read in one query a page each, from the queryset
+the view's prefetch names for that relation (its order, its `distinct()`), as the prefetch would read them.
+Tests compare the output with the serializer's on the same rows.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from dataclasses import field as dataclass_field
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import F, ForeignObjectRel, ManyToManyField, Model, Prefetch, QuerySet
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
+from rest_framework.response import Response
+from rest_framework.relations import ManyRelatedField, RelatedField, SlugRelatedField
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A field represented from several columns of the row: `.values()` lookups, and expressions by alias.
+
+    `by_field`: `represent` gives the value the model's attribute would (a property computed from columns),
+    which the serializer's field then represents as it represents the attribute (None as None).
+    """
+
+    columns: tuple[str, ...]
+    represent: Callable[[dict], Any]
+    expressions: dict = dataclass_field(default_factory=dict)
+    by_field: bool = False
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """A `by_field` computed value, represented by the serializer's field."""
+
+    name: str
+    value: Callable[[dict], Any]
+    representation: Callable[[], Callable[[Any], Any]]
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    lookup: str
+    representation: Callable[[], Callable[[Any], Any]] | None  # for each list, the value's representation; None: as read
+
+
+@dataclass(frozen=True)
+class _Related:
+    """The rows of a to-many relation for a page, in one query: the slugs of a `many=True` slug field (`slug`),
+    or a nested serializer's items (`nested`, a ValuesList of its own)."""
+
+    name: str
+    accessor: str  # the relation's name on the listed model, as a prefetch names it
+    model: type[Model]
+    back: str  # the lookup from the related model back to the listed one
+    slug: str | None = None
+    nested: "ValuesList | None" = None
+
+
+PARENT = "values_list_parent"  # the alias the related rows' parent id is read under
+
+
+class ValuesList:
+    """How to read and represent a serializer's list from `.values()` rows; built once, on first use."""
+
+    def __init__(self, serializer_class: type[serializers.ModelSerializer], computed: dict[str, Computed] | None = None,
+                 nested: dict[str, "ValuesList"] | None = None):
+        """`computed`: fields read from several columns (a computed field may also read a related list, which the
+        row holds by its field's name, as represented); `nested`: how to read a nested serializer that needs
+        `computed` of its own (otherwise one is built from the nested serializer)."""
+        self.serializer_class = serializer_class
+        self.computed = computed or {}
+        self.nested = nested or {}
+        self._plan: tuple[list, list[str], dict] | None = None
+
+    def plan(self) -> tuple[list, list[str], dict]:
+        """Each readable field in the serializer's order (a column, a computed value or a related list), and the
+        `.values()` lookups and expressions they need."""
+        if self._plan is None:
+            model = self.serializer_class.Meta.model
+            steps, lookups, expressions = [], [model._meta.pk.attname], {}
+            for name, field in self.serializer_class().fields.items():
+                if field.write_only:
+                    continue
+                if name in self.computed:
+                    computed = self.computed[name]
+                    steps.append((name, _Derived(name, computed.represent, representation(field))
+                                  if computed.by_field else computed))
+                    lookups += self.computed[name].columns
+                    expressions.update(self.computed[name].expressions)
+                elif isinstance(field, ManyRelatedField):
+                    steps.append((name, related(model, name, field.source, slug=slug_of(name, field.child_relation))))
+                elif isinstance(field, serializers.ListSerializer) and isinstance(field.child,
+                                                                                  serializers.ModelSerializer):
+                    nested = self.nested.get(name) or ValuesList(type(field.child))
+                    steps.append((name, related(model, name, field.source, nested=nested)))
+                elif isinstance(field, RelatedField):
+                    step = _Column(name, lookup_of(model, name, field.source_attrs) + "__" + slug_of(name, field), None)
+                    steps.append((name, step))
+                    lookups.append(step.lookup)
+                elif field.source == "*" or isinstance(field, serializers.SerializerMethodField):
+                    raise ImproperlyConfigured(f"{self.serializer_class.__name__}.{name}: give it as `computed`.")
+                else:
+                    step = _Column(name, lookup_of(model, name, field.source_attrs), representation(field))
+                    steps.append((name, step))
+                    lookups.append(step.lookup)
+            self._plan = (steps, list(dict.fromkeys(lookups)), expressions)
+        return self._plan
+
+    def values(self, queryset: QuerySet) -> QuerySet:
+        """The queryset (filtered and ordered as the view wants) reading just the columns the fields need."""
+        _, lookups, expressions = self.plan()
+        return queryset.prefetch_related(None).values(*lookups, **expressions)
+
+    def represent(self, rows: Sequence[dict], prefetches: Sequence = ()) -> list[dict]:
+        """The serializer's output for these rows: keys in its order, None as it gives None.
+
+        `prefetches`: the view's `prefetch_related()` lookups, which say how each related list is read.
+        """
+        steps, lookups, _ = self.plan()
+        pk = lookups[0]
+        ids = [row[pk] for row in rows]
+        for _, step in steps:
+            if type(step) is _Related:
+                lists = related_lists(step, ids, prefetches)
+                for row in rows:
+                    row[step.name] = lists.get(row[pk], [])
+        steps = [(name, step, step.representation() if type(step) in (_Column, _Derived) and step.representation
+                  else None) for name, step in steps]
+        items = []
+        for row in rows:
+            item = {}
+            for name, step, represent in steps:
+                if type(step) is _Column:
+                    value = row[step.lookup]
+                    item[name] = value if value is None or represent is None else represent(value)
+                elif type(step) is _Related:
+                    item[name] = row[name]
+                elif type(step) is _Derived:
+                    value = step.value(row)
+                    item[name] = None if value is None else represent(value)
+                else:
+                    item[name] = step.represent(row)
+            items.append(item)
+        return items
+
+
+def representation(field: serializers.Field) -> Callable[[], Callable[[Any], Any]]:
+    """For each list, the function that represents one value exactly as `field.to_representation` does.
+
+    DRF's DateTimeField asks for the current time zone again for every value (a context-local read, most of
+    its cost); a list asks once, then does what the field does with an aware datetime.
+    """
+    if type(field) is serializers.DateTimeField and not hasattr(field, "timezone") and (
+            str(getattr(field, "format", api_settings.DATETIME_FORMAT)).lower() == ISO_8601):
+        def per_list() -> Callable[[Any], Any]:
+            zone = field.default_timezone()
+            if zone is None:
+                return field.to_representation
+
+            def represent(value):
+                if type(value) is not datetime or value.utcoffset() is None:
+                    return field.to_representation(value)
+                text = value.astimezone(zone).isoformat()
+                return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+            return represent
+
+        return per_list
+    return lambda: field.to_representation
+
+
+def slug_of(name: str, field: RelatedField) -> str:
+    """The related object is shown by one of its columns, exactly as SlugRelatedField shows it."""
+    if not isinstance(field, SlugRelatedField) or type(field).to_representation is not SlugRelatedField.to_representation:
+        raise ImproperlyConfigured(f"{name}: only SlugRelatedField relations are read from values; give it as `computed`.")
+    return field.slug_field
+
+
+def lookup_of(model: type[Model], name: str, source_attrs: Iterable[str]) -> str:
+    """`a.b.c` as the `.values()` lookup `a__b__c`, through foreign keys that are never null.
+
+    Through a nullable one the serializer would answer by its own rules (default, SkipField), which a lookup
+    reading None does not follow.
+    """
+    attrs = list(source_attrs)
+    current = model
+    for attr in attrs[:-1]:
+        field = current._meta.get_field(attr)
+        if not field.many_to_one or field.null:
+            raise ImproperlyConfigured(f"{name}: {attr} is not a foreign key that is never null; give it as `computed`.")
+        current = field.related_model
+    current._meta.get_field(attrs[-1])  # a model field, or FieldDoesNotExist now rather than a wrong row later
+    return "__".join(attrs)
+
+
+def related(model: type[Model], name: str, source: str, *, slug: str | None = None,
+            nested: "ValuesList | None" = None) -> _Related:
+    """A to-many relation of `model` by its accessor: a reverse foreign key, or a many-to-many either way."""
+    relation = model._meta.get_field(source)
+    if isinstance(relation, ForeignObjectRel) and (relation.one_to_many or relation.many_to_many):
+        back = relation.field.name
+    elif isinstance(relation, ManyToManyField):
+        back = relation.related_query_name()
+    else:
+        raise ImproperlyConfigured(f"{name}: only to-many relations are read as lists; give it as `computed`.")
+    return _Related(name, source, relation.related_model, back, slug, nested)
+
+
+def related_lists(step: _Related, ids: list, prefetches: Sequence) -> dict[Any, list]:
+    """Parent id → its related slugs or nested items, read as the view's prefetch of the relation reads them
+    (the related model's default queryset when the prefetch gives none)."""
+    if not ids:
+        return {}
+    queryset, inner = step.model._default_manager.all(), ()
+    for lookup in prefetches:
+        if isinstance(lookup, Prefetch) and lookup.prefetch_to == step.accessor and lookup.queryset is not None:
+            queryset, inner = lookup.queryset, lookup.queryset._prefetch_related_lookups
+    queryset = queryset.filter(**{f"{step.back}__in": ids})
+    lists: dict[Any, list] = {}
+    if step.nested is None:
+        pk = step.model._meta.pk.attname
+        for parent, _, slug in queryset.values_list(F(step.back), pk, step.slug):
+            lists.setdefault(parent, []).append(slug)
+        return lists
+    rows = list(step.nested.values(queryset).annotate(**{PARENT: F(step.back)}))
+    for row, item in zip(rows, step.nested.represent(rows, inner)):
+        lists.setdefault(row[PARENT], []).append(item)
+    return lists
+
+
+class ValuesListMixin:
+    """A viewset's list read through `values_list` (a ValuesList), filtered, ordered and paginated as before.
+
+    Everything else (detail, writes, the OpenAPI schema) still goes through `serializer_class`.
+    """
+
+    values_list: ValuesList
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        rows = self.values_list.values(queryset)
+        page = self.paginate_queryset(rows)
+        items = self.values_list.represent(list(rows) if page is None else page,
+                                           queryset._prefetch_related_lookups)
+        return Response(items) if page is None else self.get_paginated_response(items)
