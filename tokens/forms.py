@@ -35,6 +35,9 @@ class TokenCreateForm(forms.Form):
         if user is None or not user.has_perm("endpoints.view_endpoint"):
             # Endpoint names are for those who may see endpoints (a token of anyone else calls none anyway).
             del self.fields["endpoints"]
+        else:
+            # Only the user's teams' endpoints: another team's is neither offered nor accepted by id.
+            self.fields["endpoints"].queryset = self.fields["endpoints"].queryset.visible_to(user)
 
     def clean_scope(self) -> str:
         return self.cleaned_data["scope"] or Scope.FULL  # a form posted without it (a script) gets a full token

@@ -277,3 +277,24 @@ def test_list_connections_lists_one_teams_connections(teams):
     assert "a-conn" in out.getvalue() and "b-conn" not in out.getvalue()
     with pytest.raises(CommandError, match="no team named 'nope'"):
         call_command("list_connections", "--team", "nope", stdout=StringIO())
+
+
+def test_the_tokens_page_offers_and_takes_only_the_teams_endpoints(site_page, teams):
+    page = site_page.get("/settings/tokens/").content.decode()
+    assert "a-endpoint" in page and "b-endpoint" not in page
+    theirs = Endpoint.objects.get(name="b-endpoint")
+    response = site_page.post("/settings/tokens/", {"scope": "gateway", "endpoints": [theirs.pk]})
+    assert "Select a valid choice" in response.content.decode() and "b-endpoint" not in response.content.decode()
+    assert not ApiToken.objects.filter(endpoints=theirs).exists()
+
+
+def test_the_token_admin_names_only_the_teams_endpoints(site_page, alice, django_user_model, teams):
+    grant(alice, "tokens.view_apitoken")
+    bob = django_user_model.objects.create_user("bob")
+    bob.teams.set([teams[1]])
+    bobs, _ = ApiToken.issue(user=bob)
+    bobs.endpoints.set(Endpoint.objects.all())
+    view = site_page.get(reverse("admin:tokens_apitoken_change", args=[bobs.pk]))
+    page = view.content.decode()
+    assert view.status_code == 200
+    assert "a-endpoint" in page and "b-endpoint" not in page
