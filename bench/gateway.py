@@ -119,8 +119,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--delay", type=float, default=0.0, help="stub answer delay in ms")
     parser.add_argument("--limits", action="store_true",
-                        help="call with a token that has a rate and a token budget (never reached), so every call "
-                             "is counted: compare its CPU per request with a run without")
+                        help="also call with a token that has a rate and a token budget (never reached), so every "
+                             "call is counted, interleaved with the same calls unlimited: the limits' cost")
     options = parser.parse_args()
 
     stub_port, app_port = free_port(), free_port()
@@ -149,12 +149,14 @@ def main() -> None:
                         {"connection": name, "model": "gpt-4o-mini", "weight": weight}
                         for name, weight in (("bench", 34), ("bench-b", 33), ("bench-c", 33))]}).raise_for_status()
                 direct = (f"{stub_url}/v1/chat/completions", {"Authorization": f"Bearer {STUB_KEY}"})
+                gateway = (f"{app_url}/gateway/v1/chat/completions", auth)
+                split = (f"{app_url}/gateway/v1/chat/completions", auth)
+                paths = {"direct": direct, "gateway": gateway, "split": split}
                 if options.limits:
                     limited = manage(env, "create_api_token", "admin", "--requests-per-minute", "1000000",
                                      "--token-budget", str(10**15)).strip()
-                    auth = {"Authorization": f"Bearer {limited}"}
-                gateway = (f"{app_url}/gateway/v1/chat/completions", auth)
-                split = (f"{app_url}/gateway/v1/chat/completions", auth)
+                    paths["limited"] = (gateway[0], {"Authorization": f"Bearer {limited}"})
+                    timed_calls(*paths["limited"], 200, 4, CHAT)
                 split_body = {**CHAT, "model": "bench-split"}
                 timed_calls(*gateway, 200, 4)  # warm up workers, pools and caches
                 timed_calls(*split, 200, 4, split_body)
@@ -162,20 +164,20 @@ def main() -> None:
 
                 print(f"stub delay {options.delay:g} ms, {options.requests} requests per path and mode, "
                       f"{options.rounds} interleaved rounds, {os.cpu_count()} cores"
-                      + (", every call counted against a rate and a token budget" if options.limits else ""))
+                      + (", and calls counted against a rate and a token budget" if options.limits else ""))
                 for concurrency in (1, options.concurrency):
-                    results = {"direct": ([], 0.0), "gateway": ([], 0.0), "split": ([], 0.0)}
-                    cpu = 0.0
+                    results = {name: ([], 0.0) for name in paths}
+                    cpu = dict.fromkeys(paths, 0.0)
                     share = options.requests // options.rounds
                     round_overheads = []
                     for _ in range(options.rounds):
                         round_p50 = {}
-                        for name, (url, headers) in (("direct", direct), ("gateway", gateway), ("split", split)):
-                            before = cpu_seconds(served.pid) if name == "gateway" else 0
+                        for name, (url, headers) in paths.items():
+                            before = cpu_seconds(served.pid) if name != "direct" else 0
                             body = split_body if name == "split" else CHAT
                             latencies, wall = timed_calls(url, headers, share, concurrency, body)
-                            if name == "gateway":
-                                cpu += cpu_seconds(served.pid) - before
+                            if name != "direct":
+                                cpu[name] += cpu_seconds(served.pid) - before
                             results[name] = (results[name][0] + latencies, results[name][1] + wall)
                             round_p50[name] = percentile(latencies, 50)
                         round_overheads.append(round_p50["gateway"] - round_p50["direct"])
@@ -187,10 +189,17 @@ def main() -> None:
                     print(f"  overhead p50 {percentile(g, 50) - percentile(d, 50):+.2f} ms, "
                           f"p99 {percentile(g, 99) - percentile(d, 99):+.2f} ms; "
                           f"throughput ratio {(len(g) / g_wall) / (len(d) / d_wall):.2f}; "
-                          f"gateway CPU {cpu * 1000 / len(g):.2f} ms/request")
+                          f"gateway CPU {cpu['gateway'] * 1000 / len(g):.2f} ms/request")
                     print(f"  overhead p50 round by round: {min(round_overheads):+.2f} to {max(round_overheads):+.2f} ms")
                     print(f"  three-destination split p50 {percentile(sp, 50):7.2f} ms: "
                           f"{percentile(sp, 50) - percentile(g, 50):+.3f} ms over one destination")
+                    if "limited" in results:
+                        limited_latencies = results["limited"][0]
+                        print(f"  limits (a rate and a budget, counted on every call) p50 "
+                              f"{percentile(limited_latencies, 50):7.2f} ms: "
+                              f"{percentile(limited_latencies, 50) - percentile(g, 50):+.3f} ms and "
+                              f"{(cpu['limited'] / len(limited_latencies) - cpu['gateway'] / len(g)) * 1000:+.3f} ms "
+                              f"of server CPU a call over the same calls unlimited")
     finally:
         stub.terminate()
 

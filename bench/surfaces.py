@@ -440,6 +440,16 @@ def gateway_verdicts(quick: str, delayed: str) -> list[str]:
                  f"{'met' if cpu <= 1.5 else '**missed**'}")
     lines.append(f"- gateway throughput with a 20 ms stub, 16 clients: {ratio:.2f} of direct (target ≥ 0.90): "
                  f"{'met' if ratio >= 0.9 else '**missed**'}")
+    split = re.search(r"concurrency 1:.*?three-destination split.*?([+-][\d.]+) ms over one destination", quick, re.S)
+    if split:
+        lines.append(f"- a three-destination split over one destination, p50 (sequential): {float(split.group(1)):+.3f} ms "
+                     f"(target ≤ 0.1 ms): {'met' if float(split.group(1)) <= 0.1 else '**missed**'}")
+    limits = re.search(r"concurrency 1:.*?limits .*?([+-][\d.]+) ms and ([+-][\d.]+) ms of server CPU", quick, re.S)
+    if limits:
+        cost = max(float(limits.group(1)), float(limits.group(2)))
+        lines.append(f"- limits (a rate and a budget counted on every call, SQLite): {float(limits.group(1)):+.3f} ms "
+                     f"p50 and {float(limits.group(2)):+.3f} ms of CPU a call (target ≤ 0.2 ms): "
+                     f"{'met' if cost <= 0.2 else '**missed**'}")
     return lines
 
 
@@ -651,7 +661,7 @@ def main() -> None:
         plot(runs, options.report.with_suffix(".png"))
         extras = {}
         if options.gateway:
-            extras["gateway"] = run_script("bench/gateway.py")
+            extras["gateway"] = run_script("bench/gateway.py", "--limits")
             extras["gateway_delayed"] = run_script("bench/gateway.py", "--delay", "20", "--requests", "1600")
             extras["gateway_verdicts"] = gateway_verdicts(extras["gateway"], extras["gateway_delayed"])
             print("\n".join(extras["gateway_verdicts"]))
