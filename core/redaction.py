@@ -61,14 +61,19 @@ def python_forms(value: str) -> set[str]:
 @functools.lru_cache(maxsize=64)
 def values_pattern(values: tuple[str, ...], *, with_python_forms: bool = False) -> re.Pattern | None:
     """One regex for every form of the values, longest first (a secret goes whole before a shorter form inside it)."""
+    forms = forms_of(values, with_python_forms=with_python_forms)
+    if not forms:
+        return None
+    return re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
+
+
+def forms_of(values: tuple[str, ...], *, with_python_forms: bool = False) -> set[str]:
     forms: set[str] = set()
     for value in values:
         forms |= secret_forms(value)
         if with_python_forms and len(value) >= MIN_SECRET_LENGTH:
             forms |= python_forms(value)
-    if not forms:
-        return None
-    return re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
+    return forms
 
 
 class WireSecrets:
@@ -99,9 +104,7 @@ def wire_secrets(values: tuple[str, ...]) -> WireSecrets | None:
     pattern = values_pattern(values)
     if pattern is None:
         return None
-    forms: set[str] = set()
-    for value in values:
-        forms |= secret_forms(value)
+    forms = forms_of(values)
     return WireSecrets(tuple(form.encode().lower() for form in forms), re.compile(pattern.pattern.encode(), re.IGNORECASE))
 
 

@@ -50,21 +50,24 @@
     return fieldsUrl + "?" + params.toString();
   }
 
+  // A piece of a page rendered by the server (same-origin, marked as a script's request); rejects on an error status.
+  function fetchFragment(url, options) {
+    options.credentials = "same-origin";
+    options.headers = { "X-Requested-With": "fetch" };
+    return fetch(url, options).then(function (response) {
+      if (!response.ok) {
+        throw new Error("HTTP " + response.status);
+      }
+      return response.text();
+    });
+  }
+
   function swapFields(changed) {
     var requestNumber = ++latestRequest;
     rememberTypedValues();
     container.classList.add("is-loading");
     container.setAttribute("aria-busy", "true");
-    fetch(fragmentUrl(changed), {
-      credentials: "same-origin",
-      headers: { "X-Requested-With": "fetch" },
-    })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.text();
-      })
+    fetchFragment(fragmentUrl(changed), {})
       .then(function (html) {
         if (requestNumber !== latestRequest) {
           return; // a later change superseded this one
@@ -104,18 +107,7 @@
     button.disabled = true;
     verdict.setAttribute("aria-busy", "true");
     showNote("Asking the provider…");
-    fetch(button.getAttribute("formaction"), {
-      method: "POST",
-      body: new FormData(form),
-      credentials: "same-origin",
-      headers: { "X-Requested-With": "fetch" },
-    })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.text();
-      })
+    fetchFragment(button.getAttribute("formaction"), { method: "POST", body: new FormData(form) })
       .then(function (html) {
         verdict.innerHTML = html; // rendered by the server, escaped there
       })
