@@ -4,7 +4,8 @@
   connection held while a stream streams.
 - `GET /healthz` is answered in front of Django on a database thread of its own (core/health.py), so a
   load balancer's probe never waits behind gateway traffic.
-- Everything else (pages, admin, API, static files) is Django's ASGI handler, unchanged.
+- Everything else (pages, admin, API, static files) is Django, served as a WSGI thread would serve it: one
+  trip from the loop to a page thread a request (config/page_handler.py).
 
 Lifespan: at startup the loop is adopted as the server's (the provider client keeps its connection pools on
 it); at shutdown the provider connections and database threads are closed, and the usage recorded so far is
@@ -16,14 +17,15 @@ import logging
 import os
 import time
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_application = get_asgi_application()
+django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402  (after the settings are set up)
 from django.db import connections as db_connections  # noqa: E402
 
+from config.page_handler import PageHandler  # noqa: E402
 from core.asgi_http import printable  # noqa: E402
 from core.health import HEALTH_THREAD, healthz_asgi  # noqa: E402
 from gateway.app import GatewayApp  # noqa: E402
@@ -31,6 +33,7 @@ from gateway.views import DATABASE  # noqa: E402
 from providers import upstream  # noqa: E402
 from usage.recorder import RECORDER  # noqa: E402
 
+django_application = PageHandler(settings.PAGE_THREADS)
 access_log = logging.getLogger("access")
 # Django's handler receives a request's whole body before any middleware sees it: a body without a declared
 # length (chunked) that grows past the largest any page or API call takes is cut off there (the client is

@@ -63,6 +63,8 @@ GATEWAY_MAX_IN_FLIGHT = env.int("GATEWAY_MAX_IN_FLIGHT", default=2048)
 GATEWAY_UPSTREAM_CONNECTIONS = env.int("GATEWAY_UPSTREAM_CONNECTIONS", default=GATEWAY_MAX_IN_FLIGHT + 64)
 # The largest provider answer read (non-streamed): beyond it, 502 upstream_response_too_large and nothing kept.
 GATEWAY_MAX_RESPONSE_BYTES = env.int("GATEWAY_MAX_RESPONSE_BYTES", default=64 * 1024 * 1024)
+# Threads per server process for pages, admin and API requests (each request has one to itself while it runs).
+PAGE_THREADS = env.int("PAGE_THREADS", default=8)
 # Threads per server process for the gateway's database reads (each with its own connection while it works).
 GATEWAY_DATABASE_THREADS = env.int("GATEWAY_DATABASE_THREADS", default=4)
 # Seconds a destination that just failed (5xx, timeout, unreachable; 429 without Retry-After) is tried last.

@@ -36,6 +36,11 @@ def on_callers_thread() -> Iterator[None]:
         _ON_CALLERS_THREAD.reset(token)
 
 
+def callers_thread_wanted() -> bool:
+    """Whether the caller asked for its own thread (`on_callers_thread()`): for pools other than these."""
+    return _ON_CALLERS_THREAD.get()
+
+
 class DatabaseThreads:
     """A named pool of threads for database work, each with its own connection."""
 

@@ -1,8 +1,8 @@
 """A test client for the ASGI application the server runs (config/asgi.py), in the test's own thread.
 
 It speaks like Django's test client (`get`, `post`, `generic`, `HTTP_*` keyword headers, `defaults`) and drives
-the whole site: the gateway and /healthz in front of Django, then Django's ASGI handler for the rest. The
-database work of a request runs on the test's thread (core/db_threads.py `on_callers_thread`, and Django's own
+the whole site: the gateway and /healthz in front of Django, then Django (config/page_handler.py). The
+database work of a request runs on the test's thread (core/db_threads.py `on_callers_thread`, which the page handler honours too, and Django's own
 thread-sensitive calls), so it sees the rows the test made inside its transaction.
 """
 
@@ -13,12 +13,13 @@ from http.cookies import SimpleCookie
 from urllib.parse import unquote, urlencode
 
 from asgiref.sync import async_to_sync
-from django.core.handlers.asgi import ASGIHandler
+from django.conf import settings
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.http import HttpResponse
 
 from config.asgi import Site  # imported early: importing it sets Django up, and with it the logging, again
+from config.page_handler import PageHandler
 from core.db_threads import on_callers_thread
 from providers import upstream
 
@@ -98,7 +99,7 @@ class AsgiClient:
         if self._app is None:
             # A fresh site per client, set up at its first request as Django's test client does: middleware
             # reads the settings when it is set up, and a test may have changed them after making the client.
-            self._app = Site(ASGIHandler())  # (not get_asgi_application(): it would set logging up again)
+            self._app = Site(PageHandler(settings.PAGE_THREADS))  # (not get_asgi_application(): it would set logging up again)
         return self._app
 
     def force_login(self, user) -> None:
