@@ -168,14 +168,15 @@ def asgi_live_server(transactional_db):
     import threading
 
     import uvicorn
-    from django.core.handlers.asgi import ASGIHandler
+    from django.conf import settings
 
     from config.asgi import Site
+    from config.page_handler import PageHandler
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(Site(ASGIHandler()), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(Site(PageHandler(settings.PAGE_THREADS)), host="127.0.0.1", port=port,
                                            lifespan="on", log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name="asgi-live-server", daemon=True)
     thread.start()
