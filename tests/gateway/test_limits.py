@@ -1,6 +1,7 @@
 """Limits per token and per endpoint: requests per minute and token budgets per day or month, answered 429
 with Retry-After and an OpenAI-shaped `rate_limit_exceeded` or `budget_exceeded`; budgets count the tokens the
-provider reports. Counters are rows in the database (two server processes: test_limits_processes.py)."""
+provider reports, written off the call's path. Counters are rows in the database (two server processes:
+test_limits_processes.py)."""
 
 import json
 from datetime import UTC, datetime
@@ -8,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from core.limits import window
-from gateway.limits import Limit, admit
+from gateway.limits import PENDING_TOKENS, Limit, add_tokens, admit
 from gateway.models import LimitCounter
 from providers.errors import GatewayError
 from tests.asgi_client import AsgiClient
@@ -37,6 +38,12 @@ def client_for(user, **limits) -> AsgiClient:
 @pytest.fixture
 def svc(caller):
     return caller[0]
+
+
+def written():
+    """The counters, once the tokens calls spent are written as the process's writer writes them (here, now)."""
+    assert PENDING_TOKENS.flush()
+    return LimitCounter.objects
 
 
 # --- Requests per minute ----------------------------------------------------------------------------------
@@ -82,7 +89,7 @@ def test_a_limited_call_costs_one_statement_for_its_counters(svc, openai_chat, d
     gateway = client_for(svc, requests_per_minute=100, token_budget=10_000)
     chat(gateway)
 
-    with django_assert_max_num_queries(4):  # the caller, the endpoint, the counters' upsert, the tokens added
+    with django_assert_max_num_queries(3):  # the caller, the endpoint, the counters' upsert (tokens: off the path)
         assert chat(gateway).status_code == 200
 
 
@@ -94,7 +101,8 @@ def test_a_budget_counts_the_tokens_the_provider_reports_and_then_refuses(svc, o
 
     answers = [chat(gateway) for _ in range(4)]
 
-    assert [a.status_code for a in answers] == [200, 200, 200, 429]  # 0, 10, 20 used before each: 30 ≥ 25
+    # 0, 10, 20 used before each: 30 ≥ 25. Each admission writes the tokens of this process's calls before it.
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
     error = error_of(answers[3])
     assert error["code"] == "budget_exceeded" and error["type"] == "rate_limit_error"
     assert "25 tokens per day" in error["message"]
@@ -123,7 +131,7 @@ def test_a_stream_counts_the_usage_the_provider_reports_in_it(svc, openai_chat):
     body = b"".join(streamed.streaming_content)
 
     assert streamed.status_code == 200 and b'"total_tokens": 11' in body
-    assert LimitCounter.objects.get(period="month").tokens == 11
+    assert written().get(period="month").tokens == 11
 
 
 def test_embeddings_count_their_reported_tokens(svc, openai_chat, make_endpoint):
@@ -135,7 +143,7 @@ def test_embeddings_count_their_reported_tokens(svc, openai_chat, make_endpoint)
                           content_type="application/json")
 
     assert answer.status_code == 200
-    assert LimitCounter.objects.get(subject__startswith="endpoint:").tokens == 3
+    assert written().get(subject__startswith="endpoint:").tokens == 3
 
 
 # --- Windows ----------------------------------------------------------------------------------------------
@@ -181,7 +189,6 @@ def test_a_rate_and_a_budget_both_spent_answer_budget_exceeded_with_the_longer_w
               Limit("token:1", "this token", "day", 5, "tokens")]
     now = at("2026-03-01 10:00:00")
     admission = admit(limits, now)
-    from gateway.limits import add_tokens
 
     add_tokens(admission, 7)
     with pytest.raises(GatewayError) as refused:
@@ -196,5 +203,5 @@ def test_a_call_under_both_a_token_and_an_endpoint_budget_spends_both(svc, opena
 
     assert chat(client_for(svc, token_budget=100), "chat-budget").status_code == 200
 
-    assert sorted(LimitCounter.objects.values_list("subject", "tokens")) == [
+    assert sorted(written().values_list("subject", "tokens")) == [
         (f"endpoint:{endpoint.pk}", 10), (f"token:{ApiToken.objects.latest('id').pk}", 10)]
