@@ -4,12 +4,15 @@ provider reports, written off the call's path. Counters are rows in the database
 test_limits_processes.py)."""
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from core.limits import window
-from gateway.limits import PENDING_TOKENS, Limit, add_tokens, admit
+from gateway.limits import PENDING_TOKENS, Limit, PendingTokens, add_tokens, admit, write_tokens
 from gateway.models import LimitCounter
 from providers.errors import GatewayError
 from tests.asgi_client import AsgiClient
@@ -205,3 +208,86 @@ def test_a_call_under_both_a_token_and_an_endpoint_budget_spends_both(svc, opena
 
     assert sorted(written().values_list("subject", "tokens")) == [
         (f"endpoint:{endpoint.pk}", 10), (f"token:{ApiToken.objects.latest('id').pk}", 10)]
+
+
+# --- Tokens written off the call's path ---------------------------------------------------------------------
+
+
+def test_a_calls_tokens_are_counted_in_memory_and_written_after_its_answer(svc, openai_chat):
+    gateway = client_for(svc, token_budget=1000)
+
+    assert chat(gateway).status_code == 200
+
+    assert LimitCounter.objects.values_list("requests", "tokens").get() == (1, 0)  # the call waited for no write
+    assert written().values_list("requests", "tokens").get() == (1, 10)
+
+
+def test_the_tokens_of_many_calls_are_summed_and_written_in_one_statement():
+    limits = [Limit("token:1", "this token", "day", 10_000, "tokens"),
+              Limit("endpoint:1", "endpoint 'chat'", "month", 10_000, "tokens")]
+    admissions = [admit(limits, at("2026-03-01 10:00:00")) for _ in range(20)]  # all in flight at once
+    for admission in admissions:
+        add_tokens(admission, 5)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert PENDING_TOKENS.flush()
+
+    assert len([query for query in queries if LimitCounter._meta.db_table in query["sql"]]) == 1
+    assert sorted(LimitCounter.objects.values_list("subject", "requests", "tokens")) == [
+        ("endpoint:1", 20, 100), ("token:1", 20, 100)]
+    assert not PENDING_TOKENS.sums
+
+
+def test_tokens_of_a_window_that_has_ended_are_not_added_to_the_next():
+    limit = [Limit("token:1", "this token", "day", 10_000, "tokens")]
+    yesterday = admit(limit, at("2026-03-01 23:59:59"))
+    admit(limit, at("2026-03-02 00:00:01"))
+
+    add_tokens(yesterday, 40)  # its answer came after midnight
+    assert written().values_list("started", "requests", "tokens").get() == (
+        int(at("2026-03-02 00:00:00").timestamp()), 1, 0)
+
+
+def test_stopping_writes_the_tokens_waiting(svc, openai_chat):
+    gateway = client_for(svc, token_budget=1000)
+    chat(gateway)
+    chat(gateway)  # its admission wrote the first call's tokens
+
+    PENDING_TOKENS.stop()
+
+    assert LimitCounter.objects.get().tokens == 20 and not PENDING_TOKENS.sums
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tokens_the_database_refuses_wait_for_the_next_write_and_are_written_once(svc, openai_chat, caplog):
+    gateway = client_for(svc, token_budget=1000)
+    assert chat(gateway).status_code == 200
+    table = LimitCounter._meta.db_table
+    with connection.schema_editor() as editor:
+        editor.alter_db_table(LimitCounter, table, f"{table}_away")  # every write of a counter fails
+    try:
+        assert not PENDING_TOKENS.flush()
+        PENDING_TOKENS.stop()  # at shutdown too: logged, never raised (the usage recorder is written next)
+    finally:
+        with connection.schema_editor() as editor:
+            editor.alter_db_table(LimitCounter, f"{table}_away", table)
+
+    assert "Budgets: 10 tokens of 1 budget windows wait to be written (" in caplog.text
+    assert chat(gateway).status_code == 200  # its admission writes the first call's 10 tokens
+    assert written().values_list("requests", "tokens").get() == (2, 20)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_thread_writes_the_tokens_an_interval_after_the_first_waits(settings):
+    settings.LIMITS_WRITER_THREAD = True
+    settings.LIMITS_FLUSH_SECONDS = 0.05
+    wrote = threading.Event()
+    pending = PendingTokens(write=lambda sums: (write_tokens(sums), wrote.set()))
+    admission = admit([Limit("token:1", "this token", "day", 10_000, "tokens")], datetime.now(UTC))
+    try:
+        pending.add(admission.windows, 7)
+        pending.add(admission.windows, 8)
+        assert wrote.wait(10)
+        assert LimitCounter.objects.values_list("requests", "tokens").get() == (1, 15)
+    finally:
+        pending.stop()
