@@ -153,18 +153,14 @@ def counter_statement(alias: str, rows: int, returning: bool) -> str:
     current window but not its tokens: those belong to a window that has ended.
     """
     q = connections[alias].ops.quote_name
-    table = q(LimitCounter._meta.db_table)
     subject, period, started, requests, tokens = (q(c) for c in ("subject", "period", "started", "requests", "tokens"))
-    newer = f"excluded.{started} > {table}.{started}"
-    same = f"excluded.{started} = {table}.{started}"
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * rows)
+    newer, same = f"excluded.{started} > c.{started}", f"excluded.{started} = c.{started}"
     return (
-        f"INSERT INTO {table} ({subject}, {period}, {started}, {requests}, {tokens}) VALUES {values} "
-        f"ON CONFLICT ({subject}, {period}) DO UPDATE SET "
-        f"{requests} = CASE WHEN {newer} THEN excluded.{requests} ELSE {table}.{requests} + excluded.{requests} END, "
-        f"{tokens} = CASE WHEN {newer} THEN excluded.{tokens} "
-        f"WHEN {same} THEN {table}.{tokens} + excluded.{tokens} ELSE {table}.{tokens} END, "
-        f"{started} = CASE WHEN {newer} THEN excluded.{started} ELSE {table}.{started} END"
+        f"INSERT INTO {q(LimitCounter._meta.db_table)} AS c ({subject}, {period}, {started}, {requests}, {tokens}) "
+        f"VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * rows)} ON CONFLICT ({subject}, {period}) DO UPDATE SET "
+        f"{requests} = CASE WHEN {newer} THEN excluded.{requests} ELSE c.{requests} + excluded.{requests} END, "
+        f"{tokens} = CASE WHEN {newer} THEN excluded.{tokens} WHEN {same} THEN c.{tokens} + excluded.{tokens} "
+        f"ELSE c.{tokens} END, {started} = CASE WHEN {newer} THEN excluded.{started} ELSE c.{started} END"
         + (f" RETURNING {subject}, {period}, {requests}, {tokens}" if returning else "")
     )
 
