@@ -169,19 +169,23 @@ def main() -> None:
                     results = {name: ([], 0.0) for name in paths}
                     cpu = dict.fromkeys(paths, 0.0)
                     share = options.requests // options.rounds
-                    round_overheads, round_splits = [], []
+                    round_overheads, round_splits, round_limits, round_limits_cpu = [], [], [], []
                     for _ in range(options.rounds):
-                        round_p50 = {}
+                        round_p50, round_cpu = {}, {}
                         for name, (url, headers) in paths.items():
                             before = cpu_seconds(served.pid) if name != "direct" else 0
                             body = split_body if name == "split" else CHAT
                             latencies, wall = timed_calls(url, headers, share, concurrency, body)
                             if name != "direct":
-                                cpu[name] += cpu_seconds(served.pid) - before
+                                round_cpu[name] = cpu_seconds(served.pid) - before
+                                cpu[name] += round_cpu[name]
                             results[name] = (results[name][0] + latencies, results[name][1] + wall)
                             round_p50[name] = percentile(latencies, 50)
                         round_overheads.append(round_p50["gateway"] - round_p50["direct"])
                         round_splits.append(round_p50["split"] - round_p50["gateway"])
+                        if "limited" in round_p50:
+                            round_limits.append(round_p50["limited"] - round_p50["gateway"])
+                            round_limits_cpu.append((round_cpu["limited"] - round_cpu["gateway"]) * 1000 / share)
                     (d, d_wall), (g, g_wall), (sp, _) = results["direct"], results["gateway"], results["split"]
                     print(f"\nconcurrency {concurrency}:")
                     for name, values, wall in (("direct ", d, d_wall), ("gateway", g, g_wall)):
@@ -204,6 +208,10 @@ def main() -> None:
                               f"{percentile(limited_latencies, 50) - percentile(g, 50):+.3f} ms and "
                               f"{(cpu['limited'] / len(limited_latencies) - cpu['gateway'] / len(g)) * 1000:+.3f} ms "
                               f"of server CPU a call over the same calls unlimited")
+                        print(f"    paired, the median of {len(round_limits)} rounds' differences: p50 "
+                              f"{statistics.median(round_limits):+.3f} ms ({min(round_limits):+.3f} to "
+                              f"{max(round_limits):+.3f}), server CPU {statistics.median(round_limits_cpu):+.3f} ms "
+                              f"a call ({min(round_limits_cpu):+.3f} to {max(round_limits_cpu):+.3f})")
     finally:
         stub.terminate()
 

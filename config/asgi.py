@@ -8,8 +8,8 @@
   trip from the loop to a page thread a request (config/page_handler.py).
 
 Lifespan: at startup the loop is adopted as the server's (the provider client keeps its connection pools on
-it); at shutdown the provider connections and database threads are closed, and the usage recorded so far is
-written.
+it); at shutdown the provider connections and database threads are closed, and the usage recorded so far and
+the tokens calls spent from budgets are written.
 """
 
 import asyncio
@@ -29,6 +29,7 @@ from config.page_handler import PageHandler  # noqa: E402
 from core.asgi_http import printable  # noqa: E402
 from core.health import HEALTH_THREAD, healthz_asgi  # noqa: E402
 from gateway.app import GatewayApp  # noqa: E402
+from gateway.limits import PENDING_TOKENS  # noqa: E402
 from gateway.views import DATABASE  # noqa: E402
 from providers import upstream  # noqa: E402
 from usage.recorder import RECORDER  # noqa: E402
@@ -85,6 +86,7 @@ class Site:
 
 def write_recorded_usage() -> None:
     try:
+        PENDING_TOKENS.stop()  # the tokens calls spent from budgets, not written yet
         RECORDER.stop()
     finally:
         db_connections.close_all()  # this thread's, opened for the write

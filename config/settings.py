@@ -69,6 +69,10 @@ PAGE_THREADS = env.int("PAGE_THREADS", default=8)
 GATEWAY_DATABASE_THREADS = env.int("GATEWAY_DATABASE_THREADS", default=4)
 # Seconds a destination that just failed (5xx, timeout, unreachable; 429 without Retry-After) is tried last.
 GATEWAY_COOLDOWN_SECONDS = env.float("GATEWAY_COOLDOWN_SECONDS", default=30.0)
+# Each process writes the tokens its calls spent from budgets (gateway/limits.py) this long after the first of
+# them waits: other processes see a crossed budget at most this late. Tests write them themselves.
+LIMITS_FLUSH_SECONDS = env.float("LIMITS_FLUSH_SECONDS", default=0.1)
+LIMITS_WRITER_THREAD = True
 # How old a connection's key may get before it is overdue for rotation (a connection may set its own).
 def read_key_max_age_days() -> int:
     value = env.str("KEY_MAX_AGE_DAYS", default="90").strip()

@@ -28,3 +28,5 @@ AUTHENTICATION_BACKENDS = [
 ]
 # Tests write recorded calls where they can see them: `usage.recorder.RECORDER.flush()` on their own thread.
 USAGE_WRITER_THREAD = False
+# Tests write the tokens calls spent from budgets where they can see them: `PENDING_TOKENS.flush()`.
+LIMITS_WRITER_THREAD = False

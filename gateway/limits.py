@@ -1,18 +1,42 @@
 """Requests per minute and token budgets of gateway calls, per token and per endpoint, counted in the database.
 
-Each limited call is one statement before the provider is called: it adds the call to the current window of
-each limit that applies (an upsert that starts a new window in place) and reads back what the windows hold,
-so every process and machine sees the same counts. A call over a limit is answered 429 with Retry-After
-(the seconds until the window that refused it ends). Tokens are added after the provider answered, from
-the usage it reports; a call that would cross a budget is still served, the next one is refused.
-Calls with no limit cost nothing here: the limits come with the token and endpoint rows already read.
+Admission: each limited call is one statement before the provider is called, on the database thread that
+reads the endpoint. It adds the call to the current window of each limit that applies (an upsert that starts
+a new window in place) and reads back what the windows hold, so every process and machine sees the same
+counts. A call over a limit is answered 429 with Retry-After (the seconds until the window that refused it
+ends). Calls with no limit cost nothing here: the limits come with the token and endpoint rows already read.
+
+Tokens are counted off the call's path. Once the provider has answered, the call adds the tokens it reports
+to the process's pending additions (`PENDING_TOKENS`: in memory, one sum per budget window, no I/O). They
+reach the database whichever way comes first: the process's next admission of the same window adds them in
+its own statement (so a process counts its own calls' tokens exactly, from its next call on), or the
+process's writer thread writes all that is pending, summed, in one transaction, LIMITS_FLUSH_SECONDS after
+the first of them waited. At shutdown (the server's lifespan, or the interpreter's exit) what is pending is
+written before the process ends.
+
+How far a budget can be overshot: the call that crosses it is served (its tokens are known only once it has
+been answered), and so are the calls already admitted while it ran; the process that served it refuses its
+next call. Another process learns of the crossing at most LIMITS_FLUSH_SECONDS (plus the moment the write
+takes) after that call's answer, and until then still admits calls: a budget is overshot by at most the
+tokens of the calls admitted, in every process, between the crossing call's admission and that write.
+A process that crashes (SIGKILL, power loss) loses the tokens of at most about one interval of its calls, as
+usage/recorder.py loses calls. While the database cannot be written to, the additions stay pending (one sum
+per window: memory stays bounded), a line is logged and the writer tries again every RETRY_SECONDS; a call
+never waits for them and never fails on them. Tokens of a window that has ended before they are written are
+dropped: an ended window is left alone.
 """
 
+import atexit
+import logging
 import math
+import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db import connection as database
 from django.db import connections
 
@@ -23,6 +47,12 @@ from providers.errors import GatewayError
 from .models import LimitCounter
 
 REQUESTS, TOKENS = "requests", "tokens"
+RETRY_SECONDS = 1.0  # between writes while the database refuses them
+ROWS_PER_STATEMENT = 200
+
+logger = logging.getLogger("gateway")
+
+Window = tuple[str, str, int]  # (subject, period, window start)
 
 
 @dataclass(frozen=True)
@@ -38,7 +68,7 @@ class Limit:
 class Admission:
     """The windows a call was counted in, for adding its tokens once the provider answered."""
 
-    windows: tuple[tuple[str, str, int], ...]  # (subject, period, window start) of each budget
+    windows: tuple[Window, ...]  # of each budget
 
     @property
     def counts_tokens(self) -> bool:
@@ -92,51 +122,160 @@ def refusal(refusals: list[tuple[Limit, int]]) -> GatewayError:
     return GatewayError(429, errors.RATE_LIMIT, code, message, retry_after=str(wait))
 
 
-def count_call(windows: list[tuple[str, str, int]]) -> dict[tuple[str, str], tuple[int, int]]:
-    """Add one call to each (subject, period) in the window starting at `start`: a new window resets the row.
-    Returns what each window now holds: (requests, tokens)."""
-    statement = upsert_statement(database.alias, len(windows))
-    params = [value for subject, period, start in windows for value in (subject, period, start)]
-    with database.cursor() as cursor:
-        cursor.execute(statement, params)
-        return {(subject, period): (requests, tokens) for subject, period, requests, tokens in cursor.fetchall()}
+def count_call(windows: list[Window]) -> dict[tuple[str, str], tuple[int, int]]:
+    """Add one call to each window (a new window resets the row), and the tokens this process's calls added to
+    it since they were last written. Returns what each window now holds: (requests, tokens)."""
+    taken = PENDING_TOKENS.take(windows)
+    params = [value for key in windows for value in (*key, 1, taken.get(key, 0))]
+    try:
+        with database.cursor() as cursor:
+            cursor.execute(counter_statement(database.alias, len(windows), returning=True), params)
+            rows = cursor.fetchall()
+    except BaseException:
+        PENDING_TOKENS.put_back(taken)  # the writer writes them instead
+        raise
+    return {(subject, period): (requests, tokens) for subject, period, requests, tokens in rows}
 
 
 def add_tokens(admission: Admission, tokens: int) -> None:
-    """Add a call's tokens to the windows it was counted in (a window that has ended since is left alone)."""
-    if not admission.counts_tokens or tokens <= 0:
-        return
-    params = [tokens, *(value for window_ in admission.windows for value in window_)]
-    with database.cursor() as cursor:
-        cursor.execute(add_tokens_statement(database.alias, len(admission.windows)), params)
+    """Add a call's tokens to the budget windows it was counted in: in memory, written off the call's path."""
+    if admission.counts_tokens and tokens > 0:
+        PENDING_TOKENS.add(admission.windows, tokens)
 
 
 @cache
-def add_tokens_statement(alias: str, windows: int) -> str:
-    """One UPDATE for every budget window of a call (the token's and the endpoint's): one write, not two."""
-    q = connections[alias].ops.quote_name
-    one = f"({q('subject')} = %s AND {q('period')} = %s AND {q('started')} = %s)"
-    return (f"UPDATE {q(LimitCounter._meta.db_table)} SET {q('tokens')} = {q('tokens')} + %s "
-            f"WHERE {' OR '.join([one] * windows)}")
+def counter_statement(alias: str, rows: int, returning: bool) -> str:
+    """INSERT … ON CONFLICT DO UPDATE (… RETURNING), as SQLite (3.35+) and PostgreSQL both take it: each row adds
+    calls and tokens to one window of one limit.
 
-
-@cache
-def upsert_statement(alias: str, rows: int) -> str:
-    """INSERT … ON CONFLICT DO UPDATE … RETURNING, as SQLite (3.35+) and PostgreSQL both take it.
-
-    Within one statement every assignment reads the row as it was, so a newer window resets the counts and
-    an older one (a process whose clock lags) adds to the current window instead of resetting it.
+    Within one statement every assignment reads the row as it was, so a newer window resets the counts, and an
+    older one (a process whose clock lags, or tokens written after their window ended) adds its calls to the
+    current window but not its tokens: those belong to a window that has ended.
     """
     q = connections[alias].ops.quote_name
-    table = q(LimitCounter._meta.db_table)
     subject, period, started, requests, tokens = (q(c) for c in ("subject", "period", "started", "requests", "tokens"))
-    newer = f"excluded.{started} > {table}.{started}"
-    values = ", ".join(["(%s, %s, %s, 1, 0)"] * rows)
+    newer, same = f"excluded.{started} > c.{started}", f"excluded.{started} = c.{started}"
     return (
-        f"INSERT INTO {table} ({subject}, {period}, {started}, {requests}, {tokens}) VALUES {values} "
-        f"ON CONFLICT ({subject}, {period}) DO UPDATE SET "
-        f"{requests} = CASE WHEN {newer} THEN 1 ELSE {table}.{requests} + 1 END, "
-        f"{tokens} = CASE WHEN {newer} THEN 0 ELSE {table}.{tokens} END, "
-        f"{started} = CASE WHEN {newer} THEN excluded.{started} ELSE {table}.{started} END "
-        f"RETURNING {subject}, {period}, {requests}, {tokens}"
+        f"INSERT INTO {q(LimitCounter._meta.db_table)} AS c ({subject}, {period}, {started}, {requests}, {tokens}) "
+        f"VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * rows)} ON CONFLICT ({subject}, {period}) DO UPDATE SET "
+        f"{requests} = CASE WHEN {newer} THEN excluded.{requests} ELSE c.{requests} + excluded.{requests} END, "
+        f"{tokens} = CASE WHEN {newer} THEN excluded.{tokens} WHEN {same} THEN c.{tokens} + excluded.{tokens} "
+        f"ELSE c.{tokens} END, {started} = CASE WHEN {newer} THEN excluded.{started} ELSE c.{started} END"
+        + (f" RETURNING {subject}, {period}, {requests}, {tokens}" if returning else "")
     )
+
+
+def write_tokens(sums: dict[Window, int]) -> None:
+    """The sums in one transaction, a statement per ROWS_PER_STATEMENT windows in the admissions' order (so a
+    write and an admission never wait on each other in a cycle). Of two windows of one limit only the newer is
+    written: the older has ended."""
+    newest: dict[tuple[str, str], tuple[int, int]] = {}
+    for (subject, period, start), tokens in sums.items():
+        if (subject, period) not in newest or start > newest[(subject, period)][0]:
+            newest[(subject, period)] = (start, tokens)
+    rows = sorted((subject, period, start, 0, tokens) for (subject, period), (start, tokens) in newest.items())
+    with transaction.atomic(using=database.alias), database.cursor() as cursor:
+        for first in range(0, len(rows), ROWS_PER_STATEMENT):
+            batch = rows[first:first + ROWS_PER_STATEMENT]
+            cursor.execute(counter_statement(database.alias, len(batch), returning=False),
+                           [value for row in batch for value in row])
+
+
+class PendingTokens:
+    """The tokens calls used that are not written yet, one sum per budget window, and the process's thread that
+    writes them (`write` does the database part)."""
+
+    def __init__(self, write=write_tokens):
+        self.write = write
+        self.sums: dict[Window, int] = {}
+        self.lock = threading.Lock()  # held for a dictionary's update, never across I/O
+        self.flush_lock = threading.Lock()
+        self.wake = threading.Event()  # set when the first sum of an interval waits
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    # --- The call's side: sums in memory ------------------------------------------------------------------
+
+    def add(self, windows: tuple[Window, ...], tokens: int) -> None:
+        if self.pid != os.getpid():
+            self.forked()
+        with self.lock:
+            first = not self.sums
+            for key in windows:
+                self.sums[key] = self.sums.get(key, 0) + tokens
+        if first:
+            self.wake.set()
+        if self.thread is None:
+            self.start()
+
+    def take(self, windows: list[Window]) -> dict[Window, int]:
+        """What waits for these windows, for an admission's statement to add (`put_back` if it fails)."""
+        if not self.sums:  # read without the lock: a sum added this instant is written by the writer instead
+            return {}
+        with self.lock:
+            return {key: self.sums.pop(key) for key in windows if key in self.sums}
+
+    def put_back(self, taken: dict[Window, int]) -> None:
+        if not taken:
+            return
+        with self.lock:
+            for key, tokens in taken.items():
+                self.sums[key] = self.sums.get(key, 0) + tokens
+        self.wake.set()
+
+    # --- The writer's side ------------------------------------------------------------------------------
+
+    def forked(self) -> None:
+        """In a forked child: the parent's sums and thread are the parent's."""
+        self.pid, self.sums, self.thread = os.getpid(), {}, None
+        self.lock, self.flush_lock = threading.Lock(), threading.Lock()
+
+    def start(self) -> None:
+        if self.thread is not None or not settings.LIMITS_WRITER_THREAD:
+            return
+        self.stopping.clear()
+        self.thread = threading.Thread(target=self.run, name="budget-writer", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait()
+            # What the calls of one interval add goes out together.
+            if self.stopping.wait(settings.LIMITS_FLUSH_SECONDS):
+                return
+            try:
+                if not self.flush():
+                    self.stopping.wait(RETRY_SECONDS)
+            finally:
+                close_old_connections()  # back to the pool between writes
+
+    def flush(self) -> bool:
+        """Write every sum waiting now; on a database error they wait for the next try (False)."""
+        with self.flush_lock:
+            with self.lock:
+                taken, self.sums = self.sums, {}
+                self.wake.clear()
+            if not taken:
+                return True
+            try:
+                self.write(taken)
+            except DatabaseError as error:
+                self.put_back(taken)
+                logger.warning("Budgets: %d tokens of %d budget windows wait to be written (%s).",
+                               sum(taken.values()), len(taken), type(error).__name__)
+                return False
+            return True
+
+    def stop(self) -> None:
+        """At shutdown: stop the thread and write what is pending, here and now."""
+        self.stopping.set()
+        self.wake.set()
+        thread, self.thread = self.thread, None
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(10)
+        self.flush()  # on the caller's thread and connection (the process is ending)
+
+
+PENDING_TOKENS = PendingTokens()
+atexit.register(PENDING_TOKENS.stop)

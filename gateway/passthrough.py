@@ -20,6 +20,7 @@ from usage import recorder as usage
 from usage.meter import note_answer
 
 from . import views
+from .limits import add_tokens
 
 ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 
@@ -50,10 +51,10 @@ async def forward(request: Request, send: Send, caller: Caller, api: str, header
             await views.relay(request, send, counting or answer, route_headers)
         finally:
             if counting is not None and counting.tokens:
-                await views.DATABASE.run(views.record_tokens, admission, counting.tokens)
+                add_tokens(admission, counting.tokens)
         return None
     if admission.counts_tokens and (tokens := views.total_tokens(answer)):
-        await views.DATABASE.run(views.record_tokens, admission, tokens)
+        add_tokens(admission, tokens)
     if noted is not None:
         note_answer(noted, answer)
     return Answer(200, answer, headers=route_headers)

@@ -151,14 +151,6 @@ def record_use(connection: Connection) -> None:
         logger.warning("Connection %s: could not record its last use (%s).", connection.name, type(error).__name__)
 
 
-def record_tokens(admission: Admission, tokens: int) -> None:
-    """Bookkeeping must not fail a call the provider already answered."""
-    try:
-        add_tokens(admission, tokens)
-    except DatabaseError as error:
-        logger.warning("Could not add a call's tokens to its budgets (%s).", type(error).__name__)
-
-
 def total_tokens(answer: bytes) -> int:
     """The tokens the provider reports an answer (or a stream's chunk) used: `usage.total_tokens`, in the OpenAI
     shape every answer is given; 0 when it reports none. Read without parsing the whole answer again (a quote
@@ -279,11 +271,10 @@ async def call(request: Request, send: Send, endpoint: Endpoint, body: object,
             await relay(request, send, stream, headers)
         finally:
             if counting is not None and counting.tokens:
-                await DATABASE.run(record_tokens, admission, counting.tokens)
+                add_tokens(admission, counting.tokens)
         return None
     if admission.counts_tokens and (tokens := total_tokens(answer)):
-        # Before answering: the caller's next call, through any process, finds the budget already spent.
-        await DATABASE.run(record_tokens, admission, tokens)
+        add_tokens(admission, tokens)  # in memory: written off the call's path (gateway/limits.py)
     if noted is not None:
         note_answer(noted, answer)
     return Answer(200, answer, headers=headers)

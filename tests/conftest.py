@@ -45,6 +45,15 @@ def usage_not_carried_over():
     RECORDER.buffer.clear()
 
 
+@pytest.fixture(autouse=True)
+def budget_tokens_not_carried_over():
+    """Tokens a test's calls spent from budgets wait in the process's memory; none outlives the test."""
+    from gateway.limits import PENDING_TOKENS
+
+    yield
+    PENDING_TOKENS.sums.clear()
+
+
 # Names tests make resolve to addresses of their choosing (a DNS they control), e.g. to rebind to loopback.
 FAKE_DNS: dict[str, str] = {}
 

@@ -1,14 +1,18 @@
 """Limits per token and per endpoint: requests per minute and token budgets per day or month, answered 429
 with Retry-After and an OpenAI-shaped `rate_limit_exceeded` or `budget_exceeded`; budgets count the tokens the
-provider reports. Counters are rows in the database (two server processes: test_limits_processes.py)."""
+provider reports, written off the call's path. Counters are rows in the database (two server processes:
+test_limits_processes.py)."""
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from core.limits import window
-from gateway.limits import Limit, admit
+from gateway.limits import PENDING_TOKENS, Limit, PendingTokens, add_tokens, admit, write_tokens
 from gateway.models import LimitCounter
 from providers.errors import GatewayError
 from tests.asgi_client import AsgiClient
@@ -37,6 +41,12 @@ def client_for(user, **limits) -> AsgiClient:
 @pytest.fixture
 def svc(caller):
     return caller[0]
+
+
+def written():
+    """The counters, once the tokens calls spent are written as the process's writer writes them (here, now)."""
+    assert PENDING_TOKENS.flush()
+    return LimitCounter.objects
 
 
 # --- Requests per minute ----------------------------------------------------------------------------------
@@ -82,7 +92,7 @@ def test_a_limited_call_costs_one_statement_for_its_counters(svc, openai_chat, d
     gateway = client_for(svc, requests_per_minute=100, token_budget=10_000)
     chat(gateway)
 
-    with django_assert_max_num_queries(4):  # the caller, the endpoint, the counters' upsert, the tokens added
+    with django_assert_max_num_queries(3):  # the caller, the endpoint, the counters' upsert (tokens: off the path)
         assert chat(gateway).status_code == 200
 
 
@@ -94,7 +104,8 @@ def test_a_budget_counts_the_tokens_the_provider_reports_and_then_refuses(svc, o
 
     answers = [chat(gateway) for _ in range(4)]
 
-    assert [a.status_code for a in answers] == [200, 200, 200, 429]  # 0, 10, 20 used before each: 30 ≥ 25
+    # 0, 10, 20 used before each: 30 ≥ 25. Each admission writes the tokens of this process's calls before it.
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
     error = error_of(answers[3])
     assert error["code"] == "budget_exceeded" and error["type"] == "rate_limit_error"
     assert "25 tokens per day" in error["message"]
@@ -123,7 +134,7 @@ def test_a_stream_counts_the_usage_the_provider_reports_in_it(svc, openai_chat):
     body = b"".join(streamed.streaming_content)
 
     assert streamed.status_code == 200 and b'"total_tokens": 11' in body
-    assert LimitCounter.objects.get(period="month").tokens == 11
+    assert written().get(period="month").tokens == 11
 
 
 def test_embeddings_count_their_reported_tokens(svc, openai_chat, make_endpoint):
@@ -135,7 +146,7 @@ def test_embeddings_count_their_reported_tokens(svc, openai_chat, make_endpoint)
                           content_type="application/json")
 
     assert answer.status_code == 200
-    assert LimitCounter.objects.get(subject__startswith="endpoint:").tokens == 3
+    assert written().get(subject__startswith="endpoint:").tokens == 3
 
 
 # --- Windows ----------------------------------------------------------------------------------------------
@@ -181,7 +192,6 @@ def test_a_rate_and_a_budget_both_spent_answer_budget_exceeded_with_the_longer_w
               Limit("token:1", "this token", "day", 5, "tokens")]
     now = at("2026-03-01 10:00:00")
     admission = admit(limits, now)
-    from gateway.limits import add_tokens
 
     add_tokens(admission, 7)
     with pytest.raises(GatewayError) as refused:
@@ -196,5 +206,88 @@ def test_a_call_under_both_a_token_and_an_endpoint_budget_spends_both(svc, opena
 
     assert chat(client_for(svc, token_budget=100), "chat-budget").status_code == 200
 
-    assert sorted(LimitCounter.objects.values_list("subject", "tokens")) == [
+    assert sorted(written().values_list("subject", "tokens")) == [
         (f"endpoint:{endpoint.pk}", 10), (f"token:{ApiToken.objects.latest('id').pk}", 10)]
+
+
+# --- Tokens written off the call's path ---------------------------------------------------------------------
+
+
+def test_a_calls_tokens_are_counted_in_memory_and_written_after_its_answer(svc, openai_chat):
+    gateway = client_for(svc, token_budget=1000)
+
+    assert chat(gateway).status_code == 200
+
+    assert LimitCounter.objects.values_list("requests", "tokens").get() == (1, 0)  # the call waited for no write
+    assert written().values_list("requests", "tokens").get() == (1, 10)
+
+
+def test_the_tokens_of_many_calls_are_summed_and_written_in_one_statement():
+    limits = [Limit("token:1", "this token", "day", 10_000, "tokens"),
+              Limit("endpoint:1", "endpoint 'chat'", "month", 10_000, "tokens")]
+    admissions = [admit(limits, at("2026-03-01 10:00:00")) for _ in range(20)]  # all in flight at once
+    for admission in admissions:
+        add_tokens(admission, 5)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert PENDING_TOKENS.flush()
+
+    assert len([query for query in queries if LimitCounter._meta.db_table in query["sql"]]) == 1
+    assert sorted(LimitCounter.objects.values_list("subject", "requests", "tokens")) == [
+        ("endpoint:1", 20, 100), ("token:1", 20, 100)]
+    assert not PENDING_TOKENS.sums
+
+
+def test_tokens_of_a_window_that_has_ended_are_not_added_to_the_next():
+    limit = [Limit("token:1", "this token", "day", 10_000, "tokens")]
+    yesterday = admit(limit, at("2026-03-01 23:59:59"))
+    admit(limit, at("2026-03-02 00:00:01"))
+
+    add_tokens(yesterday, 40)  # its answer came after midnight
+    assert written().values_list("started", "requests", "tokens").get() == (
+        int(at("2026-03-02 00:00:00").timestamp()), 1, 0)
+
+
+def test_stopping_writes_the_tokens_waiting(svc, openai_chat):
+    gateway = client_for(svc, token_budget=1000)
+    chat(gateway)
+    chat(gateway)  # its admission wrote the first call's tokens
+
+    PENDING_TOKENS.stop()
+
+    assert LimitCounter.objects.get().tokens == 20 and not PENDING_TOKENS.sums
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tokens_the_database_refuses_wait_for_the_next_write_and_are_written_once(svc, openai_chat, caplog):
+    gateway = client_for(svc, token_budget=1000)
+    assert chat(gateway).status_code == 200
+    table = LimitCounter._meta.db_table
+    with connection.schema_editor() as editor:
+        editor.alter_db_table(LimitCounter, table, f"{table}_away")  # every write of a counter fails
+    try:
+        assert not PENDING_TOKENS.flush()
+        PENDING_TOKENS.stop()  # at shutdown too: logged, never raised (the usage recorder is written next)
+    finally:
+        with connection.schema_editor() as editor:
+            editor.alter_db_table(LimitCounter, f"{table}_away", table)
+
+    assert "Budgets: 10 tokens of 1 budget windows wait to be written (" in caplog.text
+    assert chat(gateway).status_code == 200  # its admission writes the first call's 10 tokens
+    assert written().values_list("requests", "tokens").get() == (2, 20)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_thread_writes_the_tokens_an_interval_after_the_first_waits(settings):
+    settings.LIMITS_WRITER_THREAD = True
+    settings.LIMITS_FLUSH_SECONDS = 0.05
+    wrote = threading.Event()
+    pending = PendingTokens(write=lambda sums: (write_tokens(sums), wrote.set()))
+    admission = admit([Limit("token:1", "this token", "day", 10_000, "tokens")], datetime.now(UTC))
+    try:
+        pending.add(admission.windows, 7)
+        pending.add(admission.windows, 8)
+        assert wrote.wait(10)
+        assert LimitCounter.objects.values_list("requests", "tokens").get() == (1, 15)
+    finally:
+        pending.stop()
