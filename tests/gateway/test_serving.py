@@ -236,7 +236,8 @@ def test_the_next_request_on_a_connection_is_answered_after_an_early_refusal_of_
     # The unread body was drained (a small one) or the connection closed after the answer (a big one): never
     # taken for the next request.
     if b"connection: close" in answers[0].lower():
-        assert answers[1] == b""
+        # Nothing more on this connection: closed, or (the body's rest unread) reset by the kernel.
+        assert answers[1] in (b"", RESET)
     else:
         assert answers[1].startswith(b"HTTP/1.1 200") and b'"status":"ok"' in answers[1]
 
