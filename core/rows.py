@@ -55,29 +55,45 @@ class CompiledQuery:
     """A queryset built once with sample values, compiled once per database, then run with real values.
 
     The ORM states the rule (which rows, which annotations); this keeps the query builder off the hot path.
-    `build(**samples)` must return the queryset (with `values_list()`); every sample must be a value no
-    other parameter of the query takes, so that its place among the compiled parameters can be found.
-    Datetime values are adapted for the database as the ORM adapts them.
+    `build(**samples)` must return the queryset (with `values_list()` or `values()`); every sample must be a
+    value no other parameter of the query takes, so that its place among the compiled parameters can be found.
+    A sample named in `optional` may be missing from the query (a rule that does not always need it).
+    Datetime values are adapted for the database as the ORM adapts them. `fetchall()` converts the values
+    as the ORM would and may add a slice (`LIMIT`/`OFFSET`, as the ORM writes it) to the statement.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], **samples):
+    def __init__(self, build: Callable[..., QuerySet], optional: tuple[str, ...] = (), **samples):
         self.build = build
         self.samples = samples
+        self.optional = frozenset(optional)
         self._compiled: dict[str, tuple[str, list]] = {}
+        self._reading: dict[str, tuple[list[str], list]] = {}
 
     def compiled(self, alias: str) -> tuple[str, list]:
         """The SQL and, per parameter, the sample's name it came from (or the fixed value)."""
         if alias not in self._compiled:
             database = connections[alias]
-            sql, params = self.build(**self.samples).query.get_compiler(alias).as_sql()
-            prepared = {name: self.prepare(database, value) for name, value in self.samples.items()}
+            query = self.build(**self.samples).query
+            compiler = query.get_compiler(alias)
+            sql, params = compiler.as_sql()
+            by_value: dict = {}
+            for name, value in self.samples.items():
+                by_value.setdefault(self.prepare(database, value), []).append(name)
             places = []
             for param in params:
-                names = [name for name, value in prepared.items() if value == param]
+                try:
+                    names = by_value.get(param, ())
+                except TypeError:  # an unhashable parameter is no sample
+                    names = ()
                 places.append(("sample", names[0]) if len(names) == 1 else ("fixed", param))
-            missing = set(self.samples) - {name for kind, name in places if kind == "sample"}
+            missing = set(self.samples) - self.optional - {name for kind, name in places if kind == "sample"}
             if missing:
                 raise ValueError(f"The compiled query does not take {', '.join(sorted(missing))} as a parameter.")
+            # What results_iter() and ValuesIterable work out on every run: the names and converters of the columns.
+            selected = [column[0] for column in compiler.select[:compiler.col_count]]
+            names = (list(query.selected) if query.selected else
+                     [*query.extra_select, *query.values_select, *query.annotation_select])
+            self._reading[alias] = (names, list(compiler.get_converters(selected).items()))
             self._compiled[alias] = (sql, places)
         return self._compiled[alias]
 
@@ -85,10 +101,39 @@ class CompiledQuery:
     def prepare(database, value):
         return database.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
 
-    def fetchone(self, alias: str, **values) -> tuple | None:
+    def execute(self, cursor, alias: str, values: dict, suffix: str = "") -> None:
         database = connections[alias]
         sql, places = self.compiled(alias)
         params = [self.prepare(database, values[value]) if kind == "sample" else value for kind, value in places]
-        with database.cursor() as cursor:
-            cursor.execute(sql, params)
+        cursor.execute(f"{sql} {suffix}" if suffix else sql, params)
+
+    def fetchone(self, alias: str, **values) -> tuple | None:
+        with connections[alias].cursor() as cursor:
+            self.execute(cursor, alias, values)
             return cursor.fetchone()
+
+    def names(self, alias: str) -> list[str]:
+        """The keys of a `.values()` row, in the order of the columns."""
+        self.compiled(alias)
+        return self._reading[alias][0]
+
+    def fetchall(self, alias: str, *, low: int = 0, high: int | None = None, **values) -> list[list]:
+        """Every row (from `low` to `high`, as a slice of the queryset would), values converted as the ORM does."""
+        database = connections[alias]
+        suffix = database.ops.limit_offset_sql(low, high) if low or high is not None else ""
+        with database.cursor() as cursor:
+            self.execute(cursor, alias, values, suffix)
+            rows = cursor.fetchall()
+        converters = self._reading[alias][1]
+        if not converters:
+            return [list(row) for row in rows]
+        converted = []
+        for row in rows:
+            row = list(row)
+            for index, (functions, expression) in converters:
+                value = row[index]
+                for function in functions:
+                    value = function(value, expression, database)
+                row[index] = value
+            converted.append(row)
+        return converted

@@ -130,6 +130,10 @@ class ConnectionViewSet(RowLockedForEdit, ValuesListMixin, viewsets.ModelViewSet
         """Only the connections of the user's teams: another team's is answered as one that does not exist."""
         return super().get_queryset().visible_to(self.request.user)
 
+    def list_queryset(self, user):
+        """What `get_queryset()` gives a list request by `user`."""
+        return self.queryset.all().visible_to(user)
+
     verify = False  # `?verify=true` on a write
     verified: str | None = None  # what the provider accepted, when a write asked to verify first
 

@@ -58,5 +58,9 @@ class EndpointViewSet(ValuesListMixin, viewsets.ModelViewSet):
         """Only the endpoints of the user's teams: another team's is answered as one that does not exist."""
         return super().get_queryset().visible_to(self.request.user)
 
+    def list_queryset(self, user):
+        """What `get_queryset()` gives a list request by `user`."""
+        return self.queryset.all().visible_to(user)
+
     def perform_destroy(self, endpoint: Endpoint) -> None:
         endpoint_delete(endpoint=endpoint, actor=self.request.user)
