@@ -46,6 +46,8 @@ class Computed:
     which the serializer's field then represents as it represents the attribute (None as None).
     `per_list`: `represent` is called once for each list and gives the function of a row (what is the same
     for every row, such as the time now, is worked out once).
+    `plain`: `represent` gives only text, integers, booleans, None, and lists and dicts of those (JSON that
+    every writer writes alike: see `ValuesList.plain`); otherwise each value is checked.
     """
 
     columns: tuple[str, ...]
@@ -53,6 +55,7 @@ class Computed:
     expressions: dict = dataclass_field(default_factory=dict)
     by_field: bool = False
     per_list: bool = False
+    plain: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class _Derived:
     value: Callable[..., Any]
     representation: Callable[[], Callable[[Any], Any]]
     per_list: bool = False
+    plain: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class _Column:
     name: str
     lookup: str
     representation: Callable[[], Callable[[Any], Any]] | None  # for each list, the value's representation; None: as read
+    plain: bool = False  # its values are always plain JSON (text, an integer, a boolean or None)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class _Related:
     back: str  # the lookup from the related model back to the listed one
     slug: str | None = None
     nested: "ValuesList | None" = None
+    plain: bool = False  # the slugs are always plain JSON
 
 
 PARENT = "values_list_parent"  # the alias the related rows' parent id is read under
@@ -100,6 +106,7 @@ class ValuesList:
         self.computed = computed or {}
         self.nested = nested or {}
         self._plan: tuple[list, list[str], dict] | None = None
+        self._items: Callable[..., list[dict]] | None = None
 
     def plan(self) -> tuple[list, list[str], dict]:
         """Each readable field in the serializer's order (a column, a computed value or a related list), and the
@@ -112,8 +119,8 @@ class ValuesList:
                     continue
                 if name in self.computed:
                     computed = self.computed[name]
-                    steps.append((name, _Derived(name, computed.represent, representation(field), computed.per_list)
-                                  if computed.by_field else computed))
+                    steps.append((name, _Derived(name, computed.represent, representation(field), computed.per_list,
+                                                 plain_field(field)) if computed.by_field else computed))
                     lookups += self.computed[name].columns
                     expressions.update(self.computed[name].expressions)
                 elif isinstance(field, ManyRelatedField):
@@ -123,16 +130,19 @@ class ValuesList:
                     nested = self.nested.get(name) or ValuesList(type(field.child))
                     steps.append((name, related(model, name, field.source, nested=nested)))
                 elif isinstance(field, RelatedField):
-                    step = _Column(name, lookup_of(model, name, field.source_attrs) + "__" + slug_of(name, field), None)
+                    lookup = lookup_of(model, name, field.source_attrs) + "__" + slug_of(name, field)
+                    step = _Column(name, lookup, None, plain_column(model, lookup))
                     steps.append((name, step))
                     lookups.append(step.lookup)
                 elif field.source == "*" or isinstance(field, serializers.SerializerMethodField):
                     raise ImproperlyConfigured(f"{self.serializer_class.__name__}.{name}: give it as `computed`.")
                 else:
-                    step = _Column(name, lookup_of(model, name, field.source_attrs), representation(field))
+                    step = _Column(name, lookup_of(model, name, field.source_attrs), representation(field),
+                                   plain_field(field))
                     steps.append((name, step))
                     lookups.append(step.lookup)
             self._plan = (steps, list(dict.fromkeys(lookups)), expressions)
+            self._items = items_function(steps)
         return self._plan
 
     def values(self, queryset: QuerySet) -> QuerySet:
@@ -155,32 +165,95 @@ class ValuesList:
                          related_lists(step, ids, prefetches))
                 for row in rows:
                     row[step.name] = lists.get(row[pk], [])
-        readers = []
-        for name, step in steps:
-            if type(step) is _Column:
-                readers.append((name, _Column, step.lookup, step.representation() if step.representation else None))
-            elif type(step) is _Related:
-                readers.append((name, _Related, name, None))
+        functions = []
+        for _, step in steps:
+            if type(step) is _Column and step.representation is not None:
+                functions.append(step.representation())
             elif type(step) is _Derived:
-                readers.append((name, _Derived, step.value() if step.per_list else step.value, step.representation()))
-            else:
-                readers.append((name, Computed, step.represent() if step.per_list else step.represent, None))
-        items = []
-        for row in rows:
-            item = {}
-            for name, kind, read, represent in readers:
-                if kind is _Column:
-                    value = row[read]
-                    item[name] = value if value is None or represent is None else represent(value)
-                elif kind is _Related:
-                    item[name] = row[read]
-                elif kind is _Derived:
-                    value = read(row)
-                    item[name] = None if value is None else represent(value)
-                else:
-                    item[name] = read(row)
-            items.append(item)
-        return items
+                functions += [step.value() if step.per_list else step.value, step.representation()]
+            elif type(step) is Computed:
+                functions.append(step.represent() if step.per_list else step.represent)
+        return self._items(rows, *functions)
+
+    def plain(self, items: Sequence[dict]) -> bool:
+        """Whether these items (from `represent()`) hold only text, integers, booleans, None, lists and dicts:
+        JSON that orjson writes byte for byte as Python's json module does (floats are where they differ)."""
+        steps, _, _ = self.plan()
+        for name, step in steps:
+            if type(step) is _Related and step.nested is not None:
+                if not all(step.nested.plain(item[name]) for item in items):
+                    return False
+            elif not step.plain and not all(is_plain(item[name]) for item in items):
+                return False
+        return True
+
+
+def is_plain(value) -> bool:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is list:
+        return all(is_plain(item) for item in value)
+    if kind is dict:
+        return all(type(key) is str and is_plain(item) for key, item in value.items())
+    return False
+
+
+def items_function(steps: list) -> Callable[..., list[dict]]:
+    """The function that makes the items of a list from its rows: `items(rows, *functions)`, given for each
+    list the functions of its steps (a column's representation; a derived value's function and representation;
+    a computed value's function).
+
+    Written as one dict display per row, it costs a fraction of a loop over the steps with a test of each
+    step's kind for every value; the code is generated from the steps as dataclasses' and namedtuple's are.
+    """
+    parameters, entries = [], []
+    for position, (name, step) in enumerate(steps):
+        key = repr(name)
+        if type(step) is _Column and step.representation is None:
+            entries.append(f"{key}: row[{step.lookup!r}]")
+        elif type(step) is _Column:
+            parameters.append(f"f{position}")
+            entries.append(f"{key}: None if (value := row[{step.lookup!r}]) is None else f{position}(value)")
+        elif type(step) is _Related:
+            entries.append(f"{key}: row[{key}]")
+        elif type(step) is _Derived:
+            parameters += [f"g{position}", f"f{position}"]
+            entries.append(f"{key}: None if (value := g{position}(row)) is None else f{position}(value)")
+        else:
+            parameters.append(f"g{position}")
+            entries.append(f"{key}: g{position}(row)")
+    source = (f"def items(rows, {', '.join(parameters)}):\n"
+              f"    return [{{{', '.join(entries)}}} for row in rows]\n")
+    namespace: dict = {}
+    exec(compile(source, "<ValuesList items>", "exec"), namespace)  # noqa: S102 - the source is the steps' names
+    return namespace["items"]
+
+
+PLAIN_FIELDS = (serializers.CharField, serializers.IntegerField, serializers.BooleanField, serializers.ChoiceField,
+                serializers.DateTimeField)
+PLAIN_COLUMNS = {"CharField", "TextField", "SlugField", "EmailField", "IntegerField", "BigIntegerField",
+                 "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField",
+                 "AutoField", "BigAutoField", "SmallAutoField", "BooleanField"}
+
+
+def plain_field(field: serializers.Field) -> bool:
+    """Whether the field always represents a value as plain JSON (text, an integer, a boolean or None)."""
+    if type(field) not in PLAIN_FIELDS:
+        return False
+    if type(field) is serializers.ChoiceField:
+        return all(type(value) in (str, int, bool) for value in field.choice_strings_to_values.values())
+    # A DateTimeField without a format gives the datetime itself.
+    return type(field) is not serializers.DateTimeField or getattr(field, "format", api_settings.DATETIME_FORMAT) is not None
+
+
+def plain_column(model: type[Model], lookup: str) -> bool:
+    """Whether a `.values()` lookup reads text, an integer or a boolean (or None)."""
+    current, *path = lookup.split("__")
+    field = model._meta.get_field(current)
+    for part in path:
+        field = field.related_model._meta.get_field(part)
+    return field.get_internal_type() in PLAIN_COLUMNS
 
 
 def representation(field: serializers.Field) -> Callable[[], Callable[[Any], Any]]:
@@ -205,6 +278,23 @@ def representation(field: serializers.Field) -> Callable[[], Callable[[Any], Any
             return represent
 
         return per_list
+    kind = type(field)
+    if kind is serializers.CharField:
+        return lambda: str  # what CharField.to_representation does
+    if kind is serializers.IntegerField:
+        return lambda: int
+    if kind is serializers.BooleanField:
+        def boolean() -> Callable[[Any], Any]:
+            to_representation = field.to_representation
+            return lambda value: value if value is True or value is False else to_representation(value)
+
+        return boolean
+    if kind is serializers.ChoiceField:
+        def choice() -> Callable[[Any], Any]:
+            to_representation, values = field.to_representation, field.choice_strings_to_values
+            return lambda value: values.get(value, value) if type(value) is str and value else to_representation(value)
+
+        return choice
     return lambda: field.to_representation
 
 
@@ -242,7 +332,8 @@ def related(model: type[Model], name: str, source: str, *, slug: str | None = No
         back = relation.related_query_name()
     else:
         raise ImproperlyConfigured(f"{name}: only to-many relations are read as lists; give it as `computed`.")
-    return _Related(name, source, relation.related_model, back, slug, nested)
+    plain = slug is not None and plain_column(relation.related_model, slug)
+    return _Related(name, source, relation.related_model, back, slug, nested, plain)
 
 
 def related_prefetch(step: _Related, prefetches: Sequence) -> Prefetch | None:

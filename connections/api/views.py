@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import django_filters
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import exceptions, generics, serializers, status, viewsets
@@ -18,7 +19,7 @@ from providers.adapters.base import CredentialsCheck
 
 from ..editing import RowLockedForEdit
 from ..models import (
-    STORED_SECRETS, Connection, KeyRotation, Rotation, each_endpoint_once, key_rotation, masks_of_stored,
+    STORED_SECRETS, Connection, Rotation, each_endpoint_once, key_rotation, masks_of_stored,
 )
 from ..services import (
     ConnectionInUse,
@@ -91,17 +92,24 @@ class ConnectionFilter(django_filters.FilterSet):
 
 
 ROTATION_COLUMNS = ("auth_method", "secrets_updated_at", "created_at", "key_max_age_days")
-
-
-def rotation_of(row: dict) -> KeyRotation:
-    """The row's key rotation, worked out once for the three fields that show it."""
-    rotation = row.get(ROTATION)
-    if rotation is None:
-        rotation = row[ROTATION] = key_rotation(*(row[column] for column in ROTATION_COLUMNS))
-    return rotation
-
-
 ROTATION = "key_rotation"  # where a list row keeps its rotation once worked out
+
+
+def rotation_field(name: str) -> Computed:
+    """A field of the row's key rotation (a KeyRotation attribute), worked out once a row for the three fields
+    that show it, against one time now for the whole list."""
+    def per_list():
+        now = timezone.now()
+
+        def value(row: dict):
+            rotation = row.get(ROTATION)
+            if rotation is None:
+                rotation = row[ROTATION] = key_rotation(*(row[column] for column in ROTATION_COLUMNS), now)
+            return getattr(rotation, name)
+
+        return value
+
+    return Computed(ROTATION_COLUMNS, per_list, by_field=True, per_list=True)
 
 
 @extend_schema_view(partial_update=extend_schema(parameters=[VERIFY_PARAMETER], responses={200: ConnectionSerializer,
@@ -114,10 +122,10 @@ class ConnectionViewSet(RowLockedForEdit, ValuesListMixin, viewsets.ModelViewSet
     # The list reads values, not instances: the serializer's output, checked against it by the tests.
     values_list = ValuesList(ConnectionSerializer, computed={
         "secrets": Computed(("provider", "auth_method"), expressions={"stored_secrets": STORED_SECRETS}, represent=(
-            lambda row: masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])[1])),
-        "key_age_days": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).age_days, by_field=True),
-        "key_due_at": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).due_at, by_field=True),
-        "rotation_status": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).status, by_field=True),
+            lambda row: masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])[1]), plain=True),
+        "key_age_days": rotation_field("age_days"),
+        "key_due_at": rotation_field("due_at"),
+        "rotation_status": rotation_field("status"),
     })
     permission_classes = [ModelPermissions]
     lookup_field = "name"

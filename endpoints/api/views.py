@@ -44,8 +44,9 @@ class EndpointViewSet(ValuesListMixin, viewsets.ModelViewSet):
     # The list reads values, not instances: the serializer's output, checked against it by the tests.
     # `connection`, `provider`, `environment` and `model` name the first destination, as the serializer says.
     values_list = ValuesList(EndpointSerializer, computed={
-        **{name: Computed((), first_destination(name)) for name in ("connection", "provider", "environment", "model")},
-        "fallback_on": Computed(("fallback_on",), lambda row: fallback_on_list(row["fallback_on"])),
+        **{name: Computed((), first_destination(name), plain=True)
+           for name in ("connection", "provider", "environment", "model")},
+        "fallback_on": Computed(("fallback_on",), lambda row: fallback_on_list(row["fallback_on"]), plain=True),
     })
     permission_classes = [ModelPermissions]
     lookup_field = "name"
