@@ -27,7 +27,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Page
-from django.db.models import F, ForeignObjectRel, Func, IntegerField, ManyToManyField, Model, Prefetch, QuerySet, Subquery
+from django.db.models import F, ForeignObjectRel, ManyToManyField, Model, Prefetch, QuerySet
 from rest_framework import ISO_8601, serializers
 from rest_framework.filters import OrderingFilter
 from rest_framework.settings import api_settings
@@ -35,7 +35,7 @@ from rest_framework.response import Response
 from rest_framework.relations import ManyRelatedField, RelatedField, SlugRelatedField
 
 from .api import FilterBackend
-from .rows import CompiledQuery
+from .rows import CompiledQuery, Pages
 
 
 @dataclass(frozen=True)
@@ -414,9 +414,7 @@ def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alia
     return lists
 
 
-PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
-TOTAL = "values_list_total"  # the alias the page's statement reads the number of rows under
-SAMPLE_USER_ID = -7_350_000_000
+PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # a page number the compiled statements read (else the ORM's paginator)
 
 
 class ValuesListMixin:
@@ -446,10 +444,9 @@ class ValuesListMixin:
             type(key) is str and (value is items or is_plain(value)) for key, value in data.items()))
         return response
 
-    def list_queryset(self, user) -> QuerySet | None:
-        """What `get_queryset()` gives a list request by `user`, depending on the user only through `pk`,
-        `is_superuser` and `is_active`; None: every list goes through the ORM."""
-        return None
+    # `list_queryset(user)`: what `get_queryset()` gives a list request by `user`, depending on the user only
+    # through `pk`, `is_superuser` and `is_active`. A view without one has every list read through the ORM.
+    list_queryset: Callable[[Any], QuerySet] | None = None
 
     def plain_ordering(self, request) -> tuple[str, ...] | None:
         """The ordering a list request asks for, when it names no filter and the view's filter backends do
@@ -476,19 +473,13 @@ class ValuesListMixin:
         if not page_size or not PAGE_NUMBER.fullmatch(number):
             return None
         ordering = self.plain_ordering(request)
-        if ordering is None:
+        if ordering is None or self.list_queryset is None:
             return None
-        statement = self.page_statement(user, ordering)
-        if statement is None:
-            return None
-        number = int(number)
-        alias = self.queryset.db
-        names = statement.names(alias)
-        rows = [dict(zip(names, row)) for row in statement.fetchall(
-            alias, low=(number - 1) * page_size, high=number * page_size, user_id=user.pk)]
-        if not rows and number > 1:
+        number, alias = int(number), self.queryset.db
+        found = self.list_pages().page(user, number, page_size, alias=alias, shape=ordering)
+        if found is None:
             return None  # past the last page: the ORM's paginator answers 404 as it always has
-        total = rows[0][TOTAL] if rows else 0
+        rows, total = found
         items = self.values_list.represent(rows, self.queryset._prefetch_related_lookups, alias)
         counted = paginator.django_paginator_class((), page_size)
         counted.count = total  # the paginator's count, read with the page
@@ -497,27 +488,16 @@ class ValuesListMixin:
             paginator.display_page_controls = True
         return self.vouched(self.get_paginated_response(items), items)
 
-    def page_statement(self, user, ordering: tuple[str, ...]) -> CompiledQuery | None:
-        """The compiled statement of the list's rows and their total for users like `user`, in this order."""
-        superuser, active = bool(getattr(user, "is_superuser", False)), bool(getattr(user, "is_active", False))
-        key = (type(self), superuser, active, ordering)
-        statements = type(self).__dict__.get("_page_statements")
-        if statements is None:
-            statements = {}
-            setattr(type(self), "_page_statements", statements)
-        if key in statements:
-            return statements[key]
-        user_model = user.__class__  # the model's, also through the lazy object of a session's user
-        queryset = self.list_queryset(user_model(pk=SAMPLE_USER_ID, is_superuser=superuser, is_active=active))
-        if queryset is None or queryset.query.distinct or queryset.query.is_sliced:
-            statement = None
-        else:
-            def build(user_id: int) -> QuerySet:
-                rows = self.list_queryset(user_model(pk=user_id, is_superuser=superuser, is_active=active))
-                rows = rows.order_by(*ordering) if ordering else rows
-                total = rows.order_by().values(**{TOTAL: Func(F("pk"), function="COUNT", output_field=IntegerField())})
-                return self.values_list.values(rows).annotate(**{TOTAL: Subquery(total, output_field=IntegerField())})
+    def list_pages(self) -> Pages:
+        """The view's compiled pages (`list_queryset()` ordered as asked, read by `values_list`), made once."""
+        pages = type(self).__dict__.get("_list_pages")
+        if pages is None:
+            view_class = type(self)
 
-            statement = CompiledQuery(build, optional=("user_id",), user_id=SAMPLE_USER_ID)
-        statements[key] = statement
-        return statement
+            def rows(user, shape: tuple) -> QuerySet:
+                queryset = view_class().list_queryset(user)
+                return queryset.order_by(*shape) if shape else queryset
+
+            pages = Pages(rows, self.values_list.values)
+            setattr(type(self), "_list_pages", pages)
+        return pages
