@@ -35,7 +35,7 @@ from rest_framework.response import Response
 from rest_framework.relations import ManyRelatedField, RelatedField, SlugRelatedField
 
 from .api import FilterBackend
-from .rows import CompiledQuery, Pages
+from .rows import ForIds, Pages
 
 
 @dataclass(frozen=True)
@@ -371,44 +371,40 @@ def related_lists(step: _Related, ids: list, prefetches: Sequence) -> dict[Any, 
     return lists
 
 
-# Compiled related statements take a number of parent ids rounded up to a power of two (the last id repeated),
-# so that a few statements serve every page size.
-_RELATED: dict[tuple, CompiledQuery] = {}
+_RELATED: dict[tuple, ForIds] = {}
 _RELATED_LOCK = Lock()
-SAMPLE_ID = -7_340_000_000  # sample parameters: ids no row has
 
 
 def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alias: str) -> dict[Any, list]:
-    """As `related_lists()`, by a statement compiled once per database and number of ids."""
+    """As `related_lists()`, by statements compiled once per database and number of ids (core.rows.ForIds)."""
     if not ids:
         return {}
     if not all(type(value) is int for value in ids):
         return related_lists(step, ids, prefetches)
-    size = 1 << (len(ids) - 1).bit_length()
-    queryset, inner = related_queryset(step, prefetches)
     lookup = related_prefetch(step, prefetches)
-    key = (step, size, id(lookup))  # a view's prefetches are its class's: they live as long as the process
-    statement = _RELATED.get(key)
-    if statement is None:
-        def build(**samples) -> QuerySet:
-            filtered = queryset.filter(**{f"{step.back}__in": list(samples.values())})
+    key = (step, id(lookup))  # a view's prefetches are its class's: they live as long as the process
+    statements = _RELATED.get(key)
+    if statements is None:
+        queryset, _ = related_queryset(step, prefetches)
+
+        def build(ids: list) -> QuerySet:
+            filtered = queryset.filter(**{f"{step.back}__in": ids})
             if step.nested is None:
                 return filtered.values_list(F(step.back), step.model._meta.pk.attname, step.slug)
             return step.nested.values(filtered).annotate(**{PARENT: F(step.back)})
 
-        statement = CompiledQuery(build, **{f"id{number}": SAMPLE_ID - number for number in range(size)})
-        statement.source = lookup  # kept alive with its statement, so that its id names it
+        statements = ForIds(build)
+        statements.source = lookup  # kept alive with its statements, so that its id names it
         with _RELATED_LOCK:
-            statement = _RELATED.setdefault(key, statement)
-    padded = ids + [ids[-1]] * (size - len(ids))
-    rows = statement.fetchall(alias, **{f"id{number}": value for number, value in enumerate(padded)})
+            statements = _RELATED.setdefault(key, statements)
+    names, rows = statements.fetchall(alias, ids)
     lists: dict[Any, list] = {}
     if step.nested is None:
         for parent, _, slug in rows:
             lists.setdefault(parent, []).append(slug)
         return lists
-    names = statement.names(alias)
     rows = [dict(zip(names, row)) for row in rows]
+    _, inner = related_queryset(step, prefetches)
     for row, item in zip(rows, step.nested.represent(rows, inner, alias)):
         lists.setdefault(row[PARENT], []).append(item)
     return lists

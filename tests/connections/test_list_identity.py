@@ -380,3 +380,13 @@ def test_the_schema_still_describes_each_listed_field(api, rows):
                 elif kind:
                     python = {"string": str, "boolean": bool, "object": dict, "array": list, "integer": int}[kind]
                     assert isinstance(value, python), (name, value)
+
+
+def test_a_description_is_cut_as_the_truncator_cut_it():
+    from django.utils.text import Truncator
+
+    from connections.views import truncated
+
+    for text in ["", "plain", "x" * 80, "x" * 81, "e\u0301" * 50, "e\u0301" * 81, "\u0958" * 45, "\u0958" * 80,
+                 "a" * 79 + "\u0958", "<b>" * 30]:
+        assert truncated(text, 80) == Truncator(text).chars(80), text
