@@ -390,3 +390,39 @@ def test_a_description_is_cut_as_the_truncator_cut_it():
     for text in ["", "plain", "x" * 80, "x" * 81, "e\u0301" * 50, "e\u0301" * 81, "\u0958" * 45, "\u0958" * 80,
                  "a" * 79 + "\u0958", "<b>" * 30]:
         assert truncated(text, 80) == Truncator(text).chars(80), text
+
+
+@pytest.mark.parametrize("path", ["/api/v1/connections/", "/api/v1/endpoints/"])
+def test_a_superusers_list_is_what_the_serializer_gave(rows, django_user_model, path):
+    """Every team's rows, read by the statement compiled for superusers."""
+    root = django_user_model.objects.create_superuser("root", password="pw-root-123456")
+    client = bearer_client(root)
+    serializer, queryset = ((ConnectionSerializer, Connection.objects.select_related("created_by", "updated_by", "team")
+                             .prefetch_related(each_endpoint_once())) if "connections" in path else
+                            (EndpointSerializer, Endpoint.objects.prefetch_related(Prefetch(
+                                "destinations", queryset=Destination.objects.select_related("connection")
+                                .order_by("position")))))
+    for query in ("", "?page=2&page_size=9", "?ordering=-updated_at&page_size=500"):
+        response = client.get(path + query)
+        assert response.status_code == 200
+        assert response.content == serializer_page(serializer, queryset, response, query)
+    assert response.json()["count"] == queryset.count()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/connections/", "/api/v1/endpoints/", "/settings/connections/",
+                                  "/settings/endpoints/"])
+def test_a_page_past_the_last_one_is_not_found_as_before(api, client, django_user_model, rows, path):
+    if path.startswith("/settings/"):
+        login_with_perms(client, django_user_model, "connections.view_connection", "endpoints.view_endpoint")
+        Team.objects.default().members.add(django_user_model.objects.get(username="limited"))
+        api = client
+    last = api.get(path + "?page=last")
+    assert last.status_code == 200
+    number = last.context["page_obj"].number if path.startswith("/settings/") else None
+    if number is not None:
+        assert api.get(f"{path}?page={number}").content.decode().count("<tr>") == last.content.decode().count("<tr>")
+    for page in ("999", "0", "-1", "x"):
+        missing = api.get(f"{path}?page={page}")
+        assert missing.status_code == 404, page
+    if path.startswith("/api/"):
+        assert api.get(path + "?page=999").json() == {"detail": "Invalid page."}
