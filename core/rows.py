@@ -223,27 +223,33 @@ class Pages:
 
 
 class ForIds:
-    """A query over a list of ids (`build(ids)` gives the queryset filtered by them), compiled once per number
-    of ids rounded up to a power of two (the last id repeated), so that a few statements serve every page."""
+    """A query over a list of ids (`build(ids, **samples)` gives the queryset filtered by them), compiled once per
+    number of ids rounded up to a power of two (the last id repeated), so that a few statements serve every page.
+    `samples` are the query's other parameters, as CompiledQuery takes them."""
 
     SAMPLE = -7_340_000_000  # sample parameters: ids no row has
 
-    def __init__(self, build: Callable[[list], QuerySet]):
+    def __init__(self, build: Callable[..., QuerySet], **samples):
         self.build = build
+        self.samples = samples
         self._statements: dict[int, CompiledQuery] = {}
         self._lock = Lock()
 
-    def fetchall(self, alias: str, ids: Sequence[int]) -> tuple[list[str], list[list]]:
+    def fetchall(self, alias: str, ids: Sequence[int], **values) -> tuple[list[str], list[list]]:
         """The `.values()` names (for a `.values()` queryset) and the rows, converted as the ORM converts them."""
         if not ids:
             return [], []
         size = 1 << (len(ids) - 1).bit_length()
         statement = self._statements.get(size)
         if statement is None:
-            statement = CompiledQuery(lambda **samples: self.build(list(samples.values())),
+            def build(**samples) -> QuerySet:
+                return self.build([samples[f"id{number}"] for number in range(size)],
+                                  **{name: samples[name] for name in self.samples})
+
+            statement = CompiledQuery(build, **self.samples,
                                       **{f"id{number}": self.SAMPLE - number for number in range(size)})
             with self._lock:
                 statement = self._statements.setdefault(size, statement)
         padded = [*ids, *[ids[-1]] * (size - len(ids))]
-        rows = statement.fetchall(alias, **{f"id{number}": value for number, value in enumerate(padded)})
+        rows = statement.fetchall(alias, **values, **{f"id{number}": value for number, value in enumerate(padded)})
         return statement.names(alias), rows

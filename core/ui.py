@@ -90,10 +90,12 @@ def name_url(view_name: str, name: str) -> str:
 def name_urls(view_name: str) -> Callable[[str], str]:
     """`name_url` for one route, the script prefix and URLconf looked up once (for every row of a page)."""
     before, after = _around_name(view_name, get_script_prefix(), get_urlconf())
-    return lambda name: before + quote(str(name), safe=NAME_SAFE) + after
+    return lambda name: before + (name if type(name) is str and UNQUOTED.fullmatch(name) else
+                                  quote(str(name), safe=NAME_SAFE)) + after
 
 
 NAME_SAFE = RFC3986_SUBDELIMS + "~:@"  # what reverse() leaves unquoted in a path
+UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")  # characters quote() never changes: most names are only these
 
 
 def time_html(value: datetime | None, zone=None) -> str:
