@@ -426,3 +426,12 @@ def test_a_page_past_the_last_one_is_not_found_as_before(api, client, django_use
         assert missing.status_code == 404, page
     if path.startswith("/api/"):
         assert api.get(path + "?page=999").json() == {"detail": "Invalid page."}
+
+
+def test_the_provider_catalogue_is_what_its_serializer_gave(api):
+    from connections.api.serializers import ProviderSerializer
+    from providers.catalogue import PROVIDER_LIST
+
+    for _ in range(2):  # represented once, then served again
+        response = api.get("/api/v1/providers/")
+        assert response.content == JSONRenderer().render(ProviderSerializer(PROVIDER_LIST, many=True).data)
