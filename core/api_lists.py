@@ -434,7 +434,7 @@ class ValuesListMixin:
         return self.vouched(Response(items) if page is None else self.get_paginated_response(items), items)
 
     def vouched(self, response: Response, items: Sequence[dict]) -> Response:
-        """The response, saying whether its data is plain JSON (core.api.JSONRenderer then writes it faster)."""
+        """The response, saying whether its data is plain JSON (core.renderers.JSONRenderer then writes it faster)."""
         data = response.data
         response.plain_json = self.values_list.plain(items) and (data is items or type(data) in (dict, OrderedDict) and all(
             type(key) is str and (value is items or is_plain(value)) for key, value in data.items()))
