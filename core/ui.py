@@ -105,8 +105,15 @@ def time_html(value: datetime | None, zone=None) -> str:
     """
     if not value:
         return '<span class="muted">never</span>\n'
+    return _time_html(value, zone or timezone.get_current_timezone())
+
+
+@lru_cache(maxsize=8192)
+def _time_html(value: datetime, zone) -> str:
+    """A list shows the same rows again and again: each time is written once per zone (equal datetimes are the
+    same instant, or the same naive time, and write alike)."""
     if timezone.is_aware(value):
-        value = value.astimezone(zone or timezone.get_current_timezone())
+        value = value.astimezone(zone)
     day = f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}"
     # As the `e` format: no name for a naive value, nor for a local time that is ambiguous or imaginary.
     tz = value.tzinfo
