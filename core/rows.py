@@ -182,6 +182,8 @@ class Pages:
     Building and compiling the queryset again on every request was most of a short list's time.
     """
 
+    MOST = 64  # statements kept: a request asks for its shape, so the kinds must not grow without end
+
     def __init__(self, rows: Callable[..., QuerySet], values: Callable[[QuerySet], QuerySet]):
         self.rows = rows
         self.values = values
@@ -206,6 +208,8 @@ class Pages:
         key = (superuser, active, shape, filters)
         if key in self._statements:
             return self._statements[key]
+        if len(self._statements) >= self.MOST:
+            return None  # an ordering of many fields, say: the ORM builds it, and memory stays bounded
         user_model = user.__class__  # the model's, also through the lazy object of a session's user
 
         def build(user_id: int, **values) -> QuerySet:
