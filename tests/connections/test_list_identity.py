@@ -435,3 +435,18 @@ def test_the_provider_catalogue_is_what_its_serializer_gave(api):
     for _ in range(2):  # represented once, then served again
         response = api.get("/api/v1/providers/")
         assert response.content == JSONRenderer().render(ProviderSerializer(PROVIDER_LIST, many=True).data)
+
+
+def test_orderings_without_end_keep_few_statements(api, rows):
+    """A request names its ordering: past a bound, lists are built by the ORM rather than compiled and kept."""
+    from itertools import product
+
+    from connections.api.views import ConnectionViewSet
+
+    fields = ("name", "-name", "updated_at", "-updated_at")
+    expected = [c["name"] for c in api.get("/api/v1/connections/?page_size=500").json()["results"]]
+    for ordering in [*product(fields, repeat=2), *product(fields, repeat=3)][:90]:
+        names = [c["name"] for c in api.get("/api/v1/connections/", {"ordering": ",".join(ordering),
+                                                                     "page_size": 500}).json()["results"]]
+        assert sorted(names) == sorted(expected)
+    assert len(ConnectionViewSet._list_pages._statements) <= 64
