@@ -4,6 +4,7 @@ Writes go through `connection_save`/`connection_delete` so every change is audit
 registry decide what is valid. Pages never read a secret: they show masks (or `cannot be decrypted`).
 """
 
+import unicodedata
 from html import escape  # Django's escape() without its lazy-string wrapper: the same text, a third of the cost
 from urllib.parse import urlencode
 
@@ -26,7 +27,8 @@ from django.views.generic.detail import SingleObjectMixin
 
 from audit.models import AuditEntry
 from core.names import could_name_something
-from core.ui import PAGE_SIZE, SettingsPageMixin, name_urls, safe_next, time_html, usage_cells
+from core.rows import ForIds, Pages
+from core.ui import PAGE_SIZE, CompiledPagesMixin, SettingsPageMixin, name_urls, safe_next, time_html, usage_cells
 from providers import catalogue
 from teams.forms import team_filter_context
 from usage.summary import last_day_by
@@ -54,35 +56,55 @@ def endpoints_of(connection: Connection) -> QuerySet:
     return connection.endpoints.order_by("name").only("id", "name", "enabled").distinct()
 
 
-class ConnectionListView(SettingsPageMixin, ListView):
+def listed(user, *, shape: tuple = (), team: str | None = None, environment: str | None = None,
+           rotation: str | None = None) -> QuerySet:
+    """The connections of the list page `user` sees, filtered as asked, in name order."""
+    queryset = Connection.objects.order_by("name").visible_to(user)
+    if team is not None:
+        queryset = queryset.of_team(team)
+    if environment is not None:
+        queryset = queryset.filter(environment=environment)
+    if rotation is not None:
+        queryset = queryset.rotation(rotation)
+    return queryset
+
+
+def listed_values(queryset: QuerySet) -> QuerySet:
+    """What `connection_rows()` renders a connection from."""
+    return queryset.values(
+        "id", "name", "description", "environment", "provider", "auth_method", "secrets_updated_at", "created_at",
+        "last_used_at", "key_max_age_days", "team__name", stored_secrets=STORED_SECRETS,
+    )
+
+
+class ConnectionListView(SettingsPageMixin, CompiledPagesMixin, ListView):
     permission_required = "connections.view_connection"
     template_name = "connections/connection_list.html"
     context_object_name = "connections"
     paginate_by = PAGE_SIZE
-    # One query for the page of connections, one for all their endpoints, one for their usage, however many rows.
+    # One query for the page of connections and their number, one for all their endpoints, one for their usage,
+    # however many rows.
     rotation_filters = (Rotation.DUE_SOON, Rotation.OVERDUE)
+    pages = Pages(listed, listed_values)
 
     def get_queryset(self) -> QuerySet:
         """The page's connections the user may see, filtered as the request asks, as values: `connection_rows()`
         renders them."""
-        queryset = Connection.objects.order_by("name").visible_to(self.request.user)
         self.filters = {}
         team = self.request.GET.get("team", "")
         if team and could_name_something(team):
             self.filters["team"] = team
-            queryset = queryset.of_team(team)
         environment = self.request.GET.get("environment", "")
         if environment in Environment.values:
             self.filters["environment"] = environment
-            queryset = queryset.filter(environment=environment)
         rotation = self.request.GET.get("rotation", "")
         if rotation in self.rotation_filters:
             self.filters["rotation"] = rotation
-            queryset = queryset.rotation(rotation)
-        return queryset.values(
-            "id", "name", "description", "environment", "provider", "auth_method", "secrets_updated_at", "created_at",
-            "last_used_at", "key_max_age_days", "team__name", stored_secrets=STORED_SECRETS,
-        )
+        return listed_values(listed(self.request.user, **self.filters))
+
+    def compiled_filters(self) -> dict | None:
+        # The rotation filter compares with times worked out from now: the ORM builds it.
+        return None if "rotation" in self.filters else self.filters
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
@@ -168,7 +190,7 @@ def connection_rows(rows: list[dict], *, request, may_test: bool) -> str:
             environment=escape(row["environment"]),
             environment_label=escape(str(environments.get(row["environment"], row["environment"]))),
             team=escape(row["team__name"]),
-            description=(f'<span class="row-description">{escape(Truncator(row["description"]).chars(80))}</span>'
+            description=(f'<span class="row-description">{escape(truncated(row["description"], 80))}</span>'
                          if row["description"] else ""),
             provider=escape(str(providers.get(row["provider"], row["provider"]))),
             auth_method=escape(str(catalogue.auth_method_label(row["provider"], row["auth_method"]))),
@@ -190,6 +212,13 @@ def connection_rows(rows: list[dict], *, request, may_test: bool) -> str:
     return mark_safe("".join(html))
 
 
+def truncated(text: str, length: int) -> str:
+    """`Truncator(text).chars(length)`; a text short enough is only normalized, as the Truncator normalizes it
+    (most descriptions are short, and the Truncator's walk through each character was a tenth of the rows)."""
+    normalized = unicodedata.normalize("NFC", text)
+    return normalized if len(normalized) <= length else Truncator(text).chars(length)
+
+
 def key_age_html(row: dict, now, zone) -> str:
     """The key's age under Last updated, with a Due soon or Overdue badge giving the due day (in `zone`)."""
     age, due, status = key_rotation(row["auth_method"], row["secrets_updated_at"], row["created_at"],
@@ -206,15 +235,20 @@ def key_age_html(row: dict, now, zone) -> str:
     return f"{age} d old"
 
 
+# The endpoints' destinations (the app above this one) using some connections: connection id, endpoint name
+# and whether it is enabled, each endpoint once a connection, in name order.
+ENDPOINTS_OF = ForIds(lambda ids: Connection.endpoints.through.objects.filter(connection_id__in=ids)
+                      .values_list("connection_id", "endpoint__name", "endpoint__enabled")
+                      .order_by("endpoint__name").distinct())
+
+
 def endpoint_links(connection_ids: list[int]) -> dict[int, str]:
     """Connection id → its endpoints as links (disabled ones marked), in name order, each endpoint once although
     several of its destinations may use the connection: one query for the page."""
     links: dict[int, list[str]] = {}
     edit_url = name_urls("endpoints:edit")
-    destinations = Connection.endpoints.through.objects  # the endpoints' destinations: the app above this one
-    for connection_id, name, enabled in (destinations.filter(connection_id__in=connection_ids)
-                                         .values_list("connection_id", "endpoint__name", "endpoint__enabled")
-                                         .order_by("endpoint__name").distinct()):
+    _, rows = ENDPOINTS_OF.fetchall(Connection.objects.db, connection_ids)
+    for connection_id, name, enabled in rows:
         url = escape(edit_url(name))
         links.setdefault(connection_id, []).append(
             f'<a href="{url}">{escape(name)}</a>' if enabled else

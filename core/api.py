@@ -88,12 +88,16 @@ class FilterBackend(DjangoFilterBackend):
     """
 
     def filter_queryset(self, request, queryset, view):
-        filterset_class = self.get_filterset_class(view, queryset)
-        if filterset_class is not None and not any(
-            parameter.startswith(name) for parameter in request.query_params for name in filterset_class.base_filters
-        ):
+        if not self.names_a_filter(request, queryset, view):
             return queryset
         return super().filter_queryset(request, queryset, view)
+
+    def names_a_filter(self, request, queryset, view) -> bool:
+        """Whether the request names one of the view's filters (a view without a FilterSet filters nothing)."""
+        filterset_class = self.get_filterset_class(view, queryset)
+        return filterset_class is not None and any(
+            parameter.startswith(name) for parameter in request.query_params for name in filterset_class.base_filters
+        )
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):
@@ -105,6 +109,12 @@ class ModelPermissions(permissions.DjangoModelPermissions):
         "HEAD": ["%(app_label)s.view_%(model_name)s"],
         "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
     }
+
+    def _queryset(self, view):
+        """The view's own queryset when it has one: only its model is read here, and `get_queryset()` would build
+        the request's whole queryset (joins, the team's scope) for nothing."""
+        queryset = getattr(view, "queryset", None)
+        return queryset if queryset is not None else super()._queryset(view)
 
 
 def has_permission(perm: str) -> type[permissions.BasePermission]:

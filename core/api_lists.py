@@ -9,20 +9,33 @@ field, a `source="*"` field) must be given as `computed`, or the first list fail
 `many=True` slug field, a nested `many=True` serializer) are read in one query a page each, from the queryset
 the view's prefetch names for that relation (its order, its `distinct()`), as the prefetch would read them.
 Tests compare the output with the serializer's on the same rows.
+
+A list request that names no filter (the common one) is read by statements compiled once per database,
+ordering and kind of user (`CompiledQuery`): the page and its total in one statement, each related list in
+one more. Building and compiling those querysets was most of a short list's time. A filtered request goes
+through the ORM as before.
 """
 
+import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from dataclasses import field as dataclass_field
+from threading import Lock
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.paginator import Page
 from django.db.models import F, ForeignObjectRel, ManyToManyField, Model, Prefetch, QuerySet
 from rest_framework import ISO_8601, serializers
+from rest_framework.filters import OrderingFilter
 from rest_framework.settings import api_settings
 from rest_framework.response import Response
 from rest_framework.relations import ManyRelatedField, RelatedField, SlugRelatedField
+
+from .api import FilterBackend
+from .rows import ForIds, Pages
 
 
 @dataclass(frozen=True)
@@ -31,12 +44,18 @@ class Computed:
 
     `by_field`: `represent` gives the value the model's attribute would (a property computed from columns),
     which the serializer's field then represents as it represents the attribute (None as None).
+    `per_list`: `represent` is called once for each list and gives the function of a row (what is the same
+    for every row, such as the time now, is worked out once).
+    `plain`: `represent` gives only text, integers, booleans, None, and lists and dicts of those (JSON that
+    every writer writes alike: see `ValuesList.plain`); otherwise each value is checked.
     """
 
     columns: tuple[str, ...]
-    represent: Callable[[dict], Any]
+    represent: Callable[..., Any]
     expressions: dict = dataclass_field(default_factory=dict)
     by_field: bool = False
+    per_list: bool = False
+    plain: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,8 +63,10 @@ class _Derived:
     """A `by_field` computed value, represented by the serializer's field."""
 
     name: str
-    value: Callable[[dict], Any]
+    value: Callable[..., Any]
     representation: Callable[[], Callable[[Any], Any]]
+    per_list: bool = False
+    plain: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,7 @@ class _Column:
     name: str
     lookup: str
     representation: Callable[[], Callable[[Any], Any]] | None  # for each list, the value's representation; None: as read
+    plain: bool = False  # its values are always plain JSON (text, an integer, a boolean or None)
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,7 @@ class _Related:
     back: str  # the lookup from the related model back to the listed one
     slug: str | None = None
     nested: "ValuesList | None" = None
+    plain: bool = False  # the slugs are always plain JSON
 
 
 PARENT = "values_list_parent"  # the alias the related rows' parent id is read under
@@ -83,6 +106,7 @@ class ValuesList:
         self.computed = computed or {}
         self.nested = nested or {}
         self._plan: tuple[list, list[str], dict] | None = None
+        self._items: Callable[..., list[dict]] | None = None
 
     def plan(self) -> tuple[list, list[str], dict]:
         """Each readable field in the serializer's order (a column, a computed value or a related list), and the
@@ -95,8 +119,8 @@ class ValuesList:
                     continue
                 if name in self.computed:
                     computed = self.computed[name]
-                    steps.append((name, _Derived(name, computed.represent, representation(field))
-                                  if computed.by_field else computed))
+                    steps.append((name, _Derived(name, computed.represent, representation(field), computed.per_list,
+                                                 plain_field(field)) if computed.by_field else computed))
                     lookups += self.computed[name].columns
                     expressions.update(self.computed[name].expressions)
                 elif isinstance(field, ManyRelatedField):
@@ -106,16 +130,19 @@ class ValuesList:
                     nested = self.nested.get(name) or ValuesList(type(field.child))
                     steps.append((name, related(model, name, field.source, nested=nested)))
                 elif isinstance(field, RelatedField):
-                    step = _Column(name, lookup_of(model, name, field.source_attrs) + "__" + slug_of(name, field), None)
+                    lookup = lookup_of(model, name, field.source_attrs) + "__" + slug_of(name, field)
+                    step = _Column(name, lookup, None, plain_column(model, lookup))
                     steps.append((name, step))
                     lookups.append(step.lookup)
                 elif field.source == "*" or isinstance(field, serializers.SerializerMethodField):
                     raise ImproperlyConfigured(f"{self.serializer_class.__name__}.{name}: give it as `computed`.")
                 else:
-                    step = _Column(name, lookup_of(model, name, field.source_attrs), representation(field))
+                    step = _Column(name, lookup_of(model, name, field.source_attrs), representation(field),
+                                   plain_field(field))
                     steps.append((name, step))
                     lookups.append(step.lookup)
             self._plan = (steps, list(dict.fromkeys(lookups)), expressions)
+            self._items = items_function(steps)
         return self._plan
 
     def values(self, queryset: QuerySet) -> QuerySet:
@@ -123,37 +150,110 @@ class ValuesList:
         _, lookups, expressions = self.plan()
         return queryset.prefetch_related(None).values(*lookups, **expressions)
 
-    def represent(self, rows: Sequence[dict], prefetches: Sequence = ()) -> list[dict]:
+    def represent(self, rows: Sequence[dict], prefetches: Sequence = (), alias: str | None = None) -> list[dict]:
         """The serializer's output for these rows: keys in its order, None as it gives None.
 
-        `prefetches`: the view's `prefetch_related()` lookups, which say how each related list is read.
+        `prefetches`: the view's `prefetch_related()` lookups, which say how each related list is read;
+        `alias`: read them with statements compiled once for that database (else through the ORM).
         """
         steps, lookups, _ = self.plan()
         pk = lookups[0]
         ids = [row[pk] for row in rows]
         for _, step in steps:
             if type(step) is _Related:
-                lists = related_lists(step, ids, prefetches)
+                lists = (prepared_related_lists(step, ids, prefetches, alias) if alias is not None else
+                         related_lists(step, ids, prefetches))
                 for row in rows:
                     row[step.name] = lists.get(row[pk], [])
-        steps = [(name, step, step.representation() if type(step) in (_Column, _Derived) and step.representation
-                  else None) for name, step in steps]
-        items = []
-        for row in rows:
-            item = {}
-            for name, step, represent in steps:
-                if type(step) is _Column:
-                    value = row[step.lookup]
-                    item[name] = value if value is None or represent is None else represent(value)
-                elif type(step) is _Related:
-                    item[name] = row[name]
-                elif type(step) is _Derived:
-                    value = step.value(row)
-                    item[name] = None if value is None else represent(value)
-                else:
-                    item[name] = step.represent(row)
-            items.append(item)
-        return items
+        functions = []
+        for _, step in steps:
+            if type(step) is _Column and step.representation is not None:
+                functions.append(step.representation())
+            elif type(step) is _Derived:
+                functions += [step.value() if step.per_list else step.value, step.representation()]
+            elif type(step) is Computed:
+                functions.append(step.represent() if step.per_list else step.represent)
+        return self._items(rows, *functions)
+
+    def plain(self, items: Sequence[dict]) -> bool:
+        """Whether these items (from `represent()`) hold only text, integers, booleans, None, lists and dicts:
+        JSON that orjson writes byte for byte as Python's json module does (floats are where they differ)."""
+        steps, _, _ = self.plan()
+        for name, step in steps:
+            if type(step) is _Related and step.nested is not None:
+                if not all(step.nested.plain(item[name]) for item in items):
+                    return False
+            elif not step.plain and not all(is_plain(item[name]) for item in items):
+                return False
+        return True
+
+
+def is_plain(value) -> bool:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is list:
+        return all(is_plain(item) for item in value)
+    if kind is dict:
+        return all(type(key) is str and is_plain(item) for key, item in value.items())
+    return False
+
+
+def items_function(steps: list) -> Callable[..., list[dict]]:
+    """The function that makes the items of a list from its rows: `items(rows, *functions)`, given for each
+    list the functions of its steps (a column's representation; a derived value's function and representation;
+    a computed value's function).
+
+    Written as one dict display per row, it costs a fraction of a loop over the steps with a test of each
+    step's kind for every value; the code is generated from the steps as dataclasses' and namedtuple's are.
+    """
+    parameters, entries = [], []
+    for position, (name, step) in enumerate(steps):
+        key = repr(name)
+        if type(step) is _Column and step.representation is None:
+            entries.append(f"{key}: row[{step.lookup!r}]")
+        elif type(step) is _Column:
+            parameters.append(f"f{position}")
+            entries.append(f"{key}: None if (value := row[{step.lookup!r}]) is None else f{position}(value)")
+        elif type(step) is _Related:
+            entries.append(f"{key}: row[{key}]")
+        elif type(step) is _Derived:
+            parameters += [f"g{position}", f"f{position}"]
+            entries.append(f"{key}: None if (value := g{position}(row)) is None else f{position}(value)")
+        else:
+            parameters.append(f"g{position}")
+            entries.append(f"{key}: g{position}(row)")
+    source = (f"def items(rows, {', '.join(parameters)}):\n"
+              f"    return [{{{', '.join(entries)}}} for row in rows]\n")
+    namespace: dict = {}
+    exec(compile(source, "<ValuesList items>", "exec"), namespace)  # noqa: S102 - the source is the steps' names
+    return namespace["items"]
+
+
+PLAIN_FIELDS = (serializers.CharField, serializers.IntegerField, serializers.BooleanField, serializers.ChoiceField,
+                serializers.DateTimeField)
+PLAIN_COLUMNS = {"CharField", "TextField", "SlugField", "EmailField", "IntegerField", "BigIntegerField",
+                 "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField",
+                 "AutoField", "BigAutoField", "SmallAutoField", "BooleanField"}
+
+
+def plain_field(field: serializers.Field) -> bool:
+    """Whether the field always represents a value as plain JSON (text, an integer, a boolean or None)."""
+    if type(field) not in PLAIN_FIELDS:
+        return False
+    if type(field) is serializers.ChoiceField:
+        return all(type(value) in (str, int, bool) for value in field.choice_strings_to_values.values())
+    # A DateTimeField without a format gives the datetime itself.
+    return type(field) is not serializers.DateTimeField or getattr(field, "format", api_settings.DATETIME_FORMAT) is not None
+
+
+def plain_column(model: type[Model], lookup: str) -> bool:
+    """Whether a `.values()` lookup reads text, an integer or a boolean (or None)."""
+    current, *path = lookup.split("__")
+    field = model._meta.get_field(current)
+    for part in path:
+        field = field.related_model._meta.get_field(part)
+    return field.get_internal_type() in PLAIN_COLUMNS
 
 
 def representation(field: serializers.Field) -> Callable[[], Callable[[Any], Any]]:
@@ -178,6 +278,23 @@ def representation(field: serializers.Field) -> Callable[[], Callable[[Any], Any
             return represent
 
         return per_list
+    kind = type(field)
+    if kind is serializers.CharField:
+        return lambda: str  # what CharField.to_representation does
+    if kind is serializers.IntegerField:
+        return lambda: int
+    if kind is serializers.BooleanField:
+        def boolean() -> Callable[[Any], Any]:
+            to_representation = field.to_representation
+            return lambda value: value if value is True or value is False else to_representation(value)
+
+        return boolean
+    if kind is serializers.ChoiceField:
+        def choice() -> Callable[[Any], Any]:
+            to_representation, values = field.to_representation, field.choice_strings_to_values
+            return lambda value: values.get(value, value) if type(value) is str and value else to_representation(value)
+
+        return choice
     return lambda: field.to_representation
 
 
@@ -215,18 +332,32 @@ def related(model: type[Model], name: str, source: str, *, slug: str | None = No
         back = relation.related_query_name()
     else:
         raise ImproperlyConfigured(f"{name}: only to-many relations are read as lists; give it as `computed`.")
-    return _Related(name, source, relation.related_model, back, slug, nested)
+    plain = slug is not None and plain_column(relation.related_model, slug)
+    return _Related(name, source, relation.related_model, back, slug, nested, plain)
+
+
+def related_prefetch(step: _Related, prefetches: Sequence) -> Prefetch | None:
+    """The view's prefetch of the relation that gives its queryset, if any."""
+    for lookup in prefetches:
+        if isinstance(lookup, Prefetch) and lookup.prefetch_to == step.accessor and lookup.queryset is not None:
+            return lookup
+    return None
+
+
+def related_queryset(step: _Related, prefetches: Sequence) -> tuple[QuerySet, Sequence]:
+    """The related model's rows as the view's prefetch of the relation reads them (the related model's default
+    queryset when the prefetch gives none), and the prefetches of that queryset."""
+    lookup = related_prefetch(step, prefetches)
+    if lookup is None:
+        return step.model._default_manager.all(), ()
+    return lookup.queryset, lookup.queryset._prefetch_related_lookups
 
 
 def related_lists(step: _Related, ids: list, prefetches: Sequence) -> dict[Any, list]:
-    """Parent id → its related slugs or nested items, read as the view's prefetch of the relation reads them
-    (the related model's default queryset when the prefetch gives none)."""
+    """Parent id → its related slugs or nested items, read as the view's prefetch of the relation reads them."""
     if not ids:
         return {}
-    queryset, inner = step.model._default_manager.all(), ()
-    for lookup in prefetches:
-        if isinstance(lookup, Prefetch) and lookup.prefetch_to == step.accessor and lookup.queryset is not None:
-            queryset, inner = lookup.queryset, lookup.queryset._prefetch_related_lookups
+    queryset, inner = related_queryset(step, prefetches)
     queryset = queryset.filter(**{f"{step.back}__in": ids})
     lists: dict[Any, list] = {}
     if step.nested is None:
@@ -240,18 +371,129 @@ def related_lists(step: _Related, ids: list, prefetches: Sequence) -> dict[Any, 
     return lists
 
 
+_RELATED: dict[tuple, ForIds] = {}
+_RELATED_LOCK = Lock()
+
+
+def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alias: str) -> dict[Any, list]:
+    """As `related_lists()`, by statements compiled once per database and number of ids (core.rows.ForIds)."""
+    if not ids:
+        return {}
+    if not all(type(value) is int for value in ids):
+        return related_lists(step, ids, prefetches)
+    lookup = related_prefetch(step, prefetches)
+    key = (step, id(lookup))  # a view's prefetches are its class's: they live as long as the process
+    statements = _RELATED.get(key)
+    if statements is None:
+        queryset, _ = related_queryset(step, prefetches)
+
+        def build(ids: list) -> QuerySet:
+            filtered = queryset.filter(**{f"{step.back}__in": ids})
+            if step.nested is None:
+                return filtered.values_list(F(step.back), step.model._meta.pk.attname, step.slug)
+            return step.nested.values(filtered).annotate(**{PARENT: F(step.back)})
+
+        statements = ForIds(build)
+        statements.source = lookup  # kept alive with its statements, so that its id names it
+        with _RELATED_LOCK:
+            statements = _RELATED.setdefault(key, statements)
+    names, rows = statements.fetchall(alias, ids)
+    lists: dict[Any, list] = {}
+    if step.nested is None:
+        for parent, _, slug in rows:
+            lists.setdefault(parent, []).append(slug)
+        return lists
+    rows = [dict(zip(names, row)) for row in rows]
+    _, inner = related_queryset(step, prefetches)
+    for row, item in zip(rows, step.nested.represent(rows, inner, alias)):
+        lists.setdefault(row[PARENT], []).append(item)
+    return lists
+
+
+PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # a page number the compiled statements read (else the ORM's paginator)
+
+
 class ValuesListMixin:
     """A viewset's list read through `values_list` (a ValuesList), filtered, ordered and paginated as before.
 
-    Everything else (detail, writes, the OpenAPI schema) still goes through `serializer_class`.
+    Everything else (detail, writes, the OpenAPI schema) still goes through `serializer_class`. A view that
+    defines `list_queryset(user)` has its unfiltered lists read by compiled statements.
     """
 
     values_list: ValuesList
 
     def list(self, request, *args, **kwargs):
+        answer = self.prepared_list(request)
+        if answer is not None:
+            return answer
         queryset = self.filter_queryset(self.get_queryset())
         rows = self.values_list.values(queryset)
         page = self.paginate_queryset(rows)
         items = self.values_list.represent(list(rows) if page is None else page,
                                            queryset._prefetch_related_lookups)
-        return Response(items) if page is None else self.get_paginated_response(items)
+        return self.vouched(Response(items) if page is None else self.get_paginated_response(items), items)
+
+    def vouched(self, response: Response, items: Sequence[dict]) -> Response:
+        """The response, saying whether its data is plain JSON (core.renderers.JSONRenderer then writes it faster)."""
+        data = response.data
+        response.plain_json = self.values_list.plain(items) and (data is items or type(data) in (dict, OrderedDict) and all(
+            type(key) is str and (value is items or is_plain(value)) for key, value in data.items()))
+        return response
+
+    # `list_queryset(user)`: what `get_queryset()` gives a list request by `user`, depending on the user only
+    # through `pk`, `is_superuser` and `is_active`. A view without one has every list read through the ORM.
+    list_queryset: Callable[[Any], QuerySet] | None = None
+
+    def plain_ordering(self, request) -> tuple[str, ...] | None:
+        """The ordering a list request asks for, when it names no filter and the view's filter backends do
+        nothing else (else None)."""
+        ordering: tuple[str, ...] = ()
+        for backend_class in self.filter_backends:
+            backend = backend_class()
+            if isinstance(backend, FilterBackend) and not backend.names_a_filter(request, self.queryset, self):
+                continue
+            if isinstance(backend, OrderingFilter):
+                ordering = tuple(backend.get_ordering(request, self.queryset, self) or ())
+                continue
+            return None
+        return ordering
+
+    def prepared_list(self, request) -> Response | None:
+        """The page read by one compiled statement (its rows and their total), or None when the request is
+        not a plain one: a filter, a page number other than a positive integer, a page past the last one."""
+        user, paginator = request.user, self.paginator
+        if paginator is None or not getattr(user, "is_authenticated", False):
+            return None
+        page_size = paginator.get_page_size(request)
+        number = request.query_params.get(paginator.page_query_param, "1")
+        if not page_size or not PAGE_NUMBER.fullmatch(number):
+            return None
+        ordering = self.plain_ordering(request)
+        if ordering is None or self.list_queryset is None:
+            return None
+        number, alias = int(number), self.queryset.db
+        found = self.list_pages().page(user, number, page_size, alias=alias, shape=ordering)
+        if found is None:
+            return None  # past the last page: the ORM's paginator answers 404 as it always has
+        rows, total = found
+        items = self.values_list.represent(rows, self.queryset._prefetch_related_lookups, alias)
+        counted = paginator.django_paginator_class((), page_size)
+        counted.count = total  # the paginator's count, read with the page
+        paginator.request, paginator.page = request, Page(items, number, counted)
+        if counted.num_pages > 1 and paginator.template is not None:
+            paginator.display_page_controls = True
+        return self.vouched(self.get_paginated_response(items), items)
+
+    def list_pages(self) -> Pages:
+        """The view's compiled pages (`list_queryset()` ordered as asked, read by `values_list`), made once."""
+        pages = type(self).__dict__.get("_list_pages")
+        if pages is None:
+            view_class = type(self)
+
+            def rows(user, shape: tuple) -> QuerySet:
+                queryset = view_class().list_queryset(user)
+                return queryset.order_by(*shape) if shape else queryset
+
+            pages = Pages(rows, self.values_list.values)
+            setattr(type(self), "_list_pages", pages)
+        return pages

@@ -7,9 +7,12 @@ again. A statement written once and a RowReader that knows each column's convert
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from threading import Lock
 
+from django.conf import settings
 from django.db import connections
-from django.db.models import Model, QuerySet
+from django.db.models import F, Func, IntegerField, Model, QuerySet, Subquery
+from django.utils.dateparse import parse_datetime
 
 
 class RowReader:
@@ -55,29 +58,45 @@ class CompiledQuery:
     """A queryset built once with sample values, compiled once per database, then run with real values.
 
     The ORM states the rule (which rows, which annotations); this keeps the query builder off the hot path.
-    `build(**samples)` must return the queryset (with `values_list()`); every sample must be a value no
-    other parameter of the query takes, so that its place among the compiled parameters can be found.
-    Datetime values are adapted for the database as the ORM adapts them.
+    `build(**samples)` must return the queryset (with `values_list()` or `values()`); every sample must be a
+    value no other parameter of the query takes, so that its place among the compiled parameters can be found.
+    A sample named in `optional` may be missing from the query (a rule that does not always need it).
+    Datetime values are adapted for the database as the ORM adapts them. `fetchall()` converts the values
+    as the ORM would and may add a slice (`LIMIT`/`OFFSET`, as the ORM writes it) to the statement.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], **samples):
+    def __init__(self, build: Callable[..., QuerySet], optional: tuple[str, ...] = (), **samples):
         self.build = build
         self.samples = samples
+        self.optional = frozenset(optional)
         self._compiled: dict[str, tuple[str, list]] = {}
+        self._reading: dict[str, tuple[list[str], list]] = {}
 
     def compiled(self, alias: str) -> tuple[str, list]:
         """The SQL and, per parameter, the sample's name it came from (or the fixed value)."""
         if alias not in self._compiled:
             database = connections[alias]
-            sql, params = self.build(**self.samples).query.get_compiler(alias).as_sql()
-            prepared = {name: self.prepare(database, value) for name, value in self.samples.items()}
+            query = self.build(**self.samples).query
+            compiler = query.get_compiler(alias)
+            sql, params = compiler.as_sql()
+            by_value: dict = {}
+            for name, value in self.samples.items():
+                by_value.setdefault(self.prepare(database, value), []).append(name)
             places = []
             for param in params:
-                names = [name for name, value in prepared.items() if value == param]
+                try:
+                    names = by_value.get(param, ())
+                except TypeError:  # an unhashable parameter is no sample
+                    names = ()
                 places.append(("sample", names[0]) if len(names) == 1 else ("fixed", param))
-            missing = set(self.samples) - {name for kind, name in places if kind == "sample"}
+            missing = set(self.samples) - self.optional - {name for kind, name in places if kind == "sample"}
             if missing:
                 raise ValueError(f"The compiled query does not take {', '.join(sorted(missing))} as a parameter.")
+            # What results_iter() and ValuesIterable work out on every run: the names and converters of the columns.
+            selected = [column[0] for column in compiler.select[:compiler.col_count]]
+            names = (list(query.selected) if query.selected else
+                     [*query.extra_select, *query.values_select, *query.annotation_select])
+            self._reading[alias] = (names, list(compiler.get_converters(selected).items()))
             self._compiled[alias] = (sql, places)
         return self._compiled[alias]
 
@@ -85,10 +104,156 @@ class CompiledQuery:
     def prepare(database, value):
         return database.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
 
-    def fetchone(self, alias: str, **values) -> tuple | None:
+    def execute(self, cursor, alias: str, values: dict, suffix: str = "") -> None:
         database = connections[alias]
         sql, places = self.compiled(alias)
         params = [self.prepare(database, values[value]) if kind == "sample" else value for kind, value in places]
-        with database.cursor() as cursor:
-            cursor.execute(sql, params)
+        cursor.execute(f"{sql} {suffix}" if suffix else sql, params)
+
+    def fetchone(self, alias: str, **values) -> tuple | None:
+        with connections[alias].cursor() as cursor:
+            self.execute(cursor, alias, values)
             return cursor.fetchone()
+
+    def names(self, alias: str) -> list[str]:
+        """The keys of a `.values()` row, in the order of the columns."""
+        self.compiled(alias)
+        return self._reading[alias][0]
+
+    def fetchall(self, alias: str, *, low: int = 0, high: int | None = None, **values) -> list[list]:
+        """Every row (from `low` to `high`, as a slice of the queryset would), values converted as the ORM does."""
+        database = connections[alias]
+        suffix = database.ops.limit_offset_sql(low, high) if low or high is not None else ""
+        with database.cursor() as cursor:
+            self.execute(cursor, alias, values, suffix)
+            rows = cursor.fetchall()
+        converters = [(index, [fast_converter(function, database) for function in functions], expression)
+                      for index, (functions, expression) in self._reading[alias][1]]
+        if not converters:
+            return [list(row) for row in rows]
+        converted = []
+        for row in rows:
+            row = list(row)
+            for index, functions, expression in converters:
+                value = row[index]
+                for function in functions:
+                    value = function(value, expression, database)
+                row[index] = value
+            converted.append(row)
+        return converted
+
+
+def fast_converter(function: Callable, database) -> Callable:
+    """The converter, or one that gives the same values for less: SQLite's datetime converter reads the
+    settings for every value (a lazy object's lookup) and parses through two calls; this reads them once."""
+    if database.vendor != "sqlite" or getattr(function, "__name__", "") != "convert_datetimefield_value":
+        return function
+    zone = database.timezone if settings.USE_TZ else None
+    fromisoformat = datetime.fromisoformat
+
+    def convert(value, expression, connection):
+        if value is None:
+            return None
+        if type(value) is str:
+            try:
+                value = fromisoformat(value)  # what parse_datetime() tries first
+            except ValueError:
+                value = parse_datetime(value)
+        elif not isinstance(value, datetime):
+            value = parse_datetime(value)
+        if zone is not None and value.utcoffset() is None:
+            value = value.replace(tzinfo=zone)  # make_aware()
+        return value
+
+    return convert
+
+
+TOTAL = "rows_total"  # the alias a page's statement reads the number of rows in all under
+SAMPLE_USER_ID = -7_350_000_000  # a sample parameter: an id no user has
+
+
+class Pages:
+    """A list's pages, each read by one statement compiled once: the page's rows and the number of rows in all.
+
+    `rows(user, **filters)` gives the list's queryset (filtered and ordered) as `user` sees it; `values(queryset)`
+    the `.values()` queryset that reads it. A statement is compiled for each kind of user (superuser, active),
+    set of filters named and `shape` (such as an ordering, which `rows` reads from `shape=`): the rule may depend
+    on the user only through those and the user's id, and on a filter only through its value as a parameter.
+    Building and compiling the queryset again on every request was most of a short list's time.
+    """
+
+    MOST = 64  # statements kept: a request asks for its shape, so the kinds must not grow without end
+
+    def __init__(self, rows: Callable[..., QuerySet], values: Callable[[QuerySet], QuerySet]):
+        self.rows = rows
+        self.values = values
+        self._statements: dict[tuple, CompiledQuery | None] = {}
+        self._lock = Lock()
+
+    def page(self, user, number: int, size: int, *, alias: str, shape: tuple = (), **filters) -> tuple[list[dict], int] | None:
+        """The rows of page `number` (from 1) of `size` rows, and the number of rows in all; None past the last
+        page (the caller's paginator answers that as it always has) or for a list that cannot be compiled."""
+        statement = self.statement(user, shape, tuple(sorted(filters)))
+        if statement is None:
+            return None
+        names = statement.names(alias)
+        found = [dict(zip(names, row)) for row in statement.fetchall(
+            alias, low=(number - 1) * size, high=number * size, user_id=user.pk, **filters)]
+        if not found and number > 1:
+            return None
+        return found, found[0][TOTAL] if found else 0
+
+    def statement(self, user, shape: tuple, filters: tuple[str, ...]) -> CompiledQuery | None:
+        superuser, active = bool(getattr(user, "is_superuser", False)), bool(getattr(user, "is_active", False))
+        key = (superuser, active, shape, filters)
+        if key in self._statements:
+            return self._statements[key]
+        if len(self._statements) >= self.MOST:
+            return None  # an ordering of many fields, say: the ORM builds it, and memory stays bounded
+        user_model = user.__class__  # the model's, also through the lazy object of a session's user
+
+        def build(user_id: int, **values) -> QuerySet:
+            rows = self.rows(user_model(pk=user_id, is_superuser=superuser, is_active=active), shape=shape, **values)
+            total = rows.order_by().values(**{TOTAL: Func(F("pk"), function="COUNT", output_field=IntegerField())})
+            return self.values(rows).annotate(**{TOTAL: Subquery(total, output_field=IntegerField())})
+
+        samples = {name: f"sample-{name}-7350" for name in filters}
+        sample_rows = build(SAMPLE_USER_ID, **samples)
+        # A distinct or sliced list cannot be counted by its rows' ids, nor sliced again.
+        statement = None if sample_rows.query.distinct or sample_rows.query.is_sliced else CompiledQuery(
+            build, optional=("user_id",), user_id=SAMPLE_USER_ID, **samples)
+        with self._lock:
+            return self._statements.setdefault(key, statement)
+
+
+class ForIds:
+    """A query over a list of ids (`build(ids, **samples)` gives the queryset filtered by them), compiled once per
+    number of ids rounded up to a power of two (the last id repeated), so that a few statements serve every page.
+    `samples` are the query's other parameters, as CompiledQuery takes them."""
+
+    SAMPLE = -7_340_000_000  # sample parameters: ids no row has
+
+    def __init__(self, build: Callable[..., QuerySet], **samples):
+        self.build = build
+        self.samples = samples
+        self._statements: dict[int, CompiledQuery] = {}
+        self._lock = Lock()
+
+    def fetchall(self, alias: str, ids: Sequence[int], **values) -> tuple[list[str], list[list]]:
+        """The `.values()` names (for a `.values()` queryset) and the rows, converted as the ORM converts them."""
+        if not ids:
+            return [], []
+        size = 1 << (len(ids) - 1).bit_length()
+        statement = self._statements.get(size)
+        if statement is None:
+            def build(**samples) -> QuerySet:
+                return self.build([samples[f"id{number}"] for number in range(size)],
+                                  **{name: samples[name] for name in self.samples})
+
+            statement = CompiledQuery(build, **self.samples,
+                                      **{f"id{number}": self.SAMPLE - number for number in range(size)})
+            with self._lock:
+                statement = self._statements.setdefault(size, statement)
+        padded = [*ids, *[ids[-1]] * (size - len(ids))]
+        rows = statement.fetchall(alias, **values, **{f"id{number}": value for number, value in enumerate(padded)})
+        return statement.names(alias), rows

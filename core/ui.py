@@ -1,6 +1,7 @@
 """What every page of the settings layout shares: who may see it, how long a page of rows is, where to go back,
 and the pieces list pages render their rows with (name URLs, times) without the template engine."""
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
@@ -8,6 +9,7 @@ from html import escape
 from urllib.parse import quote
 
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.core.paginator import Page
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.template.defaultfilters import floatformat
@@ -16,11 +18,41 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.http import RFC3986_SUBDELIMS, url_has_allowed_host_and_scheme
 
+from .rows import Pages
+
 PAGE_SIZE = 50
 
 
 class SettingsPageMixin(LoginRequiredMixin, PermissionRequiredMixin):
     """Signed-out visitors go to the login page; signed-in users without the permission get 403."""
+
+
+PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
+
+
+class CompiledPagesMixin:
+    """A ListView whose pages are read by `pages` (core.rows.Pages: the page and its total in one compiled
+    statement) when `compiled_filters()` says how; otherwise (and past the last page) by the ORM's paginator."""
+
+    pages: Pages
+
+    def compiled_filters(self) -> dict | None:
+        """The request's filters as `pages` takes them, or None when they cannot be compiled."""
+        return None
+
+    def paginate_queryset(self, queryset, page_size):
+        number = str(self.kwargs.get(self.page_kwarg) or self.request.GET.get(self.page_kwarg) or 1)
+        filters = self.compiled_filters()
+        if filters is not None and PAGE_NUMBER.fullmatch(number) and self.get_allow_empty() and (
+                not self.get_paginate_orphans()):
+            found = self.pages.page(self.request.user, int(number), page_size, alias=queryset.db, **filters)
+            if found is not None:
+                rows, total = found
+                paginator = self.get_paginator((), page_size)
+                paginator.count = total  # read with the page
+                page = Page(rows, int(number), paginator)
+                return paginator, page, rows, page.has_other_pages()
+        return super().paginate_queryset(queryset, page_size)
 
 
 def safe_next(request: HttpRequest) -> str:
@@ -58,10 +90,12 @@ def name_url(view_name: str, name: str) -> str:
 def name_urls(view_name: str) -> Callable[[str], str]:
     """`name_url` for one route, the script prefix and URLconf looked up once (for every row of a page)."""
     before, after = _around_name(view_name, get_script_prefix(), get_urlconf())
-    return lambda name: before + quote(str(name), safe=NAME_SAFE) + after
+    return lambda name: before + (name if type(name) is str and UNQUOTED.fullmatch(name) else
+                                  quote(str(name), safe=NAME_SAFE)) + after
 
 
 NAME_SAFE = RFC3986_SUBDELIMS + "~:@"  # what reverse() leaves unquoted in a path
+UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")  # characters quote() never changes: most names are only these
 
 
 def time_html(value: datetime | None, zone=None) -> str:
@@ -71,8 +105,15 @@ def time_html(value: datetime | None, zone=None) -> str:
     """
     if not value:
         return '<span class="muted">never</span>\n'
+    return _time_html(value, zone or timezone.get_current_timezone())
+
+
+@lru_cache(maxsize=8192)
+def _time_html(value: datetime, zone) -> str:
+    """A list shows the same rows again and again: each time is written once per zone (equal datetimes are the
+    same instant, or the same naive time, and write alike)."""
     if timezone.is_aware(value):
-        value = value.astimezone(zone or timezone.get_current_timezone())
+        value = value.astimezone(zone)
     day = f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}"
     # As the `e` format: no name for a naive value, nor for a local time that is ambiguous or imaginary.
     tz = value.tzinfo

@@ -14,7 +14,8 @@ from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 from connections.models import Connection
 from core.limits import limits_line
 from core.names import could_name_something
-from core.ui import PAGE_SIZE, SettingsPageMixin, name_urls, time_html, usage_cells
+from core.rows import ForIds, Pages
+from core.ui import PAGE_SIZE, CompiledPagesMixin, SettingsPageMixin, name_urls, time_html, usage_cells
 from teams.forms import team_filter_context
 from teams.models import Team
 from usage.summary import last_day_by
@@ -24,23 +25,37 @@ from .models import Destination, Endpoint, split_line
 from .services import endpoint_delete, endpoint_save
 
 
-class EndpointListView(SettingsPageMixin, ListView):
+def listed(user, *, shape: tuple = (), team: str | None = None) -> QuerySet:
+    """The endpoints of the list page `user` sees, filtered as asked, in name order."""
+    queryset = Endpoint.objects.order_by("name").visible_to(user)
+    return queryset.of_team(team) if team is not None else queryset
+
+
+def listed_values(queryset: QuerySet) -> QuerySet:
+    """What `endpoint_rows()` renders an endpoint from."""
+    return queryset.values("id", "name", "task", "enabled", "team__name", *Endpoint.limit_fields)
+
+
+class EndpointListView(SettingsPageMixin, CompiledPagesMixin, ListView):
     permission_required = "endpoints.view_endpoint"
     template_name = "endpoints/endpoint_list.html"
     context_object_name = "endpoints"
     paginate_by = PAGE_SIZE
-    # One query for the page of endpoints, one for all their destinations, one for their usage, however many rows.
+    # One query for the page of endpoints and their number, one for all their destinations, one for their usage,
+    # however many rows.
+    pages = Pages(listed, listed_values)
 
     def get_queryset(self) -> QuerySet:
         """The page's endpoints the user may see, filtered as the request asks, as values: `endpoint_rows()`
         renders them."""
-        queryset = Endpoint.objects.order_by("name").visible_to(self.request.user)
         self.filters = {}
         team = self.request.GET.get("team", "")
         if team and could_name_something(team):
             self.filters["team"] = team
-            queryset = queryset.of_team(team)
-        return queryset.values("id", "name", "task", "enabled", "team__name", *Endpoint.limit_fields)
+        return listed_values(listed(self.request.user, **self.filters))
+
+    def compiled_filters(self) -> dict:
+        return self.filters
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
@@ -105,15 +120,19 @@ def endpoint_rows(rows: list[dict], *, request) -> str:
     return mark_safe("".join(html))
 
 
+# The destinations of some endpoints, in call order, with their connections' names and providers.
+DESTINATIONS_OF = ForIds(lambda ids: Destination.objects.filter(endpoint_id__in=ids).order_by("position", "pk")
+                         .values_list("endpoint_id", "role", "weight", "connection__name", "model",
+                                      "connection__provider"))
+
+
 def destination_cells(endpoint_ids: list[int]) -> dict[int, tuple[str, str]]:
     """Endpoint id → its split (`openai-prod 70% · azure-prod 30%, then anthropic-backup`) and its destinations'
     models (each titled with its provider), escaped, in call order: one query for the page."""
     providers = dict(Connection._meta.get_field("provider").flatchoices)
     routes: dict[int, list[tuple]] = {}
-    for endpoint_id, *destination in (Destination.objects.filter(endpoint_id__in=endpoint_ids)
-                                      .order_by("position", "pk")
-                                      .values_list("endpoint_id", "role", "weight", "connection__name", "model",
-                                                   "connection__provider")):
+    _, rows = DESTINATIONS_OF.fetchall(Destination.objects.db, endpoint_ids)
+    for endpoint_id, *destination in rows:
         routes.setdefault(endpoint_id, []).append(destination)
     return {
         endpoint_id: (

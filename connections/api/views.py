@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import django_filters
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import exceptions, generics, serializers, status, viewsets
@@ -12,13 +13,13 @@ from rest_framework.response import Response
 
 from audit.api.serializers import AuditEntrySerializer
 from core.api import NAME_IN_URL, Conflict, ModelPermissions, has_permission
-from core.api_lists import Computed, ValuesList, ValuesListMixin
+from core.api_lists import Computed, ValuesList, ValuesListMixin, is_plain
 from providers import catalogue
 from providers.adapters.base import CredentialsCheck
 
 from ..editing import RowLockedForEdit
 from ..models import (
-    STORED_SECRETS, Connection, KeyRotation, Rotation, each_endpoint_once, key_rotation, masks_of_stored,
+    STORED_SECRETS, Connection, Rotation, each_endpoint_once, key_rotation, masks_of_stored,
 )
 from ..services import (
     ConnectionInUse,
@@ -91,17 +92,24 @@ class ConnectionFilter(django_filters.FilterSet):
 
 
 ROTATION_COLUMNS = ("auth_method", "secrets_updated_at", "created_at", "key_max_age_days")
-
-
-def rotation_of(row: dict) -> KeyRotation:
-    """The row's key rotation, worked out once for the three fields that show it."""
-    rotation = row.get(ROTATION)
-    if rotation is None:
-        rotation = row[ROTATION] = key_rotation(*(row[column] for column in ROTATION_COLUMNS))
-    return rotation
-
-
 ROTATION = "key_rotation"  # where a list row keeps its rotation once worked out
+
+
+def rotation_field(name: str) -> Computed:
+    """A field of the row's key rotation (a KeyRotation attribute), worked out once a row for the three fields
+    that show it, against one time now for the whole list."""
+    def per_list():
+        now = timezone.now()
+
+        def value(row: dict):
+            rotation = row.get(ROTATION)
+            if rotation is None:
+                rotation = row[ROTATION] = key_rotation(*(row[column] for column in ROTATION_COLUMNS), now)
+            return getattr(rotation, name)
+
+        return value
+
+    return Computed(ROTATION_COLUMNS, per_list, by_field=True, per_list=True)
 
 
 @extend_schema_view(partial_update=extend_schema(parameters=[VERIFY_PARAMETER], responses={200: ConnectionSerializer,
@@ -114,10 +122,10 @@ class ConnectionViewSet(RowLockedForEdit, ValuesListMixin, viewsets.ModelViewSet
     # The list reads values, not instances: the serializer's output, checked against it by the tests.
     values_list = ValuesList(ConnectionSerializer, computed={
         "secrets": Computed(("provider", "auth_method"), expressions={"stored_secrets": STORED_SECRETS}, represent=(
-            lambda row: masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])[1])),
-        "key_age_days": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).age_days, by_field=True),
-        "key_due_at": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).due_at, by_field=True),
-        "rotation_status": Computed(ROTATION_COLUMNS, lambda row: rotation_of(row).status, by_field=True),
+            lambda row: masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])[1]), plain=True),
+        "key_age_days": rotation_field("age_days"),
+        "key_due_at": rotation_field("due_at"),
+        "rotation_status": rotation_field("status"),
     })
     permission_classes = [ModelPermissions]
     lookup_field = "name"
@@ -129,6 +137,10 @@ class ConnectionViewSet(RowLockedForEdit, ValuesListMixin, viewsets.ModelViewSet
     def get_queryset(self):
         """Only the connections of the user's teams: another team's is answered as one that does not exist."""
         return super().get_queryset().visible_to(self.request.user)
+
+    def list_queryset(self, user):
+        """What `get_queryset()` gives a list request by `user`."""
+        return self.queryset.all().visible_to(user)
 
     verify = False  # `?verify=true` on a write
     verified: str | None = None  # what the provider accepted, when a write asked to verify first
@@ -253,3 +265,21 @@ class ProviderListView(generics.ListAPIView):
 
     def get_queryset(self):
         return catalogue.PROVIDER_LIST
+
+    def list(self, request, *args, **kwargs):
+        """The catalogue is fixed for the process: represented once (its serializers, nested three deep, were
+        most of the answer's time), and plain JSON."""
+        response = Response(represented_catalogue(self.get_queryset()))
+        response.plain_json = is_plain(response.data)
+        return response
+
+
+_REPRESENTED: dict[int, tuple] = {}
+
+
+def represented_catalogue(providers) -> list:
+    """ProviderSerializer's output for the catalogue, worked out once per catalogue object."""
+    found = _REPRESENTED.get(id(providers))
+    if found is None or found[0] is not providers:
+        found = _REPRESENTED[id(providers)] = (providers, list(ProviderSerializer(providers, many=True).data))
+    return found[1]

@@ -1,3 +1,5 @@
+from functools import lru_cache
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
@@ -26,8 +28,18 @@ FALLBACK_ORDER = tuple(FallbackOn.values)  # read once: the enum builds the list
 
 def fallback_on_list(values) -> list[str]:
     """The failures an endpoint falls back on, each once, in FallbackOn's order (as the API shows them)."""
-    chosen = set(values or ())
-    return [value for value in FALLBACK_ORDER if value in chosen]
+    try:
+        return list(fallback_on_of(tuple(values or ())))
+    except TypeError:  # an unhashable item: worked out as it comes
+        chosen = set(values or ())
+        return [value for value in FALLBACK_ORDER if value in chosen]
+
+
+@lru_cache(maxsize=256)
+def fallback_on_of(values: tuple) -> tuple[str, ...]:
+    """A list shows one of a few choices of failures again and again: each is worked out once."""
+    chosen = set(values)
+    return tuple(value for value in FALLBACK_ORDER if value in chosen)
 
 
 class DestinationSerializer(serializers.ModelSerializer):

@@ -44,8 +44,9 @@ class EndpointViewSet(ValuesListMixin, viewsets.ModelViewSet):
     # The list reads values, not instances: the serializer's output, checked against it by the tests.
     # `connection`, `provider`, `environment` and `model` name the first destination, as the serializer says.
     values_list = ValuesList(EndpointSerializer, computed={
-        **{name: Computed((), first_destination(name)) for name in ("connection", "provider", "environment", "model")},
-        "fallback_on": Computed(("fallback_on",), lambda row: fallback_on_list(row["fallback_on"])),
+        **{name: Computed((), first_destination(name), plain=True)
+           for name in ("connection", "provider", "environment", "model")},
+        "fallback_on": Computed(("fallback_on",), lambda row: fallback_on_list(row["fallback_on"]), plain=True),
     })
     permission_classes = [ModelPermissions]
     lookup_field = "name"
@@ -57,6 +58,10 @@ class EndpointViewSet(ValuesListMixin, viewsets.ModelViewSet):
     def get_queryset(self):
         """Only the endpoints of the user's teams: another team's is answered as one that does not exist."""
         return super().get_queryset().visible_to(self.request.user)
+
+    def list_queryset(self, user):
+        """What `get_queryset()` gives a list request by `user`."""
+        return self.queryset.all().visible_to(user)
 
     def perform_destroy(self, endpoint: Endpoint) -> None:
         endpoint_delete(endpoint=endpoint, actor=self.request.user)

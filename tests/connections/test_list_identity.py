@@ -341,14 +341,17 @@ def test_the_endpoints_list_is_what_the_serializer_gave(api, rows, zone, query):
     assert ["timeout", "rate_limited", "credentials_refused"] in [item["fallback_on"] for item in everything]
 
 
-@pytest.mark.parametrize("path", ["/api/v1/connections/", "/api/v1/endpoints/"])
-def test_a_list_costs_the_same_queries_at_any_page_size(api, rows, path, django_assert_num_queries):
-    """The token and its permissions, the count, the page, then one query for the related list, whatever the
-    number of rows."""
+@pytest.mark.parametrize("path,queries", [("/api/v1/connections/", 5), ("/api/v1/endpoints/", 5),
+                                          ("/api/v1/connections/?provider=openai&", 6),
+                                          ("/api/v1/endpoints/?task=chat&", 6)])
+def test_a_list_costs_the_same_queries_at_any_page_size(api, rows, path, queries, django_assert_num_queries):
+    """The token and its permissions, the page with its count, then one query for the related list, whatever
+    the number of rows; a filtered list counts its rows in a query of its own."""
+    path += "" if path.endswith("&") else "?"
     total = api.get(path).json()["count"]  # the first request of a process plans the list
     for size in (1, 7, 500):
-        with django_assert_num_queries(6):
-            assert len(api.get(f"{path}?page_size={size}").json()["results"]) == min(size, total)
+        with django_assert_num_queries(queries):
+            assert len(api.get(f"{path}page_size={size}").json()["results"]) == min(size, total)
 
 
 def test_a_filter_the_request_names_still_refuses_a_bad_value(api, rows):
@@ -377,3 +380,73 @@ def test_the_schema_still_describes_each_listed_field(api, rows):
                 elif kind:
                     python = {"string": str, "boolean": bool, "object": dict, "array": list, "integer": int}[kind]
                     assert isinstance(value, python), (name, value)
+
+
+def test_a_description_is_cut_as_the_truncator_cut_it():
+    from django.utils.text import Truncator
+
+    from connections.views import truncated
+
+    for text in ["", "plain", "x" * 80, "x" * 81, "e\u0301" * 50, "e\u0301" * 81, "\u0958" * 45, "\u0958" * 80,
+                 "a" * 79 + "\u0958", "<b>" * 30]:
+        assert truncated(text, 80) == Truncator(text).chars(80), text
+
+
+@pytest.mark.parametrize("path", ["/api/v1/connections/", "/api/v1/endpoints/"])
+def test_a_superusers_list_is_what_the_serializer_gave(rows, django_user_model, path):
+    """Every team's rows, read by the statement compiled for superusers."""
+    root = django_user_model.objects.create_superuser("root", password="pw-root-123456")
+    client = bearer_client(root)
+    serializer, queryset = ((ConnectionSerializer, Connection.objects.select_related("created_by", "updated_by", "team")
+                             .prefetch_related(each_endpoint_once())) if "connections" in path else
+                            (EndpointSerializer, Endpoint.objects.prefetch_related(Prefetch(
+                                "destinations", queryset=Destination.objects.select_related("connection")
+                                .order_by("position")))))
+    for query in ("", "?page=2&page_size=9", "?ordering=-updated_at&page_size=500"):
+        response = client.get(path + query)
+        assert response.status_code == 200
+        assert response.content == serializer_page(serializer, queryset, response, query)
+    assert response.json()["count"] == queryset.count()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/connections/", "/api/v1/endpoints/", "/settings/connections/",
+                                  "/settings/endpoints/"])
+def test_a_page_past_the_last_one_is_not_found_as_before(api, client, django_user_model, rows, path):
+    if path.startswith("/settings/"):
+        login_with_perms(client, django_user_model, "connections.view_connection", "endpoints.view_endpoint")
+        Team.objects.default().members.add(django_user_model.objects.get(username="limited"))
+        api = client
+    last = api.get(path + "?page=last")
+    assert last.status_code == 200
+    number = last.context["page_obj"].number if path.startswith("/settings/") else None
+    if number is not None:
+        assert api.get(f"{path}?page={number}").content.decode().count("<tr>") == last.content.decode().count("<tr>")
+    for page in ("999", "0", "-1", "x"):
+        missing = api.get(f"{path}?page={page}")
+        assert missing.status_code == 404, page
+    if path.startswith("/api/"):
+        assert api.get(path + "?page=999").json() == {"detail": "Invalid page."}
+
+
+def test_the_provider_catalogue_is_what_its_serializer_gave(api):
+    from connections.api.serializers import ProviderSerializer
+    from providers.catalogue import PROVIDER_LIST
+
+    for _ in range(2):  # represented once, then served again
+        response = api.get("/api/v1/providers/")
+        assert response.content == JSONRenderer().render(ProviderSerializer(PROVIDER_LIST, many=True).data)
+
+
+def test_orderings_without_end_keep_few_statements(api, rows):
+    """A request names its ordering: past a bound, lists are built by the ORM rather than compiled and kept."""
+    from itertools import product
+
+    from connections.api.views import ConnectionViewSet
+
+    fields = ("name", "-name", "updated_at", "-updated_at")
+    expected = [c["name"] for c in api.get("/api/v1/connections/?page_size=500").json()["results"]]
+    for ordering in [*product(fields, repeat=2), *product(fields, repeat=3)][:90]:
+        names = [c["name"] for c in api.get("/api/v1/connections/", {"ordering": ",".join(ordering),
+                                                                     "page_size": 500}).json()["results"]]
+        assert sorted(names) == sorted(expected)
+    assert len(ConnectionViewSet._list_pages._statements) <= 64

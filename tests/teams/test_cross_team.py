@@ -298,3 +298,28 @@ def test_the_token_admin_names_only_the_teams_endpoints(site_page, alice, django
     page = view.content.decode()
     assert view.status_code == 200
     assert "a-endpoint" in page and "b-endpoint" not in page
+
+
+def test_the_lists_see_a_change_of_teams_at_once(api, site_page, alice, teams, django_user_model):
+    """Lists are read by statements compiled once: who sees what is still decided by every request."""
+    a, b = teams
+
+    def listed() -> tuple:
+        pages = (site_page.get("/settings/connections/").content.decode(),
+                 site_page.get("/settings/endpoints/").content.decode())
+        return ([c["name"] for c in api.get("/api/v1/connections/").json()["results"]],
+                [e["name"] for e in api.get("/api/v1/endpoints/?page_size=7").json()["results"]],
+                sorted(name for name in ("a-conn", "b-conn", "a-endpoint", "b-endpoint")
+                       if any(f'class="name">{name} ' in page for page in pages)))
+
+    assert listed() == (["a-conn"], ["a-endpoint"], ["a-conn", "a-endpoint"])
+    alice.teams.add(b)
+    assert listed() == (["a-conn", "b-conn"], ["a-endpoint", "b-endpoint"],
+                        ["a-conn", "a-endpoint", "b-conn", "b-endpoint"])
+    alice.teams.remove(a)
+    assert listed() == (["b-conn"], ["b-endpoint"], ["b-conn", "b-endpoint"])
+    alice.teams.clear()
+    assert listed() == ([], [], [])
+    django_user_model.objects.filter(pk=alice.pk).update(is_superuser=True)
+    assert listed() == (["a-conn", "b-conn"], ["a-endpoint", "b-endpoint"],
+                        ["a-conn", "a-endpoint", "b-conn", "b-endpoint"])
