@@ -13,6 +13,7 @@ the tokens calls spent from budgets are written.
 """
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -136,3 +137,7 @@ class AccessLogged:
 
 
 application = Site(django_application)
+# What is loaded by now (Django, the apps, the catalogue, compiled statements) lives as long as the process:
+# kept out of the collector's full collections, which would otherwise walk all of it again and again while a
+# large list's rows come and go.
+gc.freeze()
