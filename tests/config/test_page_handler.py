@@ -16,7 +16,13 @@ from tokens.models import ApiToken
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_static_file_is_served_whole_with_its_headers(asgi_live_server):
+@pytest.fixture
+def static_files_from_the_apps(settings):
+    """whitenoise serves the apps' static files as they are (no `collectstatic` before the tests)."""
+    settings.WHITENOISE_USE_FINDERS = True
+
+
+def test_a_static_file_is_served_whole_with_its_headers(static_files_from_the_apps, asgi_live_server):
     answer = httpx.get(f"{asgi_live_server.url}{static('settings/settings.css')}")
 
     assert answer.status_code == 200
