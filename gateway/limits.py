@@ -1,24 +1,36 @@
 """Requests per minute and token budgets of gateway calls, per token and per endpoint, counted in the database.
 
-Admission: each limited call is one statement before the provider is called, on the database thread that
-reads the endpoint. It adds the call to the current window of each limit that applies (an upsert that starts
-a new window in place) and reads back what the windows hold, so every process and machine sees the same
-counts. A call over a limit is answered 429 with Retry-After (the seconds until the window that refused it
-ends). Calls with no limit cost nothing here: the limits come with the token and endpoint rows already read.
+Admission: a call is checked against each limit that applies (the token's and the endpoint's) before the
+provider is called. The counts live in the database, one row per limit and period (an upsert that starts a
+new window in place), so every process and machine counts together; each process keeps what it learnt of
+them (`HELD`), so that a call far from its limits needs no statement at all:
+
+- A rate is counted in slots: a statement adds to the window's count the slots it takes, and reads back the
+  count; a process takes one slot per call until it knows the window holds few calls, then takes a block
+  (up to BLOCK_SLOTS held, and at most an eighth of what was left) and admits its next calls from it.
+  Only slots granted within the limit are used, so across every process no more calls than the limit are
+  admitted in a window. Slots a process holds and does not use are lost at the window's end; a process may
+  be refused while another one still holds some (at most BLOCK_SLOTS each, and few near the limit).
+- A budget is checked against the window's tokens as the process last read them plus the tokens its own
+  calls spent since; that reading is renewed (by a statement) once it is LIMITS_FLUSH_SECONDS old.
+
+A call over a limit is answered 429 with Retry-After (the seconds until the window that refused it ends);
+counts only grow within a window, so a process that knows a limit spent refuses at once, without a
+statement. Calls with no limit cost nothing here: the limits come with the token and endpoint rows already
+read.
 
 Tokens are counted off the call's path. Once the provider has answered, the call adds the tokens it reports
 to the process's pending additions (`PENDING_TOKENS`: in memory, one sum per budget window, no I/O). They
-reach the database whichever way comes first: the process's next admission of the same window adds them in
-its own statement (so a process counts its own calls' tokens exactly, from its next call on), or the
-process's writer thread writes all that is pending, summed, in one transaction, LIMITS_FLUSH_SECONDS after
-the first of them waited. At shutdown (the server's lifespan, or the interpreter's exit) what is pending is
-written before the process ends.
+reach the database whichever way comes first: the process's next admission statement of the same window
+adds them (so a process counts its own calls' tokens exactly), or the process's writer thread writes all
+that is pending, summed, in one transaction, LIMITS_FLUSH_SECONDS after the first of them waited. At shutdown
+(the server's lifespan, or the interpreter's exit) what is pending is written before the process ends.
 
 How far a budget can be overshot: the call that crosses it is served (its tokens are known only once it has
 been answered), and so are the calls already admitted while it ran; the process that served it refuses its
-next call. Another process learns of the crossing at most LIMITS_FLUSH_SECONDS (plus the moment the write
-takes) after that call's answer, and until then still admits calls: a budget is overshot by at most the
-tokens of the calls admitted, in every process, between the crossing call's admission and that write.
+next call. Another process learns of the crossing at most twice LIMITS_FLUSH_SECONDS (plus the moment the
+write takes) after that call's answer: the write, then its own next reading. Until then it still admits
+calls: a budget is overshot by at most the tokens of the calls admitted, in every process, in that time.
 A process that crashes (SIGKILL, power loss) loses the tokens of at most about one interval of its calls, as
 usage/recorder.py loses calls. While the database cannot be written to, the additions stay pending (one sum
 per window: memory stays bounded), a line is logged and the writer tries again every RETRY_SECONDS; a call
@@ -31,6 +43,7 @@ import logging
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -49,6 +62,7 @@ from .models import LimitCounter
 REQUESTS, TOKENS = "requests", "tokens"
 RETRY_SECONDS = 1.0  # between writes while the database refuses them
 ROWS_PER_STATEMENT = 200
+BLOCK_SLOTS = 32  # the most rate slots a process holds
 
 logger = logging.getLogger("gateway")
 
@@ -88,22 +102,24 @@ def limits_of(holder, subject: str, name: str) -> list[Limit]:
     return found
 
 
-def admit(limits: list[Limit], now: datetime) -> Admission:
-    """Count the call against each limit; raise a 429 GatewayError when one of them is exhausted."""
+def admit(limits: list[Limit], now: datetime, held: "Held | None" = None) -> Admission:
+    """Count the call against each limit; raise a 429 GatewayError when one of them is exhausted.
+
+    From what this process holds (`held`, the process's `HELD` unless a test stands for another process) when
+    it can; otherwise with one statement that reads and updates every window of the call.
+    """
     if not limits:
         return NOTHING_TO_COUNT
-    windows = {(limit.subject, limit.period): window(limit.period, now) for limit in limits}
-    # In one order for every call (rows are locked as listed), so two calls never wait on each other in a cycle.
-    counted = count_call(sorted((subject, period, start) for (subject, period), (start, _) in windows.items()))
-    refusals = []
-    for limit in limits:
-        requests, tokens = counted[(limit.subject, limit.period)]
-        start, end = windows[(limit.subject, limit.period)]
-        if (limit.counts == REQUESTS and requests > limit.allowed) or (limit.counts == TOKENS and tokens >= limit.allowed):
-            refusals.append((limit, max(1, math.ceil(end - now.timestamp()))))
-    if refusals:
-        raise refusal(refusals)
-    return Admission(tuple((l.subject, l.period, windows[(l.subject, l.period)][0]) for l in limits if l.counts == TOKENS))
+    held = HELD if held is None else held
+    starts = {(limit.subject, limit.period): window(limit.period, now) for limit in limits}
+    outcome = held.admit(limits, starts)
+    if outcome is None:
+        asks = held.asks(limits, starts)
+        outcome = held.learn(limits, starts, asks, count_call(asks))
+    if outcome:
+        raise refusal([(limit, max(1, math.ceil(end - now.timestamp()))) for limit, end in outcome])
+    return Admission(tuple((l.subject, l.period, starts[(l.subject, l.period)][0]) for l in limits
+                           if l.counts == TOKENS))
 
 
 def refusal(refusals: list[tuple[Limit, int]]) -> GatewayError:
@@ -122,14 +138,15 @@ def refusal(refusals: list[tuple[Limit, int]]) -> GatewayError:
     return GatewayError(429, errors.RATE_LIMIT, code, message, retry_after=str(wait))
 
 
-def count_call(windows: list[Window]) -> dict[tuple[str, str], tuple[int, int]]:
-    """Add one call to each window (a new window resets the row), and the tokens this process's calls added to
-    it since they were last written. Returns what each window now holds: (requests, tokens)."""
+def count_call(asks: list[tuple[Window, int]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """Add to each window the slots asked for (a new window resets the row), and the tokens this process's calls
+    added to it since they were last written. Returns what each window now holds: (requests, tokens)."""
+    windows = [key for key, _ in asks]
     taken = PENDING_TOKENS.take(windows)
-    params = [value for key in windows for value in (*key, 1, taken.get(key, 0))]
+    params = [value for key, slots in asks for value in (*key, slots, taken.get(key, 0))]
     try:
         with database.cursor() as cursor:
-            cursor.execute(counter_statement(database.alias, len(windows), returning=True), params)
+            cursor.execute(counter_statement(database.alias, len(asks), returning=True), params)
             rows = cursor.fetchall()
     except BaseException:
         PENDING_TOKENS.put_back(taken)  # the writer writes them instead
@@ -141,6 +158,7 @@ def add_tokens(admission: Admission, tokens: int) -> None:
     """Add a call's tokens to the budget windows it was counted in: in memory, written off the call's path."""
     if admission.counts_tokens and tokens > 0:
         PENDING_TOKENS.add(admission.windows, tokens)
+        HELD.spent(admission.windows, tokens)
 
 
 @cache
@@ -277,5 +295,119 @@ class PendingTokens:
         self.flush()  # on the caller's thread and connection (the process is ending)
 
 
+@dataclass
+class Known:
+    """What a process last read of one window of one limit, and what it did since."""
+
+    start: int
+    allowed: int
+    requests: int  # the window's count of slots, as read
+    tokens: int  # as read
+    read_at: float  # time.monotonic()
+    slots: int = 0  # slots this process took and has not used yet
+    spent: int = 0  # tokens this process's calls added since the reading
+
+
+class Held:
+    """A process's knowledge of the windows it counts calls in: its rate slots and its budgets' readings.
+
+    Keyed by (subject, period): a new window, or a limit changed since, makes the entry useless (it is
+    replaced at the next statement), so it holds one entry per limit the process has counted.
+    """
+
+    def __init__(self):
+        self.known: dict[tuple[str, str], Known] = {}
+        self.lock = threading.Lock()  # calls are admitted on several database threads; never held across I/O
+        self.pid = os.getpid()
+
+    def entry(self, limit: Limit, starts) -> Known | None:
+        known = self.known.get((limit.subject, limit.period))
+        start = starts[(limit.subject, limit.period)][0]
+        return known if known is not None and known.start == start and known.allowed == limit.allowed else None
+
+    def admit(self, limits: list[Limit], starts) -> list[tuple[Limit, int]] | None:
+        """From what is held alone: [] admitted (its slots used), the refusals, or None (a statement is needed)."""
+        if self.pid != os.getpid():  # a forked child: the parent's slots are the parent's
+            self.pid, self.known, self.lock = os.getpid(), {}, threading.Lock()
+        fresh_after = time.monotonic() - settings.LIMITS_FLUSH_SECONDS
+        with self.lock:
+            entries, refusals, unknown = [], [], False
+            for limit in limits:
+                known = self.entry(limit, starts)
+                entries.append(known)
+                if known is None:
+                    unknown = True
+                elif limit.counts == REQUESTS:
+                    if not known.slots:
+                        if known.requests >= limit.allowed:  # every slot of the window is taken
+                            refusals.append((limit, starts[(limit.subject, limit.period)][1]))
+                        else:
+                            unknown = True
+                elif known.tokens + known.spent >= limit.allowed:  # tokens only grow within a window
+                    refusals.append((limit, starts[(limit.subject, limit.period)][1]))
+                elif known.read_at < fresh_after:
+                    unknown = True
+            if refusals or unknown:
+                return refusals or None
+            for limit, known in zip(limits, entries):
+                if limit.counts == REQUESTS:
+                    known.slots -= 1
+            return []
+
+    def asks(self, limits: list[Limit], starts) -> list[tuple[Window, int]]:
+        """Each window of the call with the slots to take in it, in one order for every call (rows are locked as
+        listed, so two calls never wait on each other in a cycle). A budget's window is read, nothing taken."""
+        asks = []
+        with self.lock:
+            for limit in limits:
+                slots = 0
+                if limit.counts == REQUESTS:
+                    known = self.entry(limit, starts)
+                    if known is None:
+                        slots = 1
+                    elif known.slots < BLOCK_SLOTS // 2:  # topped up while a budget's reading is renewed
+                        slots = min(BLOCK_SLOTS - known.slots, (limit.allowed - known.requests) // 8)
+                        slots = slots if known.slots else max(1, slots)
+                asks.append(((limit.subject, limit.period, starts[(limit.subject, limit.period)][0]), slots))
+        return sorted(asks)
+
+    def learn(self, limits: list[Limit], starts, asks, counted) -> list[tuple[Limit, int]]:
+        """What the statement read: the slots granted and the readings kept; the call's refusals, or [] with
+        its slots used."""
+        asked = {(subject, period): slots for (subject, period, _), slots in asks}
+        now = time.monotonic()
+        with self.lock:
+            refusals, granted = [], []
+            for limit in limits:
+                key = (limit.subject, limit.period)
+                requests, tokens = counted[key]
+                known = self.entry(limit, starts)
+                slots = known.slots if known is not None else 0
+                if limit.counts == REQUESTS:
+                    slots += max(0, min(asked[key], limit.allowed - (requests - asked[key])))
+                    if not slots:
+                        refusals.append((limit, starts[key][1]))
+                    granted.append(limit)
+                elif tokens >= limit.allowed:
+                    refusals.append((limit, starts[key][1]))
+                self.known[key] = Known(starts[key][0], limit.allowed, requests, tokens, now, slots)
+            if not refusals:
+                for limit in granted:
+                    self.known[(limit.subject, limit.period)].slots -= 1
+            return refusals
+
+    def spent(self, windows: tuple[Window, ...], tokens: int) -> None:
+        with self.lock:
+            for subject, period, start in windows:
+                known = self.known.get((subject, period))
+                if known is not None and known.start == start:
+                    known.spent += tokens
+
+    def forget(self) -> None:
+        with self.lock:
+            self.known.clear()
+
+
+HELD = Held()
 PENDING_TOKENS = PendingTokens()
 atexit.register(PENDING_TOKENS.stop)

@@ -2,8 +2,9 @@ from django.db import models
 
 
 class LimitCounter(models.Model):
-    """Calls and tokens counted in the current window of one limit (a token's or an endpoint's), in the database
-    so that every server process and machine counts together.
+    """What the current window of one limit (a token's or an endpoint's) holds, in the database so that every
+    server process and machine counts together: a rate's slots taken (each admitted call used one; a process
+    may still hold some), a budget's tokens.
 
     One row per subject and period, reset in place when a new window starts: the table stays as small as the
     number of limited tokens and endpoints.

@@ -48,10 +48,11 @@ def usage_not_carried_over():
 @pytest.fixture(autouse=True)
 def budget_tokens_not_carried_over():
     """Tokens a test's calls spent from budgets wait in the process's memory; none outlives the test."""
-    from gateway.limits import PENDING_TOKENS
+    from gateway.limits import HELD, PENDING_TOKENS
 
     yield
     PENDING_TOKENS.sums.clear()
+    HELD.forget()  # its rows, and their ids, are the test's
 
 
 # Names tests make resolve to addresses of their choosing (a DNS they control), e.g. to rebind to loopback.

@@ -144,7 +144,7 @@ def test_a_stopped_server_writes_the_tokens_its_calls_spent(tmp_path):
             with httpx.Client(headers={"Authorization": f"Bearer {budgeted}"}) as client:
                 for _ in range(3):
                     assert client.post(f"{server}/gateway/v1/chat/completions", json=CHAT).status_code == 200
-            assert servers.tokens_counted() == 20  # the second and third admissions wrote the calls before them
+            assert servers.tokens_counted() == 0  # far from the budget: admitted on the process's first reading
             servers.stop()
     finally:
         servers.stop()
