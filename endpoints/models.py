@@ -12,7 +12,7 @@ from connections.models import Connection, environments_mixed
 from core.changes import RemembersLoadedState
 from core.limits import CallLimits
 from core.names import NAME_HELP, validate_name
-from core.rows import RowReader
+from core.rows import RowReader, by_name, run
 from providers import catalogue
 from providers.adapters.base import Target
 from teams.models import Membership, Team, TeamScopedQuerySet
@@ -83,9 +83,9 @@ class EndpointManager(models.Manager.from_queryset(EndpointQuerySet)):
         on the very next call in every server process. A destination's row, and its connection's (secrets
         decrypted), are built only when a call goes to it: fallbacks that are not tried cost next to nothing.
         """
-        statement, readers = endpoint_statement(database.alias, user_id is not None)
+        statement, names, readers = endpoint_statement(database.alias, user_id is not None)
         with database.cursor() as cursor:
-            cursor.execute(statement, [name] if user_id is None else [name, user_id])
+            run(cursor, statement, names, [name] if user_id is None else [name, user_id])
             rows = cursor.fetchall()
         if not rows:
             return None
@@ -369,16 +369,17 @@ class Destination(models.Model):
 
 
 @cache
-def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[str, tuple[RowReader, RowReader, RowReader]]:
+def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[str, tuple[str, ...] | None,
+                                                                            tuple[RowReader, RowReader, RowReader]]:
     """The endpoint-by-name statement (the endpoint's columns, each destination's, its connection's, one row
-    per destination in call order) and the three parts' readers; `of_a_members_teams`: only an endpoint of
-    the teams of the user given as the second parameter."""
+    per destination in call order) as `core.rows.run()` takes it, and the three parts' readers;
+    `of_a_members_teams`: only an endpoint of the teams of the user given as the second parameter."""
     readers = RowReader(Endpoint, alias), RowReader(Destination, alias), RowReader(Connection, alias)
     q = connections[alias].ops.quote_name
     columns = [f"{table}.{q(c)}" for table, reader in zip("edc", readers) for c in reader.columns]
     endpoint, destination, connection = Endpoint._meta, Destination._meta, Connection._meta
     membership = Membership._meta
-    return (
+    sql = (
         f"SELECT {', '.join(columns)} FROM {q(endpoint.db_table)} e "
         f"LEFT JOIN {q(destination.db_table)} d ON d.{q(destination.get_field('endpoint').column)} = e.{q(endpoint.pk.column)} "
         f"LEFT JOIN {q(connection.db_table)} c ON c.{q(connection.pk.column)} = d.{q(destination.get_field('connection').column)} "
@@ -386,6 +387,6 @@ def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[st
         + (f"AND e.{q(endpoint.get_field('team').column)} IN (SELECT m.{q(membership.get_field('team').column)} "
            f"FROM {q(membership.db_table)} m WHERE m.{q(membership.get_field('user').column)} = %s) "
            if of_a_members_teams else "")
-        + f"ORDER BY d.{q(destination.get_field('position').column)}, d.{q(destination.pk.column)}",
-        readers,
+        + f"ORDER BY d.{q(destination.get_field('position').column)}, d.{q(destination.pk.column)}"
     )
+    return *by_name(connections[alias].vendor, sql), readers
