@@ -5,7 +5,9 @@ from functools import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection as database
+from django.core.signals import setting_changed
 from django.db import connections, models
+from django.dispatch import receiver
 from django.utils import timezone
 
 from connections.models import Connection, environments_mixed
@@ -71,17 +73,21 @@ class EndpointQuerySet(TeamScopedQuerySet):
 
 
 class EndpointManager(models.Manager.from_queryset(EndpointQuerySet)):
-    def for_call(self, name: str, *, user_id: int | None = None) -> "Endpoint | None":
+    def for_call(self, name: str, *, user_id: int | None = None, shared: bool = False) -> "Endpoint | None":
         """The endpoint and its destinations in call order (`endpoint.routes`), or None.
 
         With `user_id`, only an endpoint of one of that user's teams is found (a subquery of the same
         statement, so the call costs no query more); without, any (a superuser's token, the benchmarks).
 
         The gateway's read on every call, in one hand-written statement: through the query builder this
-        costs several times the CPU (docs/benchmarks.md), mostly compiling the same query again. Only the
-        statement is cached, never a row, so a disabled endpoint, a rotated key or a cooldown takes effect
-        on the very next call in every server process. A destination's row, and its connection's (secrets
+        costs several times the CPU (docs/benchmarks.md), mostly compiling the same query again. The
+        statement runs on every call, so a disabled endpoint, a rotated key or a cooldown takes effect on
+        the very next call in every server process. A destination's row, and its connection's (secrets
         decrypted), are built only when a call goes to it: fallbacks that are not tried cost next to nothing.
+
+        `shared`: the instances may be those an earlier call got from the very same rows (the statement still
+        runs every time; only building them again is skipped): for a caller that reads them and changes
+        nothing but what it also writes to the database (a cooldown, the last use).
         """
         statement, names, readers = endpoint_statement(database.alias, user_id is not None)
         with database.cursor() as cursor:
@@ -89,18 +95,39 @@ class EndpointManager(models.Manager.from_queryset(EndpointQuerySet)):
             rows = cursor.fetchall()
         if not rows:
             return None
+        if shared:
+            key = (database.alias, name, user_id)
+            if (built := BUILT.get(key)) is not None and built[0] == rows:
+                return built[1]
         endpoint_reader, destination_reader, connection_reader = readers
         first, second = len(endpoint_reader.columns), len(endpoint_reader.columns) + len(destination_reader.columns)
         endpoint = endpoint_reader.build(rows[0][:first])
         endpoint.routes = []
-        shared: dict[object, Route] = {}
+        by_connection: dict[object, Route] = {}
         for row in rows:
             if row[first] is None:  # LEFT JOIN: an endpoint without destinations
                 continue
             route = Route(endpoint, row, first, second, readers)
-            route.shared = shared.setdefault(route.connection_id, route)
+            route.shared = by_connection.setdefault(route.connection_id, route)
             endpoint.routes.append(route)
+        if shared:
+            if len(BUILT) >= BUILT_MOST:
+                BUILT.clear()
+            BUILT[key] = (rows, endpoint)
         return endpoint
+
+
+# Endpoints as the gateway last read them, by (alias, name, user id): the rows they were built from and the
+# instances. A call whose statement returns the same rows reuses them; any change to a column (a rotated key,
+# a cooldown, a disabled endpoint) gives other rows and a fresh build. Bounded; emptied when settings change
+# (the encryption keys decide what a connection's secrets decrypt to).
+BUILT: dict[tuple, tuple[list, "Endpoint"]] = {}
+BUILT_MOST = 1024
+
+
+@receiver(setting_changed)
+def forget_built(**kwargs) -> None:
+    BUILT.clear()
 
 
 class Route:

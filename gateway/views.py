@@ -109,7 +109,7 @@ def endpoint_for_call(name: str, caller: Caller, task: str | None) -> tuple[Endp
     Raises the call's GatewayError: unknown, not the token's, disabled, the wrong task, or over a limit.
     """
     # An endpoint of a team the caller is not in is not found, exactly as one that does not exist.
-    endpoint = (Endpoint.objects.for_call(name, user_id=None if caller.all_teams else caller.user_id)
+    endpoint = (Endpoint.objects.for_call(name, user_id=None if caller.all_teams else caller.user_id, shared=True)
                 if could_name_something(name) else None)
     if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
