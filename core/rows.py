@@ -5,6 +5,7 @@ again. A statement written once and a RowReader that knows each column's convert
 (`from_db()`, so models that remember their loaded state still do) for a fraction of the CPU.
 """
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from threading import Lock
@@ -13,6 +14,33 @@ from django.conf import settings
 from django.db import connections
 from django.db.models import F, Func, IntegerField, Model, QuerySet, Subquery
 from django.utils.dateparse import parse_datetime
+
+
+PLACEHOLDER = re.compile(r"(?<!%)%s")  # as Django's SQLite backend finds them
+
+
+def by_name(vendor: str, sql: str) -> tuple[str, tuple[str, ...] | None]:
+    """A statement written with `%s` placeholders, as `run()` sends it, and the names of its parameters.
+
+    Django's SQLite cursor rewrites each `%s` to `?` with a regular expression on every execute: tens of
+    microseconds for a statement of the gateway's size. Parameters passed by name are put in place by `%`
+    formatting instead, several times cheaper; so on SQLite a statement run often is written with named
+    placeholders once. Other backends take it as it is (None: the parameters stay a list).
+    """
+    if vendor != "sqlite":
+        return sql, None
+    names: list[str] = []
+
+    def name(match: re.Match) -> str:
+        names.append(f"p{len(names)}")
+        return f"%({names[-1]})s"
+
+    return PLACEHOLDER.sub(name, sql), tuple(names)
+
+
+def run(cursor, sql: str, names: tuple[str, ...] | None, params: Sequence) -> None:
+    """Execute a statement from `by_name()` with its parameters in order."""
+    cursor.execute(sql, params if names is None else dict(zip(names, params)))
 
 
 class RowReader:
@@ -70,6 +98,7 @@ class CompiledQuery:
         self.samples = samples
         self.optional = frozenset(optional)
         self._compiled: dict[str, tuple[str, list]] = {}
+        self._named: dict[str, tuple[str, tuple[str, ...] | None]] = {}
         self._reading: dict[str, tuple[list[str], list]] = {}
 
     def compiled(self, alias: str) -> tuple[str, list]:
@@ -97,6 +126,7 @@ class CompiledQuery:
             names = (list(query.selected) if query.selected else
                      [*query.extra_select, *query.values_select, *query.annotation_select])
             self._reading[alias] = (names, list(compiler.get_converters(selected).items()))
+            self._named[alias] = by_name(database.vendor, sql)
             self._compiled[alias] = (sql, places)
         return self._compiled[alias]
 
@@ -106,9 +136,10 @@ class CompiledQuery:
 
     def execute(self, cursor, alias: str, values: dict, suffix: str = "") -> None:
         database = connections[alias]
-        sql, places = self.compiled(alias)
+        places = self.compiled(alias)[1]
+        sql, names = self._named[alias]
         params = [self.prepare(database, values[value]) if kind == "sample" else value for kind, value in places]
-        cursor.execute(f"{sql} {suffix}" if suffix else sql, params)
+        run(cursor, f"{sql} {suffix}" if suffix else sql, names, params)
 
     def fetchone(self, alias: str, **values) -> tuple | None:
         with connections[alias].cursor() as cursor:

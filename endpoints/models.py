@@ -5,14 +5,16 @@ from functools import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection as database
+from django.core.signals import setting_changed
 from django.db import connections, models
+from django.dispatch import receiver
 from django.utils import timezone
 
 from connections.models import Connection, environments_mixed
 from core.changes import RemembersLoadedState
 from core.limits import CallLimits
 from core.names import NAME_HELP, validate_name
-from core.rows import RowReader
+from core.rows import RowReader, by_name, run
 from providers import catalogue
 from providers.adapters.base import Target
 from teams.models import Membership, Team, TeamScopedQuerySet
@@ -71,36 +73,61 @@ class EndpointQuerySet(TeamScopedQuerySet):
 
 
 class EndpointManager(models.Manager.from_queryset(EndpointQuerySet)):
-    def for_call(self, name: str, *, user_id: int | None = None) -> "Endpoint | None":
+    def for_call(self, name: str, *, user_id: int | None = None, shared: bool = False) -> "Endpoint | None":
         """The endpoint and its destinations in call order (`endpoint.routes`), or None.
 
         With `user_id`, only an endpoint of one of that user's teams is found (a subquery of the same
         statement, so the call costs no query more); without, any (a superuser's token, the benchmarks).
 
         The gateway's read on every call, in one hand-written statement: through the query builder this
-        costs several times the CPU (docs/benchmarks.md), mostly compiling the same query again. Only the
-        statement is cached, never a row, so a disabled endpoint, a rotated key or a cooldown takes effect
-        on the very next call in every server process. A destination's row, and its connection's (secrets
+        costs several times the CPU (docs/benchmarks.md), mostly compiling the same query again. The
+        statement runs on every call, so a disabled endpoint, a rotated key or a cooldown takes effect on
+        the very next call in every server process. A destination's row, and its connection's (secrets
         decrypted), are built only when a call goes to it: fallbacks that are not tried cost next to nothing.
+
+        `shared`: the instances may be those an earlier call got from the very same rows (the statement still
+        runs every time; only building them again is skipped): for a caller that reads them and changes
+        nothing but what it also writes to the database (a cooldown, the last use).
         """
-        statement, readers = endpoint_statement(database.alias, user_id is not None)
+        statement, names, readers = endpoint_statement(database.alias, user_id is not None)
         with database.cursor() as cursor:
-            cursor.execute(statement, [name] if user_id is None else [name, user_id])
+            run(cursor, statement, names, [name] if user_id is None else [name, user_id])
             rows = cursor.fetchall()
         if not rows:
             return None
+        if shared:
+            key = (database.alias, name, user_id)
+            if (built := BUILT.get(key)) is not None and built[0] == rows:
+                return built[1]
         endpoint_reader, destination_reader, connection_reader = readers
         first, second = len(endpoint_reader.columns), len(endpoint_reader.columns) + len(destination_reader.columns)
         endpoint = endpoint_reader.build(rows[0][:first])
         endpoint.routes = []
-        shared: dict[object, Route] = {}
+        by_connection: dict[object, Route] = {}
         for row in rows:
             if row[first] is None:  # LEFT JOIN: an endpoint without destinations
                 continue
             route = Route(endpoint, row, first, second, readers)
-            route.shared = shared.setdefault(route.connection_id, route)
+            route.shared = by_connection.setdefault(route.connection_id, route)
             endpoint.routes.append(route)
+        if shared:
+            if len(BUILT) >= BUILT_MOST:
+                BUILT.clear()
+            BUILT[key] = (rows, endpoint)
         return endpoint
+
+
+# Endpoints as the gateway last read them, by (alias, name, user id): the rows they were built from and the
+# instances. A call whose statement returns the same rows reuses them; any change to a column (a rotated key,
+# a cooldown, a disabled endpoint) gives other rows and a fresh build. Bounded; emptied when settings change
+# (the encryption keys decide what a connection's secrets decrypt to).
+BUILT: dict[tuple, tuple[list, "Endpoint"]] = {}
+BUILT_MOST = 1024
+
+
+@receiver(setting_changed)
+def forget_built(**kwargs) -> None:
+    BUILT.clear()
 
 
 class Route:
@@ -369,16 +396,17 @@ class Destination(models.Model):
 
 
 @cache
-def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[str, tuple[RowReader, RowReader, RowReader]]:
+def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[str, tuple[str, ...] | None,
+                                                                            tuple[RowReader, RowReader, RowReader]]:
     """The endpoint-by-name statement (the endpoint's columns, each destination's, its connection's, one row
-    per destination in call order) and the three parts' readers; `of_a_members_teams`: only an endpoint of
-    the teams of the user given as the second parameter."""
+    per destination in call order) as `core.rows.run()` takes it, and the three parts' readers;
+    `of_a_members_teams`: only an endpoint of the teams of the user given as the second parameter."""
     readers = RowReader(Endpoint, alias), RowReader(Destination, alias), RowReader(Connection, alias)
     q = connections[alias].ops.quote_name
     columns = [f"{table}.{q(c)}" for table, reader in zip("edc", readers) for c in reader.columns]
     endpoint, destination, connection = Endpoint._meta, Destination._meta, Connection._meta
     membership = Membership._meta
-    return (
+    sql = (
         f"SELECT {', '.join(columns)} FROM {q(endpoint.db_table)} e "
         f"LEFT JOIN {q(destination.db_table)} d ON d.{q(destination.get_field('endpoint').column)} = e.{q(endpoint.pk.column)} "
         f"LEFT JOIN {q(connection.db_table)} c ON c.{q(connection.pk.column)} = d.{q(destination.get_field('connection').column)} "
@@ -386,6 +414,6 @@ def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[st
         + (f"AND e.{q(endpoint.get_field('team').column)} IN (SELECT m.{q(membership.get_field('team').column)} "
            f"FROM {q(membership.db_table)} m WHERE m.{q(membership.get_field('user').column)} = %s) "
            if of_a_members_teams else "")
-        + f"ORDER BY d.{q(destination.get_field('position').column)}, d.{q(destination.pk.column)}",
-        readers,
+        + f"ORDER BY d.{q(destination.get_field('position').column)}, d.{q(destination.pk.column)}"
     )
+    return *by_name(connections[alias].vendor, sql), readers

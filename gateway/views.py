@@ -69,6 +69,11 @@ async def authenticate(request: Request, *, token: str | None = None) -> Caller:
     `token`: one a route found elsewhere than `Authorization: Bearer` (a provider SDK's own key header)."""
     token = token or bearer_token(request.header("authorization"))
     caller = await DATABASE.run(ApiToken.caller, token, permission=PERMISSION) if token else None
+    return checked_caller(caller)
+
+
+def checked_caller(caller: Caller | None) -> Caller:
+    """The caller a token lookup found, noted for usage; 401 or 403 when it may not call the gateway."""
     if caller is not None:
         note_caller(caller)
     if caller is None:
@@ -109,7 +114,7 @@ def endpoint_for_call(name: str, caller: Caller, task: str | None) -> tuple[Endp
     Raises the call's GatewayError: unknown, not the token's, disabled, the wrong task, or over a limit.
     """
     # An endpoint of a team the caller is not in is not found, exactly as one that does not exist.
-    endpoint = (Endpoint.objects.for_call(name, user_id=None if caller.all_teams else caller.user_id)
+    endpoint = (Endpoint.objects.for_call(name, user_id=None if caller.all_teams else caller.user_id, shared=True)
                 if could_name_something(name) else None)
     if endpoint is None:
         raise GatewayError(404, errors.INVALID_REQUEST, "endpoint_not_found",
@@ -126,13 +131,21 @@ def endpoint_for_call(name: str, caller: Caller, task: str | None) -> tuple[Endp
     return endpoint, admit(limits, timezone.now()) if limits else NOTHING_TO_COUNT
 
 
-async def find_endpoint(name: object, caller: Caller, task: str | None = None) -> tuple[Endpoint, Admission]:
+def require_name(name: object) -> None:
     if not isinstance(name, str) or not name:
         raise GatewayError(400, errors.INVALID_REQUEST, "model_required", "Name the endpoint to call in 'model'.")
+
+
+async def find_endpoint(name: object, caller: Caller, task: str | None = None) -> tuple[Endpoint, Admission]:
+    require_name(name)
     endpoint, admission = await DATABASE.run(endpoint_for_call, name, caller, task)
+    note_endpoint(endpoint)
+    return endpoint, admission
+
+
+def note_endpoint(endpoint: Endpoint) -> None:
     if (noted := usage.current()) is not None:
         noted.endpoint_id, noted.endpoint = endpoint.pk, endpoint.name
-    return endpoint, admission
 
 
 def require_task(endpoint: Endpoint, task: str) -> None:
@@ -327,14 +340,63 @@ async def invocations(request: Request, send: Send, caller: Caller, endpoint_nam
 
 
 def openai_route(task: str):
-    """`POST /gateway/v1/<task route>` where `model` names the endpoint, as the OpenAI SDKs send it."""
+    """`POST /gateway/v1/<task route>` where `model` names the endpoint, as the OpenAI SDKs send it.
 
-    async def view(request: Request, send: Send, caller: Caller) -> Answer | None:
-        body = await read_json_body(request)
-        endpoint, admission = await find_endpoint(body.get("model") if isinstance(body, dict) else None, caller, task)
+    A body of a declared length up to SMALL_BODY_BYTES (nearly every call; it came with the headers) is read
+    first, and the token and the endpoint are then looked up in one trip to a database thread. The answer is
+    the one the steps in turn would give: a bad token is a 401 whatever the body. A larger or chunked body is
+    read only once the token is known good."""
+
+    async def view(request: Request, send: Send) -> Answer | None:
+        if not small_body(request):
+            caller = await authenticate(request)
+            body = await read_json_body(request)
+            endpoint, admission = await find_endpoint(model_of(body), caller, task)
+            return await call(request, send, endpoint, body, admission)
+        try:
+            body, unreadable = await read_json_body(request), None
+        except GatewayError as error:
+            body, unreadable = None, error
+        token = bearer_token(request.header("authorization"))
+        name = model_of(body) if unreadable is None else None
+        caller, found = await DATABASE.run(caller_and_endpoint, token, name, task) if token else (None, None)
+        checked_caller(caller)
+        if unreadable is not None:
+            raise unreadable
+        require_name(name)
+        if isinstance(found, GatewayError):
+            raise found
+        endpoint, admission = found
+        note_endpoint(endpoint)
         return await call(request, send, endpoint, body, admission)
 
+    view.authenticates = True
     return view
+
+
+SMALL_BODY_BYTES = 64 * 1024
+
+
+def small_body(request: Request) -> bool:
+    declared = request.header("content-length")
+    return declared.isdigit() and int(declared) <= SMALL_BODY_BYTES
+
+
+def model_of(body: object) -> object:
+    return body.get("model") if isinstance(body, dict) else None
+
+
+def caller_and_endpoint(token: str, name: object, task: str) -> tuple[Caller | None,
+                                                                    tuple[Endpoint, Admission] | GatewayError | None]:
+    """On a database thread: the token's caller and, when it may call and `name` could name an endpoint, the
+    endpoint for the call (or the GatewayError finding it raised); None where a step was not reached."""
+    caller = ApiToken.caller(token, permission=PERMISSION)
+    if caller is None or not caller.may_call or not caller.may_use_gateway or not isinstance(name, str) or not name:
+        return caller, None
+    try:
+        return caller, endpoint_for_call(name, caller, task)
+    except GatewayError as error:
+        return caller, error
 
 
 chat_completions = openai_route("chat")

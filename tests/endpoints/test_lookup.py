@@ -81,3 +81,34 @@ def test_secrets_no_configured_key_decrypts_load_as_the_placeholder(endpoint, us
     assert not connection.secrets_decryptable
     with pytest.raises(SecretsUnavailable):
         connection.get_secrets()
+
+
+def test_a_shared_read_runs_the_statement_every_time_and_sees_every_change(endpoint, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        first = Endpoint.objects.for_call("chat-prod", shared=True)
+    with django_assert_num_queries(1):
+        again = Endpoint.objects.for_call("chat-prod", shared=True)
+    assert again is first  # the same rows: nothing built again
+
+    connection = Connection.objects.get(name="openai-prod")
+    connection.update_secrets({"api_key": "sk-rotated-0123456789abcdef"})
+    connection.save()
+    rotated = Endpoint.objects.for_call("chat-prod", shared=True)
+    assert connection_of(rotated).get_secrets() == {"api_key": "sk-rotated-0123456789abcdef"}
+
+    rotated.routes[0].destination.start_cooldown(30)
+    cooled = Endpoint.objects.for_call("chat-prod", shared=True)
+    assert cooled is not rotated and cooled.routes[0].cooling_until is not None
+
+    Endpoint.objects.filter(name="chat-prod").update(enabled=True)
+    assert Endpoint.objects.for_call("chat-prod", shared=True).enabled is True
+    assert Endpoint.objects.for_call("chat-prod", shared=True, user_id=-1) is None  # another key, another read
+
+
+def test_a_shared_read_is_built_again_when_the_encryption_keys_change(endpoint, use_keys):
+    assert connection_of(Endpoint.objects.for_call("chat-prod", shared=True)).get_secrets() == {"api_key": PLANTED_KEY}
+
+    use_keys(Fernet.generate_key().decode())
+
+    with pytest.raises(SecretsUnavailable):
+        connection_of(Endpoint.objects.for_call("chat-prod", shared=True)).get_secrets()

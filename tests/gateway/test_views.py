@@ -122,6 +122,30 @@ def test_bad_requests_are_400s_that_say_what_is_wrong(gateway, openai_chat, fake
     assert fake_openai.requests == []
 
 
+@pytest.mark.parametrize("body", [CHAT_BODY, b"{not json", {"messages": []}, {"model": "nope", "messages": []},
+                                  {**CHAT_BODY, "padding": "x" * 100_000}])
+@pytest.mark.parametrize("token", ["llmc_not-a-real-token", None])
+def test_a_bad_or_missing_token_is_a_401_whatever_the_body(client, openai_chat, fake_openai, body, token):
+    extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    response = post(client, "/gateway/v1/chat/completions", body, **extra)
+    assert response.status_code == 401 and error_of(response)["code"] == "invalid_api_key"
+    assert fake_openai.requests == []
+
+
+@pytest.mark.parametrize("body, status, code", [
+    (b"{not json", 400, "invalid_json"), ({"messages": []}, 400, "model_required"),
+    ({"model": "nope", "messages": []}, 404, "endpoint_not_found"),
+])
+def test_a_token_that_may_not_call_is_refused_before_the_body_is_judged(client, caller, body, status, code):
+    user, token = caller
+    user.user_permissions.clear()
+    response = post(client, "/gateway/v1/chat/completions", body, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 403 and error_of(response)["code"] == "permission_denied"
+    user.user_permissions.add(Permission.objects.get(codename="view_endpoint"))
+    response = post(client, "/gateway/v1/chat/completions", body, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == status and error_of(response)["code"] == code
+
+
 def test_the_wrong_method_is_a_json_405(gateway, openai_chat):
     response = gateway.get("/gateway/v1/chat/completions")
     assert response.status_code == 405 and response["Allow"] == "POST"
