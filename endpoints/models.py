@@ -93,11 +93,12 @@ class EndpointManager(models.Manager.from_queryset(EndpointQuerySet)):
         first, second = len(endpoint_reader.columns), len(endpoint_reader.columns) + len(destination_reader.columns)
         endpoint = endpoint_reader.build(rows[0][:first])
         endpoint.routes = []
+        if rows[0][first] is None:  # LEFT JOIN: an endpoint without destinations
+            return endpoint
+        places = destination_places(destination_reader, first)
         shared: dict[object, Route] = {}
         for row in rows:
-            if row[first] is None:  # LEFT JOIN: an endpoint without destinations
-                continue
-            route = Route(endpoint, row, first, second, readers)
+            route = Route(endpoint, row, first, second, readers, places)
             route.shared = shared.setdefault(route.connection_id, route)
             endpoint.routes.append(route)
         return endpoint
@@ -110,14 +111,15 @@ class Route:
     __slots__ = ("endpoint", "row", "first", "second", "readers", "role", "weight", "cooling_until",
                  "connection_id", "shared", "_destination", "_connection")
 
-    def __init__(self, endpoint: "Endpoint", row: Sequence, first: int, second: int, readers: tuple):
+    def __init__(self, endpoint: "Endpoint", row: Sequence, first: int, second: int, readers: tuple,
+                 places: tuple[int, int, int, int]):
         self.endpoint, self.row, self.first, self.second, self.readers = endpoint, row, first, second, readers
-        role, weight, cooling, connection = destination_columns(readers[1])
-        self.role = row[first + role]
-        self.weight = row[first + weight]
-        raw = row[first + cooling]
-        self.cooling_until = readers[1].convert(cooling, raw) if raw is not None else None
-        self.connection_id = row[first + connection]
+        role, weight, cooling, connection = places
+        self.role = row[role]
+        self.weight = row[weight]
+        raw = row[cooling]
+        self.cooling_until = readers[1].convert(cooling - first, raw) if raw is not None else None
+        self.connection_id = row[connection]
         self.shared: Route = self
         self._destination: Destination | None = None
         self._connection: Connection | None = None
@@ -150,9 +152,9 @@ class Route:
 
 
 @cache
-def destination_columns(reader: RowReader) -> tuple[int, int, int, int]:
-    """Where role, weight, cooling_until and connection_id are among a destination's columns."""
-    return tuple(reader.attnames.index(name) for name in ("role", "weight", "cooling_until", "connection_id"))
+def destination_places(reader: RowReader, first: int) -> tuple[int, int, int, int]:
+    """Where role, weight, cooling_until and connection_id are in a row whose destination columns start at `first`."""
+    return tuple(first + reader.attnames.index(name) for name in ("role", "weight", "cooling_until", "connection_id"))
 
 
 class Endpoint(RemembersLoadedState, CallLimits):
@@ -375,7 +377,7 @@ def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[st
     the teams of the user given as the second parameter."""
     readers = RowReader(Endpoint, alias), RowReader(Destination, alias), RowReader(Connection, alias)
     q = connections[alias].ops.quote_name
-    columns = [f"{table}.{q(c)}" for table, reader in zip("edc", readers) for c in reader.columns]
+    columns = [column for table, reader in zip("edc", readers) for column in reader.select_list(table)]
     endpoint, destination, connection = Endpoint._meta, Destination._meta, Connection._meta
     membership = Membership._meta
     return (
