@@ -1,6 +1,7 @@
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cache
+from operator import itemgetter
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -96,6 +97,8 @@ class EndpointManager(models.Manager.from_queryset(EndpointQuerySet)):
         if rows[0][first] is None:  # LEFT JOIN: an endpoint without destinations
             return endpoint
         places = destination_places(destination_reader, first)
+        if len(rows) > 1:
+            rows.sort(key=call_order(destination_reader, first))  # in SQL, a sort of every row's whole width
         shared: dict[object, Route] = {}
         for row in rows:
             route = Route(endpoint, row, first, second, readers, places)
@@ -155,6 +158,12 @@ class Route:
 def destination_places(reader: RowReader, first: int) -> tuple[int, int, int, int]:
     """Where role, weight, cooling_until and connection_id are in a row whose destination columns start at `first`."""
     return tuple(first + reader.attnames.index(name) for name in ("role", "weight", "cooling_until", "connection_id"))
+
+
+@cache
+def call_order(reader: RowReader, first: int) -> itemgetter:
+    """The key that puts rows whose destination columns start at `first` in call order: position, then id."""
+    return itemgetter(first + reader.attnames.index("position"), first + reader.attnames.index("id"))
 
 
 class Endpoint(RemembersLoadedState, CallLimits):
@@ -373,7 +382,7 @@ class Destination(models.Model):
 @cache
 def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[str, tuple[RowReader, RowReader, RowReader]]:
     """The endpoint-by-name statement (the endpoint's columns, each destination's, its connection's, one row
-    per destination in call order) and the three parts' readers; `of_a_members_teams`: only an endpoint of
+    per destination, which `call_order` sorts) and the three parts' readers; `of_a_members_teams`: only an endpoint of
     the teams of the user given as the second parameter."""
     readers = RowReader(Endpoint, alias), RowReader(Destination, alias), RowReader(Connection, alias)
     q = connections[alias].ops.quote_name
@@ -387,7 +396,6 @@ def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[st
         f"WHERE e.{q(endpoint.get_field('name').column)} = %s "
         + (f"AND e.{q(endpoint.get_field('team').column)} IN (SELECT m.{q(membership.get_field('team').column)} "
            f"FROM {q(membership.db_table)} m WHERE m.{q(membership.get_field('user').column)} = %s) "
-           if of_a_members_teams else "")
-        + f"ORDER BY d.{q(destination.get_field('position').column)}, d.{q(destination.pk.column)}",
+           if of_a_members_teams else ""),
         readers,
     )
