@@ -6,6 +6,7 @@ again. A statement written once and a RowReader that knows each column's convert
 """
 
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from threading import Lock
@@ -63,6 +64,27 @@ class RowReader:
             column = field.get_col(model._meta.db_table)
             converters = database.ops.get_db_converters(column) + column.get_db_converters(database)
             self.converters.append((column, converters))
+
+    def select_list(self, table: str) -> list[str]:
+        """The columns as a statement selects them from `table` (its alias), for `build()` and `convert()`.
+
+        SQLite's driver converts a column whose declared type is a datetime or a boolean, in Python, on every row
+        fetched, before any converter here runs. Such a column is selected as an expression (`+column`, which
+        has no declared type), so that the driver hands its value over as stored and only the rows that are built
+        are converted, by the ORM's converters (as it converts an annotation). A row read for a few columns only,
+        as a destination that a call does not go to, then costs next to nothing.
+        """
+        database = connections[self.alias]
+        quote = database.ops.quote_name
+        columns = [f"{table}.{quote(column)}" for column in self.columns]
+        if database.vendor != "sqlite":
+            return columns
+        converted = {name.lower() for name in sqlite3.converters}
+        for index, field in enumerate(self.model._meta.concrete_fields):
+            declared = re.split(r"[\s(]", field.db_type(database) or "", maxsplit=1)[0].lower()
+            if declared in converted:
+                columns[index] = f"+{columns[index]}"
+        return columns
 
     def convert(self, index: int, value):
         """One column's value (the `index`-th of `columns`) as the ORM would give it."""

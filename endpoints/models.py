@@ -1,6 +1,7 @@
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cache
+from operator import itemgetter
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -103,17 +104,21 @@ class EndpointManager(models.Manager.from_queryset(EndpointQuerySet)):
         first, second = len(endpoint_reader.columns), len(endpoint_reader.columns) + len(destination_reader.columns)
         endpoint = endpoint_reader.build(rows[0][:first])
         endpoint.routes = []
+        if rows[0][first] is None:  # LEFT JOIN: an endpoint without destinations
+            return endpoint
+        fetched = rows
+        places = destination_places(destination_reader, first)
+        if len(rows) > 1:
+            rows = sorted(rows, key=call_order(destination_reader, first))  # in SQL, a sort of every row's width
         by_connection: dict[object, Route] = {}
         for row in rows:
-            if row[first] is None:  # LEFT JOIN: an endpoint without destinations
-                continue
-            route = Route(endpoint, row, first, second, readers)
+            route = Route(endpoint, row, first, second, readers, places)
             route.shared = by_connection.setdefault(route.connection_id, route)
             endpoint.routes.append(route)
         if shared:
             if len(BUILT) >= BUILT_MOST:
                 BUILT.clear()
-            BUILT[key] = (rows, endpoint)
+            BUILT[key] = (fetched, endpoint)
         return endpoint
 
 
@@ -137,14 +142,15 @@ class Route:
     __slots__ = ("endpoint", "row", "first", "second", "readers", "role", "weight", "cooling_until",
                  "connection_id", "shared", "_destination", "_connection")
 
-    def __init__(self, endpoint: "Endpoint", row: Sequence, first: int, second: int, readers: tuple):
+    def __init__(self, endpoint: "Endpoint", row: Sequence, first: int, second: int, readers: tuple,
+                 places: tuple[int, int, int, int]):
         self.endpoint, self.row, self.first, self.second, self.readers = endpoint, row, first, second, readers
-        role, weight, cooling, connection = destination_columns(readers[1])
-        self.role = row[first + role]
-        self.weight = row[first + weight]
-        raw = row[first + cooling]
-        self.cooling_until = readers[1].convert(cooling, raw) if raw is not None else None
-        self.connection_id = row[first + connection]
+        role, weight, cooling, connection = places
+        self.role = row[role]
+        self.weight = row[weight]
+        raw = row[cooling]
+        self.cooling_until = readers[1].convert(cooling - first, raw) if raw is not None else None
+        self.connection_id = row[connection]
         self.shared: Route = self
         self._destination: Destination | None = None
         self._connection: Connection | None = None
@@ -177,9 +183,15 @@ class Route:
 
 
 @cache
-def destination_columns(reader: RowReader) -> tuple[int, int, int, int]:
-    """Where role, weight, cooling_until and connection_id are among a destination's columns."""
-    return tuple(reader.attnames.index(name) for name in ("role", "weight", "cooling_until", "connection_id"))
+def destination_places(reader: RowReader, first: int) -> tuple[int, int, int, int]:
+    """Where role, weight, cooling_until and connection_id are in a row whose destination columns start at `first`."""
+    return tuple(first + reader.attnames.index(name) for name in ("role", "weight", "cooling_until", "connection_id"))
+
+
+@cache
+def call_order(reader: RowReader, first: int) -> itemgetter:
+    """The key that puts rows whose destination columns start at `first` in call order: position, then id."""
+    return itemgetter(first + reader.attnames.index("position"), first + reader.attnames.index("id"))
 
 
 class Endpoint(RemembersLoadedState, CallLimits):
@@ -399,11 +411,11 @@ class Destination(models.Model):
 def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[str, tuple[str, ...] | None,
                                                                             tuple[RowReader, RowReader, RowReader]]:
     """The endpoint-by-name statement (the endpoint's columns, each destination's, its connection's, one row
-    per destination in call order) as `core.rows.run()` takes it, and the three parts' readers;
+    per destination, which `call_order` sorts) as `core.rows.run()` takes it, and the three parts' readers;
     `of_a_members_teams`: only an endpoint of the teams of the user given as the second parameter."""
     readers = RowReader(Endpoint, alias), RowReader(Destination, alias), RowReader(Connection, alias)
     q = connections[alias].ops.quote_name
-    columns = [f"{table}.{q(c)}" for table, reader in zip("edc", readers) for c in reader.columns]
+    columns = [column for table, reader in zip("edc", readers) for column in reader.select_list(table)]
     endpoint, destination, connection = Endpoint._meta, Destination._meta, Connection._meta
     membership = Membership._meta
     sql = (
@@ -414,6 +426,5 @@ def endpoint_statement(alias: str, of_a_members_teams: bool = False) -> tuple[st
         + (f"AND e.{q(endpoint.get_field('team').column)} IN (SELECT m.{q(membership.get_field('team').column)} "
            f"FROM {q(membership.db_table)} m WHERE m.{q(membership.get_field('user').column)} = %s) "
            if of_a_members_teams else "")
-        + f"ORDER BY d.{q(destination.get_field('position').column)}, d.{q(destination.pk.column)}"
     )
     return *by_name(connections[alias].vendor, sql), readers

@@ -33,7 +33,7 @@ def plan(endpoint: Endpoint, now: datetime) -> list[Route]:
         first = primaries[0]
     else:
         warm = [route for route in primaries if not route.cooling(now)] or primaries
-        first = warm[0] if len(warm) == 1 else CHOOSER.choices(warm, [r.weight or 0 for r in warm])[0]
+        first = warm[0] if len(warm) == 1 else by_weight(warm)
     if not fallbacks:
         return [first]
     candidates = [first, *fallbacks]
@@ -41,6 +41,18 @@ def plan(endpoint: Endpoint, now: datetime) -> list[Route]:
     if not cooling:
         return candidates
     return [route for route in candidates if route not in cooling] + cooling
+
+
+def by_weight(routes: list[Route]) -> Route:
+    """One route, each as likely as its share of the weights: the pick `CHOOSER.choices(routes, weights)` makes
+    from the same draw (so a seeded sequence is the same), without its lists and checks on every call."""
+    point = CHOOSER.random() * sum(route.weight or 0 for route in routes)
+    reached = 0
+    for route in routes:
+        reached += route.weight or 0
+        if point < reached:
+            return route
+    return routes[-1]
 
 
 def failure_class(error: GatewayError) -> str | None:

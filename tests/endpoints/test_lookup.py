@@ -5,7 +5,7 @@ from cryptography.fernet import Fernet
 
 from connections.models import Connection
 from connections.secrets import SecretsUnavailable
-from endpoints.models import Endpoint
+from endpoints.models import Destination, Endpoint
 from tests.conftest import PLANTED_KEY
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +45,15 @@ def test_the_endpoint_its_destinations_and_their_connections_are_what_the_orm_lo
     assert found.created_at.tzinfo is not None and connections[0].secrets_updated_at.tzinfo is not None
     assert connections[0].config["organization"] == "org-123"
     assert connections[0].get_secrets() == {"api_key": PLANTED_KEY}
+
+
+def test_destinations_come_in_the_order_of_their_positions_whatever_order_they_were_added_in(endpoint):
+    # The fallbacks swapped, as the form and the API reorder them: positions no longer follow the rows' ids.
+    Destination.objects.filter(endpoint=endpoint, model="mistral-small").update(position=2)
+    Destination.objects.filter(endpoint=endpoint, model="gpt-4o-mini").update(position=1)
+
+    found = Endpoint.objects.for_call("chat-prod")
+    assert [r.label for r in found.routes] == ["openai-prod/gpt-4o", "openai-prod/gpt-4o-mini", "backup/mistral-small"]
 
 
 def test_the_loaded_connection_saves_like_one_the_orm_loaded(endpoint):
