@@ -560,7 +560,8 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
     if "gateway" in extras:
         sections += ["## Gateway overhead (bench/gateway.py)", "", "Stub answering at once:", "", "```",
                      extras["gateway"], "```", "", "Stub answering after 20 ms (a realistic upstream):", "", "```",
-                     extras["gateway_delayed"], "```", ""]
+                     extras["gateway_delayed"], "```", "", "### CPU of one call, in process", "",
+                     Path(REPO / "bench/gateway-cpu-profile.md").read_text().strip(), ""]
     if "routing" in extras:
         sections += ["## Routing across destinations (bench/routing.py)", "",
                      "In-process: the endpoint read, the route chosen and its account built, for one destination "
