@@ -1,10 +1,10 @@
 """Benchmark: what routing costs a gateway call in-process, one destination against a three-way split. Not a test.
 
-Times, on a throwaway SQLite database, the endpoint read the gateway does on every call
+Times, on a throwaway SQLite file (or the database given), the endpoint read the gateway does on every call
 (`Endpoint.objects.for_call`), building the chosen destination's connection (its secrets decrypted) and
 `gateway.routing.plan`, for an endpoint with one destination and one split over three connections.
 
-    .venv/bin/python bench/routing.py [--calls 20000]
+    .venv/bin/python bench/routing.py [--calls 20000] [--database-url postgres://...]
 """
 
 import argparse
@@ -21,9 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--database-url", help="a database to create its rows in (default: a throwaway SQLite "
+                                               "file, as `make run` serves)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-routing-") as directory:
-        os.environ["DATABASE_URL"] = f"sqlite:///{directory}/bench.sqlite3"
+        # The test settings read their database from TEST_DATABASE_URL.
+        os.environ["TEST_DATABASE_URL"] = options.database_url or f"sqlite:///{directory}/bench.sqlite3"
         measure(options.calls)
 
 
@@ -42,6 +45,9 @@ def measure(calls: int) -> None:
     from gateway import routing
 
     call_command("migrate", verbosity=0)
+    from django.db import connection as database
+
+    print(f"database: {database.display_name}")
     connections = []
     for name in ("one", "two", "three"):
         connection = Connection(name=name, provider="openai", auth_method="api_key", config={})

@@ -666,7 +666,9 @@ def main() -> None:
             extras["gateway_delayed"] = run_script("bench/gateway.py", "--delay", "20", "--requests", "1600")
             extras["gateway_verdicts"] = gateway_verdicts(extras["gateway"], extras["gateway_delayed"])
             print("\n".join(extras["gateway_verdicts"]))
-            extras["routing"] = run_script("bench/routing.py")
+            extras["routing"] = run_script("bench/routing.py") + (
+                "\n\n" + run_script("bench/routing.py", "--database-url", options.database_url)
+                if options.database_url else "")
         if options.streams:
             extras["streams"] = [("gunicorn + uvicorn workers (make run)", *run_streams("make run", options.streams))]
             if options.compare_servers:
