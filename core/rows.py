@@ -119,12 +119,12 @@ class CompiledQuery:
         self.build = build
         self.samples = samples
         self.optional = frozenset(optional)
-        self._compiled: dict[str, tuple[str, list]] = {}
-        self._named: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, list]] = {}
         self._reading: dict[str, tuple[list[str], list]] = {}
 
-    def compiled(self, alias: str) -> tuple[str, list]:
-        """The SQL and, per parameter, the sample's name it came from (or the fixed value)."""
+    def compiled(self, alias: str) -> tuple[str, tuple[str, ...] | None, list]:
+        """The SQL and its parameters' names as `run()` takes them (`by_name()`), and, per parameter, the sample's
+        name it came from (or the fixed value)."""
         if alias not in self._compiled:
             database = connections[alias]
             query = self.build(**self.samples).query
@@ -148,8 +148,7 @@ class CompiledQuery:
             names = (list(query.selected) if query.selected else
                      [*query.extra_select, *query.values_select, *query.annotation_select])
             self._reading[alias] = (names, list(compiler.get_converters(selected).items()))
-            self._named[alias] = by_name(database.vendor, sql)
-            self._compiled[alias] = (sql, places)
+            self._compiled[alias] = (*by_name(database.vendor, sql), places)
         return self._compiled[alias]
 
     @staticmethod
@@ -158,8 +157,7 @@ class CompiledQuery:
 
     def execute(self, cursor, alias: str, values: dict, suffix: str = "") -> None:
         database = connections[alias]
-        places = self.compiled(alias)[1]
-        sql, names = self._named[alias]
+        sql, names, places = self.compiled(alias)
         params = [self.prepare(database, values[value]) if kind == "sample" else value for kind, value in places]
         run(cursor, f"{sql} {suffix}" if suffix else sql, names, params)
 

@@ -76,16 +76,23 @@ def checked_caller(caller: Caller | None) -> Caller:
     """The caller a token lookup found, noted for usage; 401 or 403 when it may not call the gateway."""
     if caller is not None:
         note_caller(caller)
-    if caller is None:
-        raise GatewayError(401, errors.AUTHENTICATION, "invalid_api_key",
-                           "Send a valid API token as 'Authorization: Bearer <token>'.")
-    if not caller.may_call:
-        raise GatewayError(403, "permission_error", "permission_denied",
-                           f"This token's user lacks the {PERMISSION} permission.")
-    if not caller.may_use_gateway:
-        raise GatewayError(403, "permission_error", "token_scope",
-                           "This token is limited to reading the API; it cannot call the gateway.")
+    if (refused := refusal_of(caller)) is not None:
+        raise refused
     return caller
+
+
+def refusal_of(caller: Caller | None) -> GatewayError | None:
+    """Why the caller a token lookup found may not call the gateway (401 or 403), or None."""
+    if caller is None:
+        return GatewayError(401, errors.AUTHENTICATION, "invalid_api_key",
+                            "Send a valid API token as 'Authorization: Bearer <token>'.")
+    if not caller.may_call:
+        return GatewayError(403, "permission_error", "permission_denied",
+                            f"This token's user lacks the {PERMISSION} permission.")
+    if not caller.may_use_gateway:
+        return GatewayError(403, "permission_error", "token_scope",
+                            "This token is limited to reading the API; it cannot call the gateway.")
+    return None
 
 
 def note_caller(caller: Caller) -> None:
@@ -391,7 +398,7 @@ def caller_and_endpoint(token: str, name: object, task: str) -> tuple[Caller | N
     """On a database thread: the token's caller and, when it may call and `name` could name an endpoint, the
     endpoint for the call (or the GatewayError finding it raised); None where a step was not reached."""
     caller = ApiToken.caller(token, permission=PERMISSION)
-    if caller is None or not caller.may_call or not caller.may_use_gateway or not isinstance(name, str) or not name:
+    if refusal_of(caller) is not None or not isinstance(name, str) or not name:
         return caller, None
     try:
         return caller, endpoint_for_call(name, caller, task)
