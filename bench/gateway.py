@@ -108,6 +108,20 @@ def timed_calls(url: str, headers: dict, count: int, concurrency: int, body: dic
     return latencies, time.perf_counter() - started
 
 
+def alternated_calls(url: str, headers: dict, bodies: tuple[dict, dict], count: int) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of `count` calls of each body from one keep-alive client, the two bodies alternating call by
+    call (ABBA: neither always goes first), so both see the machine as it was at that moment."""
+    latencies: tuple[list[float], list[float]] = ([], [])
+    with httpx.Client(headers=headers, timeout=30) as client:
+        for index in range(count):
+            for which in ((0, 1) if index % 2 == 0 else (1, 0)):
+                started = time.perf_counter()
+                response = client.post(url, json=bodies[which])
+                latencies[which].append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, response.text
+    return latencies
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
@@ -198,9 +212,25 @@ def main() -> None:
                     print(f"  overhead p50 round by round: {min(round_overheads):+.2f} to {max(round_overheads):+.2f} ms")
                     # Each round's split and one-destination calls ran back to back: the median of the rounds'
                     # differences is steadier than the difference of the pooled medians.
-                    print(f"  three-destination split p50 {percentile(sp, 50):7.2f} ms: "
-                          f"{statistics.median(round_splits):+.3f} ms over one destination (median of "
-                          f"{len(round_splits)} rounds' differences, {min(round_splits):+.3f} to {max(round_splits):+.3f})")
+                    if concurrency == 1:
+                        # A split's extra cost is tens of microseconds: far below how much a round's p50 drifts
+                        # from the next one's on a shared machine. Alternated call by call, both sets see the
+                        # same drift, which the difference of their medians then cancels.
+                        one, three = alternated_calls(gateway[0], gateway[1], (CHAT, split_body), options.requests)
+                        quarter = len(one) // 4
+                        quarters = [percentile(three[i * quarter:(i + 1) * quarter], 50)
+                                    - percentile(one[i * quarter:(i + 1) * quarter], 50) for i in range(4)]
+                        print(f"  three-destination split p50 {percentile(three, 50):7.2f} ms: "
+                              f"{percentile(three, 50) - percentile(one, 50):+.3f} ms over one destination "
+                              f"({len(three)} calls of each alternated one by one with one-destination calls; "
+                              f"each quarter of them {min(quarters):+.3f} to {max(quarters):+.3f}; "
+                              f"the rounds above: median of their differences {statistics.median(round_splits):+.3f}, "
+                              f"{min(round_splits):+.3f} to {max(round_splits):+.3f})")
+                    else:
+                        print(f"  three-destination split p50 {percentile(sp, 50):7.2f} ms: "
+                              f"{statistics.median(round_splits):+.3f} ms over one destination (median of "
+                              f"{len(round_splits)} rounds' differences, {min(round_splits):+.3f} to "
+                              f"{max(round_splits):+.3f})")
                     if "limited" in results:
                         limited_latencies = results["limited"][0]
                         print(f"  limits (a rate and a budget, counted on every call) p50 "
