@@ -327,3 +327,64 @@ def test_streams_in_flight_hold_no_database_connection_and_the_pool_bounds_them(
 
     assert in_flight == 100
     assert open_connections <= 2 * 3
+
+
+class EndlessProvider:
+    """An OpenAI-compatible provider whose one chat stream never ends: a large event every 50 ms, written
+    until the gateway closes the connection (then `closed` is set)."""
+
+    EVENT = b'data: {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "%s"}}]}\n\n' % (
+        b"x" * 256 * 1024)
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
+        self.closed = threading.Event()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        connection, _ = self.listener.accept()
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += connection.recv(65536)
+        head, _, body = received.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(body) < length:
+            body += connection.recv(65536)
+        frame = b"%x\r\n%s\r\n" % (len(self.EVENT), self.EVENT)
+        try:
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            while True:
+                connection.sendall(frame)
+                threading.Event().wait(0.05)
+        except OSError:
+            self.closed.set()
+        finally:
+            connection.close()
+
+
+def test_a_client_that_stops_reading_a_stream_is_dropped_after_the_gateway_timeout_and_the_provider_let_go():
+    provider = EndlessProvider()
+    with tempfile.TemporaryDirectory(prefix="serving-unread-") as directory:
+        context, served = served_app(provider, directory, GATEWAY_TIMEOUT="2")
+        try:
+            client = socket.socket()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect(("127.0.0.1", int(served.url.rsplit(":", 1)[1])))
+            body = json.dumps(STREAM).encode()
+            client.sendall(b"POST /gateway/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                           b"application/json\r\nAuthorization: " + served.auth["Authorization"].encode()
+                           + b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            assert client.recv(15) == b"HTTP/1.1 200 OK"  # and nothing more is read
+
+            # The provider keeps writing, so it never times out; only the client's stalled read can end this.
+            assert provider.closed.wait(60), "the gateway kept the provider's stream open"
+            client.settimeout(60)
+            try:
+                while client.recv(1 << 20):  # what the gateway wrote before it gave up, then the end
+                    pass
+            except ConnectionResetError:
+                pass
+            client.close()
+        finally:
+            context.__exit__(None, None, None)
