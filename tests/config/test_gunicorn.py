@@ -34,34 +34,40 @@ def wait_for_workers(master: int, count: int) -> list[int]:
     raise AssertionError(f"gunicorn did not run {count} workers")
 
 
-@pytest.mark.skipif(len(CORES) < 2, reason="needs two cores")
-def test_each_worker_runs_on_a_core_of_its_own_and_a_restarted_worker_takes_the_free_one():
+@pytest.fixture(scope="module")
+def prepared():
+    """A database set up as `make run` sets it up, for servers started with different settings."""
     with tempfile.TemporaryDirectory(prefix="affinity-") as directory:
-        env = {**app_env(directory, free_port()), "WEB_CONCURRENCY": "2"}
-        with serving(env, prepare(env)) as served:
-            workers = wait_for_workers(served.pid, 2)
-            cores = [allowed_cores(pid) for pid in workers]
-            assert all(len(each) == 1 for each in cores), cores
-            assert cores[0] != cores[1]
-
-            # A worker that dies is replaced on the core it left, not on the other worker's.
-            os.kill(workers[0], signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                replaced = [pid for pid in workers_of(served.pid) if pid not in workers]
-                if replaced:
-                    break
-                time.sleep(0.1)
-            assert replaced, "gunicorn did not replace the worker"
-            assert allowed_cores(replaced[0]) == cores[0]
-            assert allowed_cores(workers[1]) == cores[1]
+        env = app_env(directory, free_port())
+        yield env, prepare(env)
 
 
-def test_with_affinity_off_or_more_workers_than_cores_no_worker_is_pinned():
-    for settings in ({"WEB_CONCURRENCY": "2", "WORKER_CPU_AFFINITY": "off"},
-                     {"WEB_CONCURRENCY": str(len(CORES) + 1)}):
-        with tempfile.TemporaryDirectory(prefix="affinity-") as directory:
-            env = {**app_env(directory, free_port()), **settings}
-            with serving(env, prepare(env)) as served:
-                workers = wait_for_workers(served.pid, int(settings["WEB_CONCURRENCY"]))
-                assert all(allowed_cores(pid) == set(CORES) for pid in workers), settings
+@pytest.mark.skipif(len(CORES) < 2, reason="needs two cores")
+def test_each_worker_runs_on_a_core_of_its_own_and_a_restarted_worker_takes_the_free_one(prepared):
+    env, token = prepared
+    with serving({**env, "WEB_CONCURRENCY": "2"}, token) as served:
+        workers = wait_for_workers(served.pid, 2)
+        cores = [allowed_cores(pid) for pid in workers]
+        assert all(len(each) == 1 for each in cores), cores
+        assert cores[0] != cores[1]
+
+        # A worker that dies is replaced on the core it left, not on the other worker's.
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            replaced = [pid for pid in workers_of(served.pid) if pid not in workers]
+            if replaced:
+                break
+            time.sleep(0.1)
+        assert replaced, "gunicorn did not replace the worker"
+        assert allowed_cores(replaced[0]) == cores[0]
+        assert allowed_cores(workers[1]) == cores[1]
+
+
+@pytest.mark.parametrize("settings", [{"WEB_CONCURRENCY": "2", "WORKER_CPU_AFFINITY": "off"},
+                                      {"WEB_CONCURRENCY": str(len(CORES) + 1)}], ids=["off", "more-workers-than-cores"])
+def test_with_affinity_off_or_more_workers_than_cores_no_worker_is_pinned(prepared, settings):
+    env, token = prepared
+    with serving({**env, **settings}, token) as served:
+        workers = wait_for_workers(served.pid, int(settings["WEB_CONCURRENCY"]))
+        assert all(allowed_cores(pid) == set(CORES) for pid in workers)
