@@ -13,7 +13,8 @@ from threading import Lock
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import F, Func, IntegerField, Model, QuerySet, Subquery
+from django.db.models import Func, IntegerField, Model, QuerySet, Subquery
+from django.db.models.expressions import Star
 from django.utils.dateparse import parse_datetime
 
 
@@ -265,7 +266,9 @@ class Pages:
 
         def build(user_id: int, **values) -> QuerySet:
             rows = self.rows(user_model(pk=user_id, is_superuser=superuser, is_active=active), shape=shape, **values)
-            total = rows.order_by().values(**{TOTAL: Func(F("pk"), function="COUNT", output_field=IntegerField())})
+            # COUNT(*), not COUNT of the key (the same number, a key is never null): SQLite counts a table's rows
+            # from its smallest index without reading them, where counting a column reads every row.
+            total = rows.order_by().values(**{TOTAL: Func(Star(), function="COUNT", output_field=IntegerField())})
             return self.values(rows).annotate(**{TOTAL: Subquery(total, output_field=IntegerField())})
 
         samples = {name: f"sample-{name}-7350" for name in filters}
