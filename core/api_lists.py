@@ -107,6 +107,7 @@ class ValuesList:
         self.nested = nested or {}
         self._plan: tuple[list, list[str], dict] | None = None
         self._items: Callable[..., list[dict]] | None = None
+        self._always_plain: bool | None = None
 
     def plan(self) -> tuple[list, list[str], dict]:
         """Each readable field in the serializer's order (a column, a computed value or a related list), and the
@@ -179,6 +180,8 @@ class ValuesList:
         """Whether these items (from `represent()`) hold only text, integers, booleans, None, lists and dicts:
         JSON that orjson writes byte for byte as Python's json module does (floats are where they differ)."""
         steps, _, _ = self.plan()
+        if self.always_plain():
+            return True
         for name, step in steps:
             if type(step) is _Related and step.nested is not None:
                 if not all(step.nested.plain(item[name]) for item in items):
@@ -186,6 +189,16 @@ class ValuesList:
             elif not step.plain and not all(is_plain(item[name]) for item in items):
                 return False
         return True
+
+
+    def always_plain(self) -> bool:
+        """Whether every item is plain JSON whatever the rows: each step says its values always are (a nested
+        list's own steps too), so that a list need not look at its items."""
+        if self._always_plain is None:
+            steps, _, _ = self.plan()
+            self._always_plain = all(step.nested.always_plain() if type(step) is _Related and step.nested is not None
+                                     else step.plain for _, step in steps)
+        return self._always_plain
 
 
 def is_plain(value) -> bool:
@@ -397,13 +410,12 @@ def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alia
         statements.source = lookup  # kept alive with its statements, so that its id names it
         with _RELATED_LOCK:
             statements = _RELATED.setdefault(key, statements)
-    names, rows = statements.fetchall(alias, ids)
+    _, rows = statements.fetchall(alias, ids, as_dicts=step.nested is not None)
     lists: dict[Any, list] = {}
     if step.nested is None:
         for parent, _, slug in rows:
             lists.setdefault(parent, []).append(slug)
         return lists
-    rows = [dict(zip(names, row)) for row in rows]
     _, inner = related_queryset(step, prefetches)
     for row, item in zip(rows, step.nested.represent(rows, inner, alias)):
         lists.setdefault(row[PARENT], []).append(item)
