@@ -191,7 +191,6 @@ class ValuesList:
                 return False
         return True
 
-
     def always_plain(self) -> bool:
         """Whether every item is plain JSON whatever the rows: each step says its values always are (a nested
         list's own steps too), so that a list need not look at its items."""
@@ -284,7 +283,7 @@ def representation(field: serializers.Field) -> Callable[[], Callable[[Any], Any
                 return field.to_representation
 
             # Shown in UTC, a time read in UTC is its own digits and "Z" (what astimezone() and the field's
-            # "+00:00" → "Z" give), for half the work: the common case, a server on UTC reading UTC columns.
+            # "+00:00" → "Z" give), with less work: the common case, a server on UTC reading UTC columns.
             in_utc = zone is dt_timezone.utc or getattr(zone, "key", None) == "UTC"
 
             def represent(value):

@@ -8,10 +8,10 @@ again. A statement written once and a RowReader that knows each column's convert
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
-from functools import partial
-from typing import Any
 from datetime import datetime
+from functools import partial
 from threading import Lock
+from typing import Any
 
 import orjson
 
