@@ -545,7 +545,14 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         "JSON with the serializer's on the same rows, and the OpenAPI schema is unchanged. Masks are remembered "
         "by ciphertext (a new ciphertext on every change of the secrets; other keys are another entry), so a "
         "list decrypts a row once per process. The API's token lookup is one compiled statement, and a request "
-        "naming none of a view's filters skips building the FilterSet.",
+        "naming none of a view's filters skips building the FilterSet. "
+        "Then, for the APIs: a page's total is `COUNT(*)` (SQLite counts a table from its smallest index; "
+        "counting the key read every row, most of a short endpoints list at 10,000); the rows a compiled "
+        "statement fetches are converted by a function written once for it (a dict display a row); JSON columns "
+        "are parsed by orjson where it gives json.loads' very value; a list whose fields are all plain JSON is "
+        "not inspected item by item before orjson writes it; a time read in UTC and shown in UTC is written from "
+        "its digits; and a request without an Accept header (or `*/*`) gets DRF's choice of renderer without "
+        "parsing it.",
         "",
         "```",
         Path(REPO / "bench/lists-profile-before.txt").read_text().strip(),

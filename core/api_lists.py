@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from dataclasses import field as dataclass_field
 from threading import Lock
 from typing import Any
@@ -107,6 +108,7 @@ class ValuesList:
         self.nested = nested or {}
         self._plan: tuple[list, list[str], dict] | None = None
         self._items: Callable[..., list[dict]] | None = None
+        self._always_plain: bool | None = None
 
     def plan(self) -> tuple[list, list[str], dict]:
         """Each readable field in the serializer's order (a column, a computed value or a related list), and the
@@ -179,6 +181,8 @@ class ValuesList:
         """Whether these items (from `represent()`) hold only text, integers, booleans, None, lists and dicts:
         JSON that orjson writes byte for byte as Python's json module does (floats are where they differ)."""
         steps, _, _ = self.plan()
+        if self.always_plain():
+            return True
         for name, step in steps:
             if type(step) is _Related and step.nested is not None:
                 if not all(step.nested.plain(item[name]) for item in items):
@@ -186,6 +190,15 @@ class ValuesList:
             elif not step.plain and not all(is_plain(item[name]) for item in items):
                 return False
         return True
+
+    def always_plain(self) -> bool:
+        """Whether every item is plain JSON whatever the rows: each step says its values always are (a nested
+        list's own steps too), so that a list need not look at its items."""
+        if self._always_plain is None:
+            steps, _, _ = self.plan()
+            self._always_plain = all(step.nested.always_plain() if type(step) is _Related and step.nested is not None
+                                     else step.plain for _, step in steps)
+        return self._always_plain
 
 
 def is_plain(value) -> bool:
@@ -269,8 +282,16 @@ def representation(field: serializers.Field) -> Callable[[], Callable[[Any], Any
             if zone is None:
                 return field.to_representation
 
+            # Shown in UTC, a time read in UTC is its own digits and "Z" (what astimezone() and the field's
+            # "+00:00" → "Z" give), with less work: the common case, a server on UTC reading UTC columns.
+            in_utc = zone is dt_timezone.utc or getattr(zone, "key", None) == "UTC"
+
             def represent(value):
-                if type(value) is not datetime or value.utcoffset() is None:
+                if type(value) is not datetime:
+                    return field.to_representation(value)
+                if in_utc and (value.tzinfo is dt_timezone.utc or value.tzinfo is zone):
+                    return value.replace(tzinfo=None).isoformat() + "Z"
+                if value.utcoffset() is None:
                     return field.to_representation(value)
                 text = value.astimezone(zone).isoformat()
                 return text[:-6] + "Z" if text.endswith("+00:00") else text
@@ -397,13 +418,12 @@ def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alia
         statements.source = lookup  # kept alive with its statements, so that its id names it
         with _RELATED_LOCK:
             statements = _RELATED.setdefault(key, statements)
-    names, rows = statements.fetchall(alias, ids)
+    _, rows = statements.fetchall(alias, ids, as_dicts=step.nested is not None)
     lists: dict[Any, list] = {}
     if step.nested is None:
         for parent, _, slug in rows:
             lists.setdefault(parent, []).append(slug)
         return lists
-    rows = [dict(zip(names, row)) for row in rows]
     _, inner = related_queryset(step, prefetches)
     for row, item in zip(rows, step.nested.represent(rows, inner, alias)):
         lists.setdefault(row[PARENT], []).append(item)

@@ -1,8 +1,9 @@
-"""The API's JSON renderer (REST_FRAMEWORK's DEFAULT_RENDERER_CLASSES): a module of its own, which DRF's views
-import while reading that setting."""
+"""The API's JSON renderer and content negotiation (REST_FRAMEWORK's DEFAULT_RENDERER_CLASSES and
+DEFAULT_CONTENT_NEGOTIATION_CLASS): a module of its own, which DRF's views import while reading those settings."""
 
 import orjson
 from rest_framework import renderers
+from rest_framework.negotiation import DefaultContentNegotiation
 
 
 class JSONRenderer(renderers.JSONRenderer):
@@ -22,3 +23,16 @@ class JSONRenderer(renderers.JSONRenderer):
             except TypeError:  # an integer beyond 64 bits, a lone surrogate: DRF's answer (or error) is the rule
                 pass
         return super().render(data, accepted_media_type, renderer_context)
+
+
+class ContentNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, answered at once for the request almost every client sends: no `?format=` and an
+    Accept header that is absent or `*/*`. DRF then picks the first renderer and its media type as is (no
+    parameters to carry over), without parsing the header and ranking the renderers on every request."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        if (not format_suffix and renderers and ";" not in renderers[0].media_type
+                and request.headers.get("accept", "*/*") == "*/*"
+                and self.settings.URL_FORMAT_OVERRIDE not in request.query_params):
+            return renderers[0], renderers[0].media_type
+        return super().select_renderer(request, renderers, format_suffix)

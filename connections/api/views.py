@@ -3,6 +3,7 @@
 from collections.abc import Mapping
 
 import django_filters
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -100,11 +101,15 @@ def rotation_field(name: str) -> Computed:
     that show it, against one time now for the whole list."""
     def per_list():
         now = timezone.now()
+        # The default maximum age read once a list, not through the settings object for every row.
+        default_max_age_days = settings.KEY_MAX_AGE_DAYS
 
         def value(row: dict):
             rotation = row.get(ROTATION)
             if rotation is None:
-                rotation = row[ROTATION] = key_rotation(*(row[column] for column in ROTATION_COLUMNS), now)
+                rotation = row[ROTATION] = key_rotation(row["auth_method"], row["secrets_updated_at"],
+                                                        row["created_at"],
+                                                        row["key_max_age_days"] or default_max_age_days, now)
             return getattr(rotation, name)
 
         return value

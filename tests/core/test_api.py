@@ -5,8 +5,13 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BrowsableAPIRenderer
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 
 from connections.models import Connection
+from core.renderers import ContentNegotiation, JSONRenderer
 from tests.api_support import api, assert_no_secret, operator, make_user  # noqa: F401 - fixtures
 from tests.conftest import PLANTED_KEY
 
@@ -131,3 +136,40 @@ def test_head_and_options_work_and_leak_nothing(api, make_connection, path):
 def test_a_missing_trailing_slash_is_not_an_error(api):
     assert api.get("/api/v1/connections").status_code == 301
     assert api.post("/api/v1/connections", {}, format="json").status_code == 301
+
+
+ACCEPTS = [None, "*/*", "application/json", "application/json; indent=2", "text/html", "*/*;q=0.8", "application/*",
+           "application/json, */*", "text/html, */*", " */*", "", "nothing/known"]
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+@pytest.mark.parametrize("query", ["", "?format=json", "?format=api", "?format=csv"])
+@pytest.mark.parametrize("renderer_classes", [[JSONRenderer], [JSONRenderer, BrowsableAPIRenderer]],
+                         ids=["json", "json+browsable"])
+def test_the_negotiation_picks_what_drfs_picks(accept, query, renderer_classes):
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    request = Request(APIRequestFactory().get("/api/v1/connections/" + query, **headers))
+
+    def answer(negotiation):
+        try:
+            renderer, media_type = negotiation.select_renderer(request, [kind() for kind in renderer_classes])
+        except Exception as error:  # noqa: BLE001 - the refusal is part of the answer
+            return type(error)
+        return type(renderer), media_type
+
+    assert answer(ContentNegotiation()) == answer(DefaultContentNegotiation())
+
+
+@pytest.mark.parametrize("path", [CONNECTIONS, "/api/v1/endpoints/", CONNECTIONS + "?page_size=2&page=2"])
+def test_a_list_answers_alike_whatever_accept_asks(api, make_connection, path):
+    """No Accept header and `*/*` are answered without parsing the header: the bytes and every header are the
+    ones DRF's negotiation gives for `application/json`."""
+    for name in ("c-1", "c-2", "c-3"):
+        make_connection(name=name)
+    answers = []
+    for accept in (None, "*/*", "application/json", "application/json, */*;q=0.5"):
+        response = api.get(path, **({} if accept is None else {"HTTP_ACCEPT": accept}))
+        assert response.status_code == 200
+        answers.append((response.content, sorted(response.items())))
+    assert all(answer == answers[0] for answer in answers)
+    assert dict(answers[0][1])["Content-Type"] == "application/json"
