@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.http import RFC3986_SUBDELIMS, url_has_allowed_host_and_scheme
+from django.utils.translation import get_language
 
 from .rows import Pages
 
@@ -133,11 +134,26 @@ def count_text() -> Callable[[int], str]:
     return lambda count: str(floatformat(count, "0g"))
 
 
+def page_constants() -> tuple:
+    """What a list's rows render differently by besides their values: the time zone, the language (labels, number
+    grouping), the script prefix and the URLconf (links). Rows remembered across requests are keyed by these."""
+    return timezone.get_current_timezone(), get_language(), get_script_prefix(), get_urlconf()
+
+
+def usage_url(request) -> str | None:
+    """The Usage tab's URL (escaped) that a row's calls link to, for users who may see it."""
+    return escape(reverse("usage:usage")) if request.user.has_perm("usage.view_usagerecord") else None
+
+
 def usage_cells(kind: str, request) -> Callable[[object, str, dict], tuple[str, str]]:
     """For a page: a row's Calls (24 h) and Errors (24 h) cells from its id, escaped name and usage (`calls`,
     `errors`); the calls link to the Usage tab, filtered to the row, for users who may see it."""
+    return usage_cells_of(kind, usage_url(request))
+
+
+def usage_cells_of(kind: str, url: str | None) -> Callable[[object, str, dict], tuple[str, str]]:
+    """`usage_cells()` with the Usage tab's URL (None: no link)."""
     text = count_text()
-    url = escape(reverse("usage:usage")) if request.user.has_perm("usage.view_usagerecord") else None
 
     def cells(pk, name: str, usage: dict) -> tuple[str, str]:
         calls, errors = text(usage.get("calls") or 0), usage.get("errors") or 0
