@@ -32,8 +32,8 @@ from audit.models import AuditEntry
 from core.names import could_name_something
 from core.rows import ForIds, Pages
 from core.ui import (
-    PAGE_SIZE, CompiledPagesMixin, SettingsPageMixin, name_url, name_urls, page_constants, safe_next, time_html,
-    usage_cells_of, usage_url,
+    PAGE_SIZE, CompiledPagesMixin, RememberedPageMixin, SettingsPageMixin, name_url, name_urls, page_constants,
+    safe_next, time_html, usage_cells_of, usage_url,
 )
 from providers import catalogue
 from teams.forms import team_filter_context
@@ -83,7 +83,7 @@ def listed_values(queryset: QuerySet) -> QuerySet:
     )
 
 
-class ConnectionListView(SettingsPageMixin, CompiledPagesMixin, ListView):
+class ConnectionListView(SettingsPageMixin, CompiledPagesMixin, RememberedPageMixin, ListView):
     permission_required = "connections.view_connection"
     template_name = "connections/connection_list.html"
     context_object_name = "connections"

@@ -2,6 +2,7 @@
 and the pieces list pages render their rows with (name URLs, times) without the template engine."""
 
 import re
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
@@ -9,14 +10,18 @@ from html import escape
 from urllib.parse import quote
 
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.contrib.messages import get_messages
 from django.core.paginator import Page
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.template.defaultfilters import floatformat
 from django.http import HttpRequest
+from django.middleware.csrf import get_token
+from django.template.defaultfilters import floatformat
+from django.template.response import TemplateResponse
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.http import RFC3986_SUBDELIMS, url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
 from .rows import Pages
@@ -54,6 +59,80 @@ class CompiledPagesMixin:
                 page = Page(rows, int(number), paginator)
                 return paginator, page, rows, page.has_other_pages()
         return super().paginate_queryset(queryset, page_size)
+
+
+class Uncacheable(Exception):
+    """A context value the page's text cannot be remembered by (not plain data)."""
+
+
+def frozen(value):
+    """A context value as a key: plain data (text, numbers, lists and dicts of them) compared by value."""
+    if value is None or type(value) in (str, int, bool, float):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((key, frozen(item)) for key, item in value.items()))
+    raise Uncacheable(type(value).__name__)
+
+
+# Stand for the rows and the CSRF token in a remembered page: random per process, so no stored text holds them.
+ROWS_MARK, CSRF_MARK = (f"page-mark-{secrets.token_hex(16)}" for _ in range(2))
+
+
+class RememberedPageResponse(TemplateResponse):
+    """A list page whose text around its rows (layout, filters, pagination) is rendered once for what it shows.
+
+    The template is rendered with marks for the rows and the CSRF token and kept under `text_key` (every value
+    the template reads, see `RememberedPageMixin.page_key()`); each response puts in its rows and a freshly masked
+    token. A page with messages to show is rendered in full, as are pages without a key.
+    """
+
+    text_key: tuple | None = None
+    MOST = 256  # pages kept: filters × page numbers × users' names, bounded
+    _texts: dict[tuple, list[str]] = {}
+
+    @property
+    def rendered_content(self) -> str:
+        if self.text_key is None or len(get_messages(self._request)):
+            return super().rendered_content
+        parts = self._texts.get(self.text_key)
+        if parts is None:
+            context = {**self.context_data, "rows": mark_safe(ROWS_MARK), "csrf_token": CSRF_MARK}
+            parts = self.resolve_template(self.template_name).render(context, self._request).split(ROWS_MARK)
+            if len(self._texts) >= self.MOST:
+                self._texts.clear()
+            self._texts[self.text_key] = parts
+        token = get_token(self._request)  # as `{% csrf_token %}` asks for it: the response sets the cookie
+        return self.context_data["rows"].join(part.replace(CSRF_MARK, token) for part in parts)
+
+
+class RememberedPageMixin:
+    """A ListView rendered by RememberedPageResponse: its context is the rows (`rows`, safe HTML), the page
+    (`page_obj`, read for its number and counts), the list's truthiness and plain data (filters, choices); the
+    layout reads the request's path and the user's name. The template reads nothing else (not the view)."""
+
+    response_class = RememberedPageResponse
+    PAGE_CONTEXT = frozenset({"rows", "page_obj", "paginator", "is_paginated", "object_list", "view"})
+
+    def render_to_response(self, context: dict, **kwargs):
+        response = super().render_to_response(context, **kwargs)
+        try:
+            response.text_key = self.page_key(context)
+        except Uncacheable:
+            response.text_key = None
+        return response
+
+    def page_key(self, context: dict) -> tuple:
+        page, user = context.get("page_obj"), self.request.user
+        return (
+            tuple(self.get_template_names()), self.request.path, user.is_authenticated, user.get_username(),
+            *page_constants()[1:],
+            (page.number, page.paginator.num_pages, page.paginator.count) if page is not None else None,
+            bool(context["object_list"]),
+            tuple((name, frozen(value)) for name, value in context.items()
+                  if name not in self.PAGE_CONTEXT and name != self.get_context_object_name(context["object_list"])),
+        )
 
 
 def safe_next(request: HttpRequest) -> str:

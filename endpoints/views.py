@@ -15,7 +15,9 @@ from connections.models import Connection
 from core.limits import limits_line
 from core.names import could_name_something
 from core.rows import ForIds, Pages
-from core.ui import PAGE_SIZE, CompiledPagesMixin, SettingsPageMixin, name_urls, time_html, usage_cells
+from core.ui import (
+    PAGE_SIZE, CompiledPagesMixin, RememberedPageMixin, SettingsPageMixin, name_urls, time_html, usage_cells,
+)
 from teams.forms import team_filter_context
 from teams.models import Team
 from usage.summary import last_day_by
@@ -36,7 +38,7 @@ def listed_values(queryset: QuerySet) -> QuerySet:
     return queryset.values("id", "name", "task", "enabled", "team__name", *Endpoint.limit_fields)
 
 
-class EndpointListView(SettingsPageMixin, CompiledPagesMixin, ListView):
+class EndpointListView(SettingsPageMixin, CompiledPagesMixin, RememberedPageMixin, ListView):
     permission_required = "endpoints.view_endpoint"
     template_name = "endpoints/endpoint_list.html"
     context_object_name = "endpoints"
