@@ -92,6 +92,7 @@ class ConnectionListView(SettingsPageMixin, CompiledPagesMixin, RememberedPageMi
     # however many rows.
     rotation_filters = (Rotation.DUE_SOON, Rotation.OVERDUE)
     pages = Pages(listed, listed_values)
+    model = Connection
 
     def get_queryset(self) -> QuerySet:
         """The page's connections the user may see, filtered as the request asks, as values: `connection_rows()`
@@ -106,7 +107,7 @@ class ConnectionListView(SettingsPageMixin, CompiledPagesMixin, RememberedPageMi
         rotation = self.request.GET.get("rotation", "")
         if rotation in self.rotation_filters:
             self.filters["rotation"] = rotation
-        return listed_values(listed(self.request.user, **self.filters))
+        return self.lazily(lambda: listed_values(listed(self.request.user, **self.filters)))
 
     def compiled_filters(self) -> dict | None:
         # The rotation filter compares with times worked out from now: the ORM builds it.

@@ -13,6 +13,8 @@ from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMix
 from django.contrib.messages import get_messages
 from django.core.paginator import Page
 from django.core.signals import setting_changed
+from django.db import router
+from django.db.models import QuerySet
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
@@ -20,6 +22,7 @@ from django.template.defaultfilters import floatformat
 from django.template.response import TemplateResponse
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 from django.utils.http import RFC3986_SUBDELIMS, url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
@@ -41,17 +44,27 @@ class CompiledPagesMixin:
     statement) when `compiled_filters()` says how; otherwise (and past the last page) by the ORM's paginator."""
 
     pages: Pages
+    model: type  # the listed model: its database is the one `pages` reads
 
     def compiled_filters(self) -> dict | None:
         """The request's filters as `pages` takes them, or None when they cannot be compiled."""
         return None
+
+    @staticmethod
+    def lazily(build: Callable[[], QuerySet]) -> QuerySet:
+        """The view's queryset, built only if the ORM's paginator reads it (a compiled page never does)."""
+        return SimpleLazyObject(build)
+
+    def get_template_names(self) -> list[str]:
+        return [self.template_name]  # not named after the queryset's model: that would build the queryset
 
     def paginate_queryset(self, queryset, page_size):
         number = str(self.kwargs.get(self.page_kwarg) or self.request.GET.get(self.page_kwarg) or 1)
         filters = self.compiled_filters()
         if filters is not None and PAGE_NUMBER.fullmatch(number) and self.get_allow_empty() and (
                 not self.get_paginate_orphans()):
-            found = self.pages.page(self.request.user, int(number), page_size, alias=queryset.db, **filters)
+            found = self.pages.page(self.request.user, int(number), page_size, alias=router.db_for_read(self.model),
+                                    **filters)
             if found is not None:
                 rows, total = found
                 paginator = self.get_paginator((), page_size)

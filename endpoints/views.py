@@ -48,6 +48,7 @@ class EndpointListView(SettingsPageMixin, CompiledPagesMixin, RememberedPageMixi
     # One query for the page of endpoints and their number, one for all their destinations, one for their usage,
     # however many rows.
     pages = Pages(listed, listed_values)
+    model = Endpoint
 
     def get_queryset(self) -> QuerySet:
         """The page's endpoints the user may see, filtered as the request asks, as values: `endpoint_rows()`
@@ -56,7 +57,7 @@ class EndpointListView(SettingsPageMixin, CompiledPagesMixin, RememberedPageMixi
         team = self.request.GET.get("team", "")
         if team and could_name_something(team):
             self.filters["team"] = team
-        return listed_values(listed(self.request.user, **self.filters))
+        return self.lazily(lambda: listed_values(listed(self.request.user, **self.filters)))
 
     def compiled_filters(self) -> dict:
         return self.filters
