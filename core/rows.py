@@ -306,5 +306,9 @@ class ForIds:
             with self._lock:
                 statement = self._statements.setdefault(size, statement)
         padded = [*ids, *[ids[-1]] * (size - len(ids))]
-        rows = statement.fetchall(alias, **values, **{f"id{number}": value for number, value in enumerate(padded)})
+        names = ID_NAMES[:size] if size <= len(ID_NAMES) else [f"id{number}" for number in range(size)]
+        rows = statement.fetchall(alias, **values, **dict(zip(names, padded)))
         return statement.names(alias), rows
+
+
+ID_NAMES = tuple(f"id{number}" for number in range(4096))  # ForIds' parameters, named once
