@@ -211,7 +211,7 @@ class RowPage(NamedTuple):
     crypter: object
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=2048)  # forty pages of rows
 def connection_row(page: RowPage, items: tuple, endpoints: str | None, calls: int | None, errors: int | None,
                    key_age: str) -> tuple[str, str, str]:
     """One row's HTML up to its Test form, the form's escaped URL and the escaped name: a function of its

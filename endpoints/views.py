@@ -111,7 +111,7 @@ def endpoint_rows(rows: list[dict], *, request) -> str:
 NO_USAGE: dict = {}
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=2048)  # forty pages of rows
 def endpoint_row(page: tuple, items: tuple, route: tuple[str, str], calls: int | None, errors: int | None,
                  last_at) -> str:
     """One row's HTML, a function of its arguments alone: `core.ui.page_constants()` and the Usage link (`page`),
