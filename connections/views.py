@@ -5,6 +5,8 @@ registry decide what is valid. Pages never read a secret: they show masks (or `c
 """
 
 import unicodedata
+from functools import lru_cache
+from typing import NamedTuple
 from html import escape  # Django's escape() without its lazy-string wrapper: the same text, a third of the cost
 from urllib.parse import urlencode
 
@@ -12,23 +14,27 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse, reverse_lazy
+from django.urls import get_script_prefix, get_urlconf, reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.views import View
 from django.views.generic import CreateView, DeleteView, ListView, TemplateView, UpdateView
 from django.views.generic.detail import SingleObjectMixin
+from encrypted_model_fields import fields as encrypted_fields
 
 from audit.models import AuditEntry
 from core.names import could_name_something
 from core.rows import ForIds, Pages
-from core.ui import PAGE_SIZE, CompiledPagesMixin, SettingsPageMixin, name_urls, safe_next, time_html, usage_cells
+from core.ui import (
+    PAGE_SIZE, CompiledPagesMixin, RememberedPageMixin, SettingsPageMixin, name_url, name_urls, page_constants,
+    safe_next, time_html, usage_cells_of, usage_url,
+)
 from providers import catalogue
 from teams.forms import team_filter_context
 from usage.summary import last_day_by
@@ -77,7 +83,7 @@ def listed_values(queryset: QuerySet) -> QuerySet:
     )
 
 
-class ConnectionListView(SettingsPageMixin, CompiledPagesMixin, ListView):
+class ConnectionListView(SettingsPageMixin, CompiledPagesMixin, RememberedPageMixin, ListView):
     permission_required = "connections.view_connection"
     template_name = "connections/connection_list.html"
     context_object_name = "connections"
@@ -86,6 +92,7 @@ class ConnectionListView(SettingsPageMixin, CompiledPagesMixin, ListView):
     # however many rows.
     rotation_filters = (Rotation.DUE_SOON, Rotation.OVERDUE)
     pages = Pages(listed, listed_values)
+    model = Connection
 
     def get_queryset(self) -> QuerySet:
         """The page's connections the user may see, filtered as the request asks, as values: `connection_rows()`
@@ -100,7 +107,7 @@ class ConnectionListView(SettingsPageMixin, CompiledPagesMixin, ListView):
         rotation = self.request.GET.get("rotation", "")
         if rotation in self.rotation_filters:
             self.filters["rotation"] = rotation
-        return listed_values(listed(self.request.user, **self.filters))
+        return self.lazily(lambda: listed_values(listed(self.request.user, **self.filters)))
 
     def compiled_filters(self) -> dict | None:
         # The rotation filter compares with times worked out from now: the ORM builds it.
@@ -148,7 +155,8 @@ CONNECTION_ROW = """
         <a href="{edit_url}" aria-label="Edit {name}">Edit</a>
         <a href="{delete_url}" aria-label="Delete {name}" class="danger-link">Delete</a>
         <a href="{history_url}" aria-label="History of {name}">History</a>
-        {test}
+        """
+ROW_END = """
       </td>
     </tr>
     """
@@ -167,49 +175,78 @@ def connection_rows(rows: list[dict], *, request, may_test: bool) -> str:
     """The table body for a page of connections (`ConnectionListView.queryset` rows), as safe HTML.
 
     Through the template engine the 50 rows were most of the page's time: a variable lookup, an escape and
-    an include at a time. Here each value is escaped once and the row is one string format.
+    an include at a time. Here each row is one string format, remembered by what makes it (`connection_row()`):
+    a list shows the same rows again and again. Only the Test form's token and return path are per request.
     """
-    providers = dict(Connection._meta.get_field("provider").flatchoices)
-    environments = dict(Connection._meta.get_field("environment").flatchoices)
     ids = [row["id"] for row in rows]
     endpoints = endpoint_links(ids)
     usage = last_day_by("connection", ids, last_used=False)  # the last use is the connection's own last_used_at
-    cells = usage_cells("connection", request)
-    zone, now = timezone.get_current_timezone(), timezone.now()
-    edit_url, delete_url, history_url, test_url = (name_urls(f"connections:{route}")
-                                                   for route in ("edit", "delete", "history", "test"))
+    page = RowPage(*page_constants(), usage_url(request), encrypted_fields.CRYPTER)
+    zone, now = page.zone, timezone.now()
     csrf_token, next_path = (escape(get_token(request)), escape(request.get_full_path())) if may_test else ("", "")
     html = []
     for row in rows:
-        name = escape(row["name"])
-        decryptable, masks = masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])
-        credentials = escape(credentials_line(masks) if decryptable else UNDECRYPTABLE_LABEL)
-        calls, errors = cells(row["id"], name, usage.get(row["id"], {}))
-        html.append(CONNECTION_ROW.format(
-            name=name,
-            environment=escape(row["environment"]),
-            environment_label=escape(str(environments.get(row["environment"], row["environment"]))),
-            team=escape(row["team__name"]),
-            description=(f'<span class="row-description">{escape(truncated(row["description"], 80))}</span>'
-                         if row["description"] else ""),
-            provider=escape(str(providers.get(row["provider"], row["provider"]))),
-            auth_method=escape(str(catalogue.auth_method_label(row["provider"], row["auth_method"]))),
-            credentials=(f'<code class="mask">{credentials}</code>' if decryptable else
-                         f'<span class="badge badge-danger" title="{UNDECRYPTABLE_TITLE}">{credentials}</span>'),
-            endpoints=endpoints.get(row["id"], '<span class="muted">none</span>'),
-            calls=calls,
-            errors=errors,
-            last_used_at=time_html(row["last_used_at"], zone),
-            secrets_updated_at=time_html(row["secrets_updated_at"], zone),
-            key_age=key_age_html(row, now, zone),
-            created_at=time_html(row["created_at"], zone),
-            edit_url=escape(edit_url(row["name"])),
-            delete_url=escape(delete_url(row["name"])),
-            history_url=escape(history_url(row["name"])),
-            test=TEST_FORM.format(test_url=escape(test_url(row["name"])), csrf_token=csrf_token,
-                                  next=next_path, name=name) if may_test else "",
-        ))
+        used = usage.get(row["id"]) or NO_USAGE
+        head, test_url, name = connection_row(page, tuple(row.items()), endpoints.get(row["id"]), used.get("calls"),
+                                              used.get("errors"), key_age_html(row, now, zone))
+        html.append(head)
+        if may_test:
+            html.append(TEST_FORM.format(test_url=test_url, csrf_token=csrf_token, next=next_path, name=name))
+        html.append(ROW_END)
     return mark_safe("".join(html))
+
+
+NO_USAGE: dict = {}
+
+
+class RowPage(NamedTuple):
+    """What a page's rows depend on besides their own values (`core.ui.page_constants()`, then the Usage link
+    and the keys that decrypt the masks)."""
+
+    zone: object
+    language: str | None
+    script_prefix: str
+    urlconf: str | None
+    usage_url: str | None
+    crypter: object
+
+
+@lru_cache(maxsize=2048)  # forty pages of rows
+def connection_row(page: RowPage, items: tuple, endpoints: str | None, calls: int | None, errors: int | None,
+                   key_age: str) -> tuple[str, str, str]:
+    """One row's HTML up to its Test form, the form's escaped URL and the escaped name: a function of its
+    arguments alone (the row's values as `items`, its endpoints' links, its usage, its key's age)."""
+    row = dict(items)
+    providers = dict(Connection._meta.get_field("provider").flatchoices)
+    environments = dict(Connection._meta.get_field("environment").flatchoices)
+    zone = page.zone
+    name = escape(row["name"])
+    decryptable, masks = masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])
+    credentials = escape(credentials_line(masks) if decryptable else UNDECRYPTABLE_LABEL)
+    calls, errors = usage_cells_of("connection", page.usage_url)(row["id"], name, {"calls": calls, "errors": errors})
+    head = CONNECTION_ROW.format(
+        name=name,
+        environment=escape(row["environment"]),
+        environment_label=escape(str(environments.get(row["environment"], row["environment"]))),
+        team=escape(row["team__name"]),
+        description=(f'<span class="row-description">{escape(truncated(row["description"], 80))}</span>'
+                     if row["description"] else ""),
+        provider=escape(str(providers.get(row["provider"], row["provider"]))),
+        auth_method=escape(str(catalogue.auth_method_label(row["provider"], row["auth_method"]))),
+        credentials=(f'<code class="mask">{credentials}</code>' if decryptable else
+                     f'<span class="badge badge-danger" title="{UNDECRYPTABLE_TITLE}">{credentials}</span>'),
+        endpoints=endpoints if endpoints is not None else '<span class="muted">none</span>',
+        calls=calls,
+        errors=errors,
+        last_used_at=time_html(row["last_used_at"], zone),
+        secrets_updated_at=time_html(row["secrets_updated_at"], zone),
+        key_age=key_age,
+        created_at=time_html(row["created_at"], zone),
+        edit_url=escape(name_url("connections:edit", row["name"])),
+        delete_url=escape(name_url("connections:delete", row["name"])),
+        history_url=escape(name_url("connections:history", row["name"])),
+    )
+    return head, escape(name_url("connections:test", row["name"])), name
 
 
 def truncated(text: str, length: int) -> str:
@@ -235,26 +272,48 @@ def key_age_html(row: dict, now, zone) -> str:
     return f"{age} d old"
 
 
-# The endpoints' destinations (the app above this one) using some connections: connection id, endpoint name
-# and whether it is enabled, each endpoint once a connection, in name order.
-ENDPOINTS_OF = ForIds(lambda ids: Connection.endpoints.through.objects.filter(connection_id__in=ids)
-                      .values_list("connection_id", "endpoint__name", "endpoint__enabled")
-                      .order_by("endpoint__name").distinct())
+def endpoints_of_connections(ids: list[int]) -> QuerySet:
+    """The endpoints' destinations (the app above this one) using some connections: connection id, endpoint name
+    and whether it is enabled, each endpoint once a connection, in name order.
+
+    The endpoint's columns are read by its key for each destination (a subquery each) rather than by a join:
+    PostgreSQL joins by hashing the whole endpoints table, most of the page's database time at 10,000 endpoints.
+    """
+    destination = Connection.endpoints.through
+    endpoints = destination._meta.get_field("endpoint").related_model.objects
+    endpoint = endpoints.filter(pk=OuterRef("endpoint_id")).order_by()
+    return (destination.objects.filter(connection_id__in=ids)
+            .annotate(endpoint_name=Subquery(endpoint.values("name")),
+                      endpoint_enabled=Subquery(endpoint.values("enabled")))
+            .values_list("connection_id", "endpoint_name", "endpoint_enabled")
+            .order_by("endpoint_name").distinct())
+
+
+ENDPOINTS_OF = ForIds(endpoints_of_connections)
 
 
 def endpoint_links(connection_ids: list[int]) -> dict[int, str]:
     """Connection id → its endpoints as links (disabled ones marked), in name order, each endpoint once although
     several of its destinations may use the connection: one query for the page."""
-    links: dict[int, list[str]] = {}
-    edit_url = name_urls("endpoints:edit")
+    endpoints: dict[int, list[tuple[str, bool]]] = {}
     _, rows = ENDPOINTS_OF.fetchall(Connection.objects.db, connection_ids)
     for connection_id, name, enabled in rows:
+        endpoints.setdefault(connection_id, []).append((name, enabled))
+    prefix, urlconf = get_script_prefix(), get_urlconf()
+    return {key: links_html(tuple(items), prefix, urlconf) for key, items in endpoints.items()}
+
+
+@lru_cache(maxsize=4096)
+def links_html(endpoints: tuple[tuple[str, bool], ...], script_prefix: str, urlconf: str | None) -> str:
+    """The links of one connection's endpoints (name, enabled), for the script prefix and URLconf they are under."""
+    edit_url = name_urls("endpoints:edit")
+    links = []
+    for name, enabled in endpoints:
         url = escape(edit_url(name))
-        links.setdefault(connection_id, []).append(
-            f'<a href="{url}">{escape(name)}</a>' if enabled else
-            f'<a href="{url}" class="disabled-endpoint">{escape(name)}</a> <span class="muted">(disabled)</span>')
-    return {key: "".join(f'<span class="endpoint-item">{link},</span> ' for link in items[:-1])
-            + f'<span class="endpoint-item">{items[-1]}</span> ' for key, items in links.items()}
+        links.append(f'<a href="{url}">{escape(name)}</a>' if enabled else
+                     f'<a href="{url}" class="disabled-endpoint">{escape(name)}</a> <span class="muted">(disabled)</span>')
+    return ("".join(f'<span class="endpoint-item">{link},</span> ' for link in links[:-1])
+            + f'<span class="endpoint-item">{links[-1]}</span> ')
 
 
 # Test on the form spends a key, as the list's Test does; on the create form it also needs the right to create.

@@ -379,6 +379,9 @@ class ForIds:
             with self._lock:
                 statement = self._statements.setdefault(size, statement)
         padded = [*ids, *[ids[-1]] * (size - len(ids))]
-        rows = statement.fetchall(alias, as_dicts=as_dicts, **values,
-                                  **{f"id{number}": value for number, value in enumerate(padded)})
+        names = ID_NAMES[:size] if size <= len(ID_NAMES) else [f"id{number}" for number in range(size)]
+        rows = statement.fetchall(alias, as_dicts=as_dicts, **values, **dict(zip(names, padded)))
         return statement.names(alias), rows
+
+
+ID_NAMES = tuple(f"id{number}" for number in range(4096))  # ForIds' parameters, named once

@@ -2,6 +2,7 @@
 and the pieces list pages render their rows with (name URLs, times) without the template engine."""
 
 import re
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
@@ -9,14 +10,22 @@ from html import escape
 from urllib.parse import quote
 
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.contrib.messages import get_messages
 from django.core.paginator import Page
 from django.core.signals import setting_changed
+from django.db import router
+from django.db.models import QuerySet
 from django.dispatch import receiver
-from django.template.defaultfilters import floatformat
 from django.http import HttpRequest
+from django.middleware.csrf import get_token
+from django.template.defaultfilters import floatformat
+from django.template.response import TemplateResponse
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 from django.utils.http import RFC3986_SUBDELIMS, url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
+from django.utils.translation import get_language
 
 from .rows import Pages
 
@@ -35,17 +44,27 @@ class CompiledPagesMixin:
     statement) when `compiled_filters()` says how; otherwise (and past the last page) by the ORM's paginator."""
 
     pages: Pages
+    model: type  # the listed model: its database is the one `pages` reads
 
     def compiled_filters(self) -> dict | None:
         """The request's filters as `pages` takes them, or None when they cannot be compiled."""
         return None
+
+    @staticmethod
+    def lazily(build: Callable[[], QuerySet]) -> QuerySet:
+        """The view's queryset, built only if the ORM's paginator reads it (a compiled page never does)."""
+        return SimpleLazyObject(build)
+
+    def get_template_names(self) -> list[str]:
+        return [self.template_name]  # not named after the queryset's model: that would build the queryset
 
     def paginate_queryset(self, queryset, page_size):
         number = str(self.kwargs.get(self.page_kwarg) or self.request.GET.get(self.page_kwarg) or 1)
         filters = self.compiled_filters()
         if filters is not None and PAGE_NUMBER.fullmatch(number) and self.get_allow_empty() and (
                 not self.get_paginate_orphans()):
-            found = self.pages.page(self.request.user, int(number), page_size, alias=queryset.db, **filters)
+            found = self.pages.page(self.request.user, int(number), page_size, alias=router.db_for_read(self.model),
+                                    **filters)
             if found is not None:
                 rows, total = found
                 paginator = self.get_paginator((), page_size)
@@ -53,6 +72,80 @@ class CompiledPagesMixin:
                 page = Page(rows, int(number), paginator)
                 return paginator, page, rows, page.has_other_pages()
         return super().paginate_queryset(queryset, page_size)
+
+
+class Uncacheable(Exception):
+    """A context value the page's text cannot be remembered by (not plain data)."""
+
+
+def frozen(value):
+    """A context value as a key: plain data (text, numbers, lists and dicts of them) compared by value."""
+    if value is None or type(value) in (str, int, bool, float):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((key, frozen(item)) for key, item in value.items()))
+    raise Uncacheable(type(value).__name__)
+
+
+# Stand for the rows and the CSRF token in a remembered page: random per process, so no stored text holds them.
+ROWS_MARK, CSRF_MARK = (f"page-mark-{secrets.token_hex(16)}" for _ in range(2))
+
+
+class RememberedPageResponse(TemplateResponse):
+    """A list page whose text around its rows (layout, filters, pagination) is rendered once for what it shows.
+
+    The template is rendered with marks for the rows and the CSRF token and kept under `text_key` (every value
+    the template reads, see `RememberedPageMixin.page_key()`); each response puts in its rows and a freshly masked
+    token. A page with messages to show is rendered in full, as are pages without a key.
+    """
+
+    text_key: tuple | None = None
+    MOST = 256  # pages kept: filters × page numbers × users' names, bounded
+    _texts: dict[tuple, list[str]] = {}
+
+    @property
+    def rendered_content(self) -> str:
+        if self.text_key is None or len(get_messages(self._request)):
+            return super().rendered_content
+        parts = self._texts.get(self.text_key)
+        if parts is None:
+            context = {**self.context_data, "rows": mark_safe(ROWS_MARK), "csrf_token": CSRF_MARK}
+            parts = self.resolve_template(self.template_name).render(context, self._request).split(ROWS_MARK)
+            if len(self._texts) >= self.MOST:
+                self._texts.clear()
+            self._texts[self.text_key] = parts
+        token = get_token(self._request)  # as `{% csrf_token %}` asks for it: the response sets the cookie
+        return self.context_data["rows"].join(part.replace(CSRF_MARK, token) for part in parts)
+
+
+class RememberedPageMixin:
+    """A ListView rendered by RememberedPageResponse: its context is the rows (`rows`, safe HTML), the page
+    (`page_obj`, read for its number and counts), the list's truthiness and plain data (filters, choices); the
+    layout reads the request's path and the user's name. The template reads nothing else (not the view)."""
+
+    response_class = RememberedPageResponse
+    PAGE_CONTEXT = frozenset({"rows", "page_obj", "paginator", "is_paginated", "object_list", "view"})
+
+    def render_to_response(self, context: dict, **kwargs):
+        response = super().render_to_response(context, **kwargs)
+        try:
+            response.text_key = self.page_key(context)
+        except Uncacheable:
+            response.text_key = None
+        return response
+
+    def page_key(self, context: dict) -> tuple:
+        page, user = context.get("page_obj"), self.request.user
+        return (
+            tuple(self.get_template_names()), self.request.path, user.is_authenticated, user.get_username(),
+            *page_constants()[1:],
+            (page.number, page.paginator.num_pages, page.paginator.count) if page is not None else None,
+            bool(context["object_list"]),
+            tuple((name, frozen(value)) for name, value in context.items()
+                  if name not in self.PAGE_CONTEXT and name != self.get_context_object_name(context["object_list"])),
+        )
 
 
 def safe_next(request: HttpRequest) -> str:
@@ -133,11 +226,26 @@ def count_text() -> Callable[[int], str]:
     return lambda count: str(floatformat(count, "0g"))
 
 
+def page_constants() -> tuple:
+    """What a list's rows render differently by besides their values: the time zone, the language (labels, number
+    grouping), the script prefix and the URLconf (links). Rows remembered across requests are keyed by these."""
+    return timezone.get_current_timezone(), get_language(), get_script_prefix(), get_urlconf()
+
+
+def usage_url(request) -> str | None:
+    """The Usage tab's URL (escaped) that a row's calls link to, for users who may see it."""
+    return escape(reverse("usage:usage")) if request.user.has_perm("usage.view_usagerecord") else None
+
+
 def usage_cells(kind: str, request) -> Callable[[object, str, dict], tuple[str, str]]:
     """For a page: a row's Calls (24 h) and Errors (24 h) cells from its id, escaped name and usage (`calls`,
     `errors`); the calls link to the Usage tab, filtered to the row, for users who may see it."""
+    return usage_cells_of(kind, usage_url(request))
+
+
+def usage_cells_of(kind: str, url: str | None) -> Callable[[object, str, dict], tuple[str, str]]:
+    """`usage_cells()` with the Usage tab's URL (None: no link)."""
     text = count_text()
-    url = escape(reverse("usage:usage")) if request.user.has_perm("usage.view_usagerecord") else None
 
     def cells(pk, name: str, usage: dict) -> tuple[str, str]:
         calls, errors = text(usage.get("calls") or 0), usage.get("errors") or 0

@@ -1,21 +1,25 @@
 """The Endpoints tab of the settings page: list, create, edit, delete."""
 
+from functools import lru_cache
 from html import escape  # Django's escape() without its lazy-string wrapper: the same text, a third of the cost
 
 from django.contrib import messages
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
-from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.utils.translation import get_language
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
 from connections.models import Connection
 from core.limits import limits_line
 from core.names import could_name_something
 from core.rows import ForIds, Pages
-from core.ui import PAGE_SIZE, CompiledPagesMixin, SettingsPageMixin, name_urls, time_html, usage_cells
+from core.ui import (
+    PAGE_SIZE, CompiledPagesMixin, RememberedPageMixin, SettingsPageMixin, name_url, page_constants, time_html,
+    usage_cells_of, usage_url,
+)
 from teams.forms import team_filter_context
 from teams.models import Team
 from usage.summary import last_day_by
@@ -36,7 +40,7 @@ def listed_values(queryset: QuerySet) -> QuerySet:
     return queryset.values("id", "name", "task", "enabled", "team__name", *Endpoint.limit_fields)
 
 
-class EndpointListView(SettingsPageMixin, CompiledPagesMixin, ListView):
+class EndpointListView(SettingsPageMixin, CompiledPagesMixin, RememberedPageMixin, ListView):
     permission_required = "endpoints.view_endpoint"
     template_name = "endpoints/endpoint_list.html"
     context_object_name = "endpoints"
@@ -44,6 +48,7 @@ class EndpointListView(SettingsPageMixin, CompiledPagesMixin, ListView):
     # One query for the page of endpoints and their number, one for all their destinations, one for their usage,
     # however many rows.
     pages = Pages(listed, listed_values)
+    model = Endpoint
 
     def get_queryset(self) -> QuerySet:
         """The page's endpoints the user may see, filtered as the request asks, as values: `endpoint_rows()`
@@ -52,7 +57,7 @@ class EndpointListView(SettingsPageMixin, CompiledPagesMixin, ListView):
         team = self.request.GET.get("team", "")
         if team and could_name_something(team):
             self.filters["team"] = team
-        return listed_values(listed(self.request.user, **self.filters))
+        return self.lazily(lambda: listed_values(listed(self.request.user, **self.filters)))
 
     def compiled_filters(self) -> dict:
         return self.filters
@@ -89,59 +94,87 @@ def endpoint_rows(rows: list[dict], *, request) -> str:
     """The table body for a page of endpoints (`EndpointListView.get_queryset()` rows), as safe HTML.
 
     Through the template engine the rows' `{% url %}` tags, lookups and escapes were most of the page's time.
+    Each row is one string format, remembered by what makes it (`endpoint_row()`).
     """
-    tasks = dict(Endpoint._meta.get_field("task").flatchoices)
-    edit_url, delete_url = name_urls("endpoints:edit"), name_urls("endpoints:delete")
     ids = [row["id"] for row in rows]
     routes = destination_cells(ids)
     usage = last_day_by("endpoint", ids)
-    cells = usage_cells("endpoint", request)
-    zone = timezone.get_current_timezone()
+    page = (*page_constants(), usage_url(request))
     html = []
     for row in rows:
-        name = escape(row["name"])
-        used = usage.get(row["id"], {})
-        calls, errors = cells(row["id"], name, used)
-        split, models = routes.get(row["id"], ("", ""))
-        html.append(ENDPOINT_ROW.format(
-            name=name,
-            team=escape(row["team__name"]),
-            split=split,
-            models=models,
-            task=escape(str(tasks.get(row["task"], row["task"]))),
-            enabled=ENABLED[bool(row["enabled"])],
-            limits=escape(limits_line(row["requests_per_minute"], row["token_budget"], row["budget_period"])) or "—",
-            calls=calls,
-            errors=errors,
-            last_used_at=time_html(used.get("last_at"), zone),
-            edit_url=escape(edit_url(row["name"])),
-            delete_url=escape(delete_url(row["name"])),
-        ))
+        used = usage.get(row["id"]) or NO_USAGE
+        html.append(endpoint_row(page, tuple(row.items()), routes.get(row["id"], ("", "")), used.get("calls"),
+                                 used.get("errors"), used.get("last_at")))
     return mark_safe("".join(html))
 
 
-# The destinations of some endpoints, in call order, with their connections' names and providers.
-DESTINATIONS_OF = ForIds(lambda ids: Destination.objects.filter(endpoint_id__in=ids).order_by("position", "pk")
-                         .values_list("endpoint_id", "role", "weight", "connection__name", "model",
-                                      "connection__provider"))
+NO_USAGE: dict = {}
+
+
+@lru_cache(maxsize=2048)  # forty pages of rows
+def endpoint_row(page: tuple, items: tuple, route: tuple[str, str], calls: int | None, errors: int | None,
+                 last_at) -> str:
+    """One row's HTML, a function of its arguments alone: `core.ui.page_constants()` and the Usage link (`page`),
+    the row's values (`items`), its split and models, its usage."""
+    zone, usage_link = page[0], page[-1]
+    row = dict(items)
+    tasks = dict(Endpoint._meta.get_field("task").flatchoices)
+    name = escape(row["name"])
+    calls, errors = usage_cells_of("endpoint", usage_link)(row["id"], name, {"calls": calls, "errors": errors})
+    split, models = route
+    return ENDPOINT_ROW.format(
+        name=name,
+        team=escape(row["team__name"]),
+        split=split,
+        models=models,
+        task=escape(str(tasks.get(row["task"], row["task"]))),
+        enabled=ENABLED[bool(row["enabled"])],
+        limits=escape(limits_line(row["requests_per_minute"], row["token_budget"], row["budget_period"])) or "—",
+        calls=calls,
+        errors=errors,
+        last_used_at=time_html(last_at, zone),
+        edit_url=escape(name_url("endpoints:edit", row["name"])),
+        delete_url=escape(name_url("endpoints:delete", row["name"])),
+    )
+
+
+def destinations_of(ids: list[int]) -> QuerySet:
+    """The destinations of some endpoints, in call order, with their connections' names and providers.
+
+    The connection's columns are read by its key for each destination (a subquery each) rather than by a join:
+    PostgreSQL joins by hashing the whole connections table.
+    """
+    connection = Connection.objects.filter(pk=OuterRef("connection_id")).order_by()
+    return (Destination.objects.filter(endpoint_id__in=ids).order_by("position", "pk")
+            .annotate(connection_name=Subquery(connection.values("name")),
+                      connection_provider=Subquery(connection.values("provider")))
+            .values_list("endpoint_id", "role", "weight", "connection_name", "model", "connection_provider"))
+
+
+DESTINATIONS_OF = ForIds(destinations_of)
 
 
 def destination_cells(endpoint_ids: list[int]) -> dict[int, tuple[str, str]]:
     """Endpoint id → its split (`openai-prod 70% · azure-prod 30%, then anthropic-backup`) and its destinations'
     models (each titled with its provider), escaped, in call order: one query for the page."""
-    providers = dict(Connection._meta.get_field("provider").flatchoices)
     routes: dict[int, list[tuple]] = {}
     _, rows = DESTINATIONS_OF.fetchall(Destination.objects.db, endpoint_ids)
     for endpoint_id, *destination in rows:
-        routes.setdefault(endpoint_id, []).append(destination)
-    return {
-        endpoint_id: (
-            escape(split_line([(role, weight, connection) for role, weight, connection, _, _ in destinations])),
-            " ".join(f'<code title="{escape(str(providers.get(provider, provider)))}">{escape(model)}</code>'
-                     for _, _, _, model, provider in destinations),
-        )
-        for endpoint_id, destinations in routes.items()
-    }
+        routes.setdefault(endpoint_id, []).append(tuple(destination))
+    language = get_language()
+    return {endpoint_id: route_cells(tuple(destinations), language) for endpoint_id, destinations in routes.items()}
+
+
+@lru_cache(maxsize=4096)
+def route_cells(destinations: tuple[tuple, ...], language: str | None) -> tuple[str, str]:
+    """One endpoint's split and models from its destinations (role, weight, connection, model, provider), with
+    the providers' labels in `language` (the active one)."""
+    providers = dict(Connection._meta.get_field("provider").flatchoices)
+    return (
+        escape(split_line([(role, weight, connection) for role, weight, connection, _, _ in destinations])),
+        " ".join(f'<code title="{escape(str(providers.get(provider, provider)))}">{escape(model)}</code>'
+                 for _, _, _, model, provider in destinations),
+    )
 
 
 def weight_total(destinations: DestinationFormSet) -> int:

@@ -157,14 +157,14 @@ def with_last_day_of_usage(kind: str, rows, *, last_used: bool = True) -> list:
 
 def reference_page(response, reference: str, name: str, instances) -> str:
     """The page as the reference template renders it from model instances, for the response's page and request."""
-    page_obj = response.context["page_obj"]
+    page_obj = response.context_data["page_obj"]
     objects = list(instances[page_obj.start_index() - 1:page_obj.end_index()])
     # A connection's last use is its own last_used_at; an endpoint's comes from the daily totals.
     objects = with_last_day_of_usage(name[:-1], objects, last_used=name == "endpoints")
     template = engines["django"].from_string((TESTS / reference).read_text())
     context = {"paginator": page_obj.paginator, "page_obj": page_obj, "is_paginated": page_obj.has_other_pages(),
-               "object_list": objects, name: objects, "view": response.context["view"],
-               **{key: response.context[key] for key in FILTER_CONTEXT if key in response.context}}
+               "object_list": objects, name: objects, "view": response.context_data["view"],
+               **{key: response.context_data[key] for key in FILTER_CONTEXT if key in response.context_data}}
     return template.render(context, request=response.wsgi_request)
 
 
@@ -418,7 +418,7 @@ def test_a_page_past_the_last_one_is_not_found_as_before(api, client, django_use
         api = client
     last = api.get(path + "?page=last")
     assert last.status_code == 200
-    number = last.context["page_obj"].number if path.startswith("/settings/") else None
+    number = last.context_data["page_obj"].number if path.startswith("/settings/") else None
     if number is not None:
         assert api.get(f"{path}?page={number}").content.decode().count("<tr>") == last.content.decode().count("<tr>")
     for page in ("999", "0", "-1", "x"):
