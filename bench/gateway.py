@@ -108,18 +108,60 @@ def timed_calls(url: str, headers: dict, count: int, concurrency: int, body: dic
     return latencies, time.perf_counter() - started
 
 
-def alternated_calls(url: str, headers: dict, bodies: tuple[dict, dict], count: int) -> tuple[list[float], list[float]]:
-    """Latencies (ms) of `count` calls of each body from one keep-alive client, the two bodies alternating call by
-    call (ABBA: neither always goes first), so both see the machine as it was at that moment."""
+def server_cpu_ns(pid: int) -> int:
+    """CPU time (ns) of every thread of the server's processes, as the scheduler accounts it
+    (/proc/.../schedstat): exact enough to time one call, where /proc/<pid>/stat counts 10 ms ticks."""
+    total = 0
+    for each in server_pids(pid):
+        for task in Path(f"/proc/{each}/task").glob("*/schedstat"):
+            try:
+                total += int(task.read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # a thread that just ended
+    return total
+
+
+def alternated_calls(url: str, calls: tuple[tuple[dict, dict], tuple[dict, dict]], count: int,
+                     server_pid: int) -> tuple[tuple[list[float], list[float]], tuple[list[float], list[float]]]:
+    """Latencies and server CPU (ms) of `count` calls of each kind (headers, body) from one keep-alive client,
+    the two kinds alternating call by call (ABBA: neither always goes first), so that both see the machine as
+    it was at that moment. A call's CPU is the server's between its request and the next: work a call leaves
+    for later (the usage writer's batches) lands on either kind alike."""
     latencies: tuple[list[float], list[float]] = ([], [])
-    with httpx.Client(headers=headers, timeout=30) as client:
+    cpu: tuple[list[float], list[float]] = ([], [])
+    clients = [httpx.Client(headers=headers, timeout=30) for headers, _ in calls]
+    try:
         for index in range(count):
             for which in ((0, 1) if index % 2 == 0 else (1, 0)):
+                before = server_cpu_ns(server_pid)
                 started = time.perf_counter()
-                response = client.post(url, json=bodies[which])
+                response = clients[which].post(url, json=calls[which][1])
                 latencies[which].append((time.perf_counter() - started) * 1000)
+                cpu[which].append((server_cpu_ns(server_pid) - before) / 1e6)
                 assert response.status_code == 200, response.text
-    return latencies
+    finally:
+        for client in clients:
+            client.close()
+    return latencies, cpu
+
+
+def alternated_difference(label: str, template: str, latencies: tuple[list[float], list[float]],
+                          cpu: tuple[list[float], list[float]]) -> str:
+    """The second kind's p50 latency and median CPU over the first's (`template` words them from `latency` and
+    `server`), and the same in each quarter of the calls."""
+    quarter = len(latencies[0]) // 4
+
+    def differences(values: tuple[list[float], list[float]]) -> tuple[float, list[float]]:
+        whole = statistics.median(values[1]) - statistics.median(values[0])
+        return whole, [statistics.median(values[1][i * quarter:(i + 1) * quarter])
+                       - statistics.median(values[0][i * quarter:(i + 1) * quarter]) for i in range(4)]
+
+    (latency, latency_quarters), (server, server_quarters) = differences(latencies), differences(cpu)
+    return (f"  {label} p50 {statistics.median(latencies[1]):7.2f} ms: "
+            + template.format(latency=f"{latency:+.3f}", server=f"{server:+.3f}")
+            + f" (medians; {len(latencies[1])} calls of each, "
+            f"alternated one by one; each quarter of them {min(latency_quarters):+.3f} to "
+            f"{max(latency_quarters):+.3f} ms and {min(server_quarters):+.3f} to {max(server_quarters):+.3f} ms of CPU)")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -213,19 +255,24 @@ def main() -> None:
                     # Each round's split and one-destination calls ran back to back: the median of the rounds'
                     # differences is steadier than the difference of the pooled medians.
                     if concurrency == 1:
-                        # A split's extra cost is tens of microseconds: far below how much a round's p50 drifts
-                        # from the next one's on a shared machine. Alternated call by call, both sets see the
-                        # same drift, which the difference of their medians then cancels.
-                        one, three = alternated_calls(gateway[0], gateway[1], (CHAT, split_body), options.requests)
-                        quarter = len(one) // 4
-                        quarters = [percentile(three[i * quarter:(i + 1) * quarter], 50)
-                                    - percentile(one[i * quarter:(i + 1) * quarter], 50) for i in range(4)]
-                        print(f"  three-destination split p50 {percentile(three, 50):7.2f} ms: "
-                              f"{percentile(three, 50) - percentile(one, 50):+.3f} ms over one destination "
-                              f"({len(three)} calls of each alternated one by one with one-destination calls; "
-                              f"each quarter of them {min(quarters):+.3f} to {max(quarters):+.3f}; "
-                              f"the rounds above: median of their differences {statistics.median(round_splits):+.3f}, "
-                              f"{min(round_splits):+.3f} to {max(round_splits):+.3f})")
+                        # A split's or the limits' extra cost is tens of microseconds: far below how much a
+                        # round's p50 drifts from the next one's on a shared machine. Alternated call by call,
+                        # both kinds see the same drift, which the difference of their medians then cancels.
+                        print(f"  the rounds' medians of differences: split {statistics.median(round_splits):+.3f} ms "
+                              f"({min(round_splits):+.3f} to {max(round_splits):+.3f})")
+                        split_calls = alternated_calls(gateway[0], ((gateway[1], CHAT), (gateway[1], split_body)),
+                                                       options.requests, served.pid)
+                        print(alternated_difference(
+                            "three-destination split",
+                            "{latency} ms over one destination, {server} ms of server CPU a call", *split_calls))
+                        if "limited" in paths:
+                            limited_calls = alternated_calls(
+                                gateway[0], ((gateway[1], CHAT), (paths["limited"][1], CHAT)), options.requests,
+                                served.pid)
+                            print(alternated_difference(
+                                "limits (a rate and a budget, counted on every call)",
+                                "{latency} ms and {server} ms of server CPU a call over the same calls unlimited",
+                                *limited_calls))
                     else:
                         print(f"  three-destination split p50 {percentile(sp, 50):7.2f} ms: "
                               f"{statistics.median(round_splits):+.3f} ms over one destination (median of "
@@ -233,7 +280,7 @@ def main() -> None:
                               f"{max(round_splits):+.3f})")
                     if "limited" in results:
                         limited_latencies = results["limited"][0]
-                        print(f"  limits (a rate and a budget, counted on every call) p50 "
+                        print(f"  in the rounds, limits p50 "
                               f"{percentile(limited_latencies, 50):7.2f} ms: "
                               f"{percentile(limited_latencies, 50) - percentile(g, 50):+.3f} ms and "
                               f"{(cpu['limited'] / len(limited_latencies) - cpu['gateway'] / len(g)) * 1000:+.3f} ms "

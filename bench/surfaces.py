@@ -448,7 +448,8 @@ def gateway_verdicts(quick: str, delayed: str) -> list[str]:
     limits = re.search(r"concurrency 1:.*?limits .*?([+-][\d.]+) ms and ([+-][\d.]+) ms of server CPU", quick, re.S)
     if limits:
         cost = max(float(limits.group(1)), float(limits.group(2)))
-        lines.append(f"- limits (a rate and a budget counted on every call, SQLite): {float(limits.group(1)):+.3f} ms "
+        lines.append(f"- limits (a rate and a budget counted on every call, SQLite; one client, alternated call by "
+                     f"call with unlimited calls): {float(limits.group(1)):+.3f} ms "
                      f"p50 and {float(limits.group(2)):+.3f} ms of CPU a call (target ≤ 0.2 ms): "
                      f"{'met' if cost <= 0.2 else '**missed**'}")
     return lines
