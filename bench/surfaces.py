@@ -442,7 +442,8 @@ def gateway_verdicts(quick: str, delayed: str) -> list[str]:
                  f"{'met' if ratio >= 0.9 else '**missed**'}")
     split = re.search(r"concurrency 1:.*?three-destination split.*?([+-][\d.]+) ms over one destination", quick, re.S)
     if split:
-        lines.append(f"- a three-destination split over one destination, p50 (one client, the two alternated call by call): "
+        lines.append(f"- a three-destination split over one destination, p50 (one client, the two alternated call by "
+                     f"call): "
                      f"{float(split.group(1)):+.3f} ms "
                      f"(target ≤ 0.1 ms): {'met' if float(split.group(1)) <= 0.1 else '**missed**'}")
     limits = re.search(r"concurrency 1:.*?limits .*?([+-][\d.]+) ms and ([+-][\d.]+) ms of server CPU", quick, re.S)

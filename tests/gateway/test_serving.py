@@ -348,12 +348,14 @@ class EndlessProvider:
         while b"\r\n\r\n" not in received:
             received += connection.recv(65536)
         head, _, body = received.partition(b"\r\n\r\n")
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
         while len(body) < length:
             body += connection.recv(65536)
         frame = b"%x\r\n%s\r\n" % (len(self.EVENT), self.EVENT)
         try:
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               b"Transfer-Encoding: chunked\r\n\r\n")
             while True:
                 connection.sendall(frame)
                 threading.Event().wait(0.05)
