@@ -33,7 +33,7 @@ from core.names import could_name_something
 from core.rows import ForIds, Pages
 from core.ui import (
     PAGE_SIZE, CompiledPagesMixin, RememberedPageMixin, SettingsPageMixin, name_url, name_urls, page_constants,
-    safe_next, time_html, usage_cells_of, usage_url,
+    safe_next, time_html, usage_cells, usage_url,
 )
 from providers import catalogue
 from teams.forms import team_filter_context
@@ -223,7 +223,7 @@ def connection_row(page: RowPage, items: tuple, endpoints: str | None, calls: in
     name = escape(row["name"])
     decryptable, masks = masks_of_stored(row["stored_secrets"], row["provider"], row["auth_method"])
     credentials = escape(credentials_line(masks) if decryptable else UNDECRYPTABLE_LABEL)
-    calls, errors = usage_cells_of("connection", page.usage_url)(row["id"], name, {"calls": calls, "errors": errors})
+    calls, errors = usage_cells("connection", page.usage_url)(row["id"], name, {"calls": calls, "errors": errors})
     head = CONNECTION_ROW.format(
         name=name,
         environment=escape(row["environment"]),

@@ -237,14 +237,9 @@ def usage_url(request) -> str | None:
     return escape(reverse("usage:usage")) if request.user.has_perm("usage.view_usagerecord") else None
 
 
-def usage_cells(kind: str, request) -> Callable[[object, str, dict], tuple[str, str]]:
+def usage_cells(kind: str, url: str | None) -> Callable[[object, str, dict], tuple[str, str]]:
     """For a page: a row's Calls (24 h) and Errors (24 h) cells from its id, escaped name and usage (`calls`,
-    `errors`); the calls link to the Usage tab, filtered to the row, for users who may see it."""
-    return usage_cells_of(kind, usage_url(request))
-
-
-def usage_cells_of(kind: str, url: str | None) -> Callable[[object, str, dict], tuple[str, str]]:
-    """`usage_cells()` with the Usage tab's URL (None: no link)."""
+    `errors`); the calls link to the Usage tab at `url` (`usage_url()`), filtered to the row (None: no link)."""
     text = count_text()
 
     def cells(pk, name: str, usage: dict) -> tuple[str, str]:

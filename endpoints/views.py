@@ -18,7 +18,7 @@ from core.names import could_name_something
 from core.rows import ForIds, Pages
 from core.ui import (
     PAGE_SIZE, CompiledPagesMixin, RememberedPageMixin, SettingsPageMixin, name_url, page_constants, time_html,
-    usage_cells_of, usage_url,
+    usage_cells, usage_url,
 )
 from teams.forms import team_filter_context
 from teams.models import Team
@@ -120,7 +120,7 @@ def endpoint_row(page: tuple, items: tuple, route: tuple[str, str], calls: int |
     row = dict(items)
     tasks = dict(Endpoint._meta.get_field("task").flatchoices)
     name = escape(row["name"])
-    calls, errors = usage_cells_of("endpoint", usage_link)(row["id"], name, {"calls": calls, "errors": errors})
+    calls, errors = usage_cells("endpoint", usage_link)(row["id"], name, {"calls": calls, "errors": errors})
     split, models = route
     return ENDPOINT_ROW.format(
         name=name,
