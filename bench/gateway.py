@@ -27,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.*` (and not the `gateway` app's name)
 
-from bench.served import app_env, manage, prepare, server_pids, serving, wait_for  # noqa: E402
+from bench.served import app_env, manage, prepare, server_pids, serving, wait_for, wait_until_quiet  # noqa: E402
 
 STUB_KEY = "sk-bench-0123456789abcdefghijklmnop"
 CHAT = {"model": "bench-chat", "messages": [{"role": "user", "content": "Hi"}]}
@@ -222,6 +222,7 @@ def main() -> None:
                       f"{options.rounds} interleaved rounds, {os.cpu_count()} cores"
                       + (", and calls counted against a rate and a token budget" if options.limits else ""))
                 for concurrency in (1, options.concurrency):
+                    quiet = wait_until_quiet()
                     results = {name: ([], 0.0) for name in paths}
                     cpu = dict.fromkeys(paths, 0.0)
                     share = options.requests // options.rounds
@@ -243,7 +244,7 @@ def main() -> None:
                             round_limits.append(round_p50["limited"] - round_p50["gateway"])
                             round_limits_cpu.append((round_cpu["limited"] - round_cpu["gateway"]) * 1000 / share)
                     (d, d_wall), (g, g_wall), (sp, _) = results["direct"], results["gateway"], results["split"]
-                    print(f"\nconcurrency {concurrency}:")
+                    print(f"\nconcurrency {concurrency}: (before it, {quiet})")
                     for name, values, wall in (("direct ", d, d_wall), ("gateway", g, g_wall)):
                         print(f"  {name}  p50 {percentile(values, 50):7.2f} ms  p99 {percentile(values, 99):7.2f} ms"
                               f"  {len(values) / wall:8.0f} req/s")

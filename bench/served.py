@@ -142,6 +142,32 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def machine_busy() -> tuple[int, int]:
+    """Busy and total jiffies of the whole machine (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+QUIET_SHARE = 0.10  # busy share of one core under which the machine counts as quiet
+QUIET_WAIT_SECONDS = 120
+
+
+def wait_until_quiet() -> str:
+    """Wait (up to QUIET_WAIT_SECONDS) until the machine has been quiet for two seconds in a row, so that work
+    left by an earlier run (PostgreSQL's autovacuum after seeding, a server's last requests) is not timed as
+    ours; says how long that took and what it saw."""
+    cores, started, quiet, share = os.cpu_count() or 1, time.monotonic(), 0, 0.0
+    while quiet < 2 and time.monotonic() - started < QUIET_WAIT_SECONDS:
+        busy_before, total_before = machine_busy()
+        time.sleep(1)
+        busy_after, total_after = machine_busy()
+        share = cores * (busy_after - busy_before) / max(1, total_after - total_before)
+        quiet = quiet + 1 if share < QUIET_SHARE else 0
+    state = "quiet" if quiet >= 2 else "still busy"
+    return f"machine {state} after {time.monotonic() - started:.0f} s ({100 * share:.0f}% of a core busy)"
+
+
 def logged_in_client(url: str) -> httpx.Client:
     """A browser-like session: logged in through the real login page, CSRF cookie and token in hand."""
     client = httpx.Client(base_url=url, timeout=30)

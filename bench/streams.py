@@ -52,7 +52,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.*` (and not the `gateway` app's name)
 
 from bench.gateway import STUB_KEY, cpu_seconds, free_port  # noqa: E402
-from bench.served import app_env, load_average, logged_in_client, prepare, server_pids, serving, wait_for  # noqa: E402
+from bench.served import (  # noqa: E402
+    app_env, load_average, logged_in_client, machine_busy, prepare, server_pids, serving, wait_for,
+)
 
 ENDPOINT = "bench-stream"
 LIST_PAGE = "/settings/connections/"
@@ -306,13 +308,6 @@ def proc_stat(pid: int) -> tuple[float, int, int]:
         return 0.0, 0, 0
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024, int(fields[17])
-
-
-def machine_busy() -> tuple[int, int]:
-    """Busy and total jiffies of the whole machine (/proc/stat)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
 
 
 def established_inodes(port: int) -> set[str]:

@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.*` and
 
 from bench.gateway import cpu_seconds, free_port, percentile  # noqa: E402
 from bench import streams  # noqa: E402
-from bench.served import CSRF, REPO, app_env, load_average, logged_in_client, prepare, serving  # noqa: E402
+from bench.served import (  # noqa: E402
+    CSRF, REPO, app_env, load_average, logged_in_client, prepare, serving, wait_until_quiet,
+)
 
 DEFAULT_SIZES = "200x1000,500x2500,1000x5000,2000x10000"
 READS = ("connections page", "endpoints page", "API connections", "API connections 500", "API endpoints",
@@ -88,6 +90,7 @@ def measure(database_url: str | None, sizes: list[tuple[int, int]], reads: int, 
                 seconds = seed(connections, endpoints)
                 figures = {"connections": connections, "endpoints": endpoints, "seed_seconds": seconds,
                            "queries": count_queries(token, connections), "surfaces": {}}
+                print(f"  {database.vendor} {connections}x{endpoints}: seeded; {wait_until_quiet()}", file=sys.stderr)
                 figures["surfaces"] = time_surfaces(served.pid, page_client, api_client, (connections, endpoints), reads,
                                                     writes, rounds)
                 results["sizes"].append(figures)
@@ -192,6 +195,8 @@ def database_version(database) -> str:
 
 def seed(connections: int, endpoints: int) -> float:
     """Grow the database to `connections` connections (names c-NNNNN) and `endpoints` endpoints (e-NNNNNN)."""
+    from django.db import connection as database
+
     from connections.models import Connection
     from endpoints.models import Destination, Endpoint
     from teams.models import Team
@@ -222,6 +227,11 @@ def seed(connections: int, endpoints: int) -> float:
          for number, endpoint in enumerate(created, start=have)),
         batch_size=2000,
     )
+    if database.vendor == "postgresql":
+        # What autovacuum does shortly after a bulk load, done now rather than in the middle of the timed
+        # requests: a database in service has current statistics and visibility maps.
+        with database.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
     return time.monotonic() - started
 
 
