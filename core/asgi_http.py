@@ -19,6 +19,8 @@ from csp.utils import build_policy
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from .stalls import StallWatch
+
 Scope = dict
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
@@ -191,7 +193,8 @@ async def send_stream(
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(None) as deadline:
-        writes = StalledWrites(loop, write_timeout, deadline)
+        # A write that waits `write_timeout` for the client ends the relay (the deadline raises TimeoutError).
+        writes = StallWatch(loop, write_timeout, lambda: deadline.reschedule(loop.time()))
         try:
             async for chunk in events:
                 writes.since = loop.time()
@@ -200,35 +203,6 @@ async def send_stream(
         finally:
             writes.stop()
     await send({"type": "http.response.body", "body": b""})
-
-
-class StalledWrites:
-    """Ends a relay (its `deadline` expires: TimeoutError) once one write has waited `seconds` for the client.
-
-    One timer a stream, which looks at the write in progress when it fires, instead of a timer armed and
-    cancelled around every write (a timer per chunk, as wait_for makes, or a deadline rescheduled twice a
-    chunk, was a good part of relaying one). A write that began at `since` is stopped at `since + seconds`:
-    the timer, armed `seconds` after a moment no write was waiting, never fires later than that.
-    """
-
-    __slots__ = ("loop", "seconds", "deadline", "since", "timer")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float, deadline: asyncio.Timeout):
-        self.loop, self.seconds, self.deadline = loop, seconds, deadline
-        self.since: float | None = None  # when the write in progress began; None between writes
-        self.timer = loop.call_later(seconds, self.look)
-
-    def look(self) -> None:
-        now = self.loop.time()
-        if self.since is None:
-            self.timer = self.loop.call_at(now + self.seconds, self.look)
-        elif now - self.since >= self.seconds:
-            self.deadline.reschedule(now)
-        else:
-            self.timer = self.loop.call_at(self.since + self.seconds, self.look)
-
-    def stop(self) -> None:
-        self.timer.cancel()
 
 
 async def wait_for_disconnect(receive: Receive) -> None:

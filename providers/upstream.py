@@ -39,6 +39,8 @@ from django.conf import settings
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from core.stalls import StallWatch
+
 from .addresses import address_allowed, parse_ip
 
 logger = logging.getLogger(__name__)
@@ -267,10 +269,34 @@ class UpstreamResponse:
         return self.content
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """The body's bytes as they arrive (however the network cut them)."""
-        async for data in self.raw.content.iter_any():
-            if data:
+        """The body's bytes as they arrive (however the network cut them).
+
+        A read that waits GATEWAY_TIMEOUT for the provider fails as aiohttp's `sock_read` timeout fails it
+        (SocketTimeoutError), watched by one timer for the whole body (core.stalls) instead of the timer
+        aiohttp re-arms on every packet received: a stream is read for minutes, a packet at a time.
+        """
+        content, connection = self.raw.content, self.raw.connection
+        if connection is None or connection.protocol is None:  # the body is all here already
+            while data := await content.readany():
                 yield data
+            return
+        # aiohttp's timer off (start_timeout() with no timeout cancels the one armed); the next request on
+        # this connection sets its own.
+        connection.protocol.read_timeout = None
+        connection.protocol.start_timeout()
+        loop = asyncio.get_running_loop()
+        reads = StallWatch(loop, settings.GATEWAY_TIMEOUT, lambda: content.set_exception(
+            aiohttp.SocketTimeoutError("Timeout on reading data from socket")))
+        try:
+            while True:
+                reads.since = loop.time()
+                data = await content.readany()
+                reads.since = None
+                if not data:
+                    return
+                yield data
+        finally:
+            reads.stop()
 
     async def iter_lines(self) -> AsyncIterator[str]:
         """The body's lines as they arrive, without their line ends (`\\n`, `\\r\\n` or `\\r`)."""

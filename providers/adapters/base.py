@@ -28,6 +28,9 @@ DONE_EVENT = b"data: [DONE]\n\n"
 ENDS_WITH_DONE = re.compile(rb"data:\s?\[DONE\]\s*$")
 # What each line of an event stream may start with (the SSE fields, a comment, or nothing).
 SSE_LINE = re.compile(rb"(?:data|event|id|retry)(?::|\r?$)|:|\r?$")
+# Whole lines each of which SSE_LINE matches, in one pass: a field with its value, a bare field name, a
+# comment, or a blank line, each ended by "\n".
+SSE_LINES = re.compile(rb"(?:(?:(?:data|event|id|retry)(?::[^\n]*|\r?)|:[^\n]*|\r?)\n)*")
 STREAM_TYPES = ("text/event-stream",)
 
 
@@ -262,7 +265,7 @@ def redact_answer(account: Account, body: bytes) -> bytes:
 
 def event_stream_prefix(lines: bytes) -> int:
     """How many bytes of these whole lines are ones an event stream may hold (a field, a comment, a blank line)."""
-    if all(SSE_LINE.match(line) for line in lines.split(b"\n")[:-1]):
+    if SSE_LINES.fullmatch(lines):
         return len(lines)  # the usual case, checked in one pass
     good = 0
     for line in lines.split(b"\n")[:-1]:
