@@ -4,8 +4,8 @@ Starts a stub upstream (its own process: asyncio, one timer for every open strea
 streaming chat completions with --chunks `data: {chat.completion.chunk}` events spread over
 --stream-seconds (the first at once, then one every stream-seconds/chunks), then `data: [DONE]`; and the
 app served as `make run` serves it (bench/served.py: gunicorn, a throwaway SQLite or --database-url, or
---server-command to compare servers). For each level of --concurrency, a load client (aiohttp, its own
-process) runs that many clients, each starting its next stream as soon as one ends (first starts spread
+--server-command to compare servers). For each level of --concurrency, a load client (its own process, reading
+HTTP by hand so that it takes little of the cores it shares with the server) runs that many clients, each starting its next stream as soon as one ends (first starts spread
 over one stream's length), for --seconds directly against the stub, then through
 `POST /gateway/v1/chat/completions` (`"stream": true`, Bearer token, an endpoint created through the API).
 
@@ -233,64 +233,209 @@ def stub_counts(url: str) -> dict[str, int]:
 STARTED, FIRST, ENDED, CHUNKS, OUTCOME = range(5)
 
 
+class Answer:
+    """One stream's answer as the load client reads it: the HTTP/1.1 framing undone by hand, the events counted."""
+
+    __slots__ = ("record", "done", "status", "keep_alive", "chunked", "remaining", "events", "straddle", "tail",
+                 "error")
+
+    def __init__(self, record: list, done: asyncio.Future):
+        self.record, self.done = record, done
+        self.status, self.keep_alive, self.chunked, self.remaining = 0, True, False, 0
+        self.events, self.straddle, self.tail, self.error = 0, False, b"", False
+
+    def head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        self.status = int(lines[0].split(b" ", 2)[1])
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == b"transfer-encoding" and value == b"chunked":
+                self.chunked = True
+            elif name == b"content-length":
+                self.remaining = int(value)
+            elif name == b"connection" and value == b"close":
+                self.keep_alive = False
+
+    def payload(self, data: bytes) -> None:
+        record = self.record
+        if record[FIRST] is None:
+            record[FIRST] = time.monotonic()
+        self.events += data.count(b"\n\n") + (self.straddle and data[:1] == b"\n")
+        self.straddle = data.endswith(b"\n") and not data.endswith(b"\n\n")
+        self.tail = (self.tail + data)[-32:]
+        self.error = self.error or b'{"error"' in data
+
+    def outcome(self, chunks: int) -> str:
+        if self.status != 200:
+            return f"status {self.status}"
+        done = self.tail.endswith(DONE_EVENT)
+        self.record[CHUNKS] = self.events - done
+        if self.error:
+            return "error event"
+        return "fewer chunks" if not done or self.record[CHUNKS] < chunks else "ok"
+
+
+class LoadConnection(asyncio.Protocol):
+    """One keep-alive connection of the load client, read without an HTTP library: the load generator shares
+    the machine's cores with the server it measures, so it should take as little of them as it can.
+
+    Reads `Content-Length` and chunked answers (what the stub and the gateway send); `last` is when bytes last
+    came, for the client's read timeout.
+    """
+
+    def __init__(self):
+        self.transport: asyncio.Transport | None = None
+        self.answer: Answer | None = None
+        self.buffer = b""
+        self.in_body = False
+        self.last = time.monotonic()
+        self.lost = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self.lost = True
+        if self.answer is not None and not self.answer.done.done():
+            self.answer.done.set_exception(ConnectionResetError("the server closed the connection"))
+
+    def request(self, data: bytes, answer: Answer) -> None:
+        self.answer, self.buffer, self.in_body, self.last = answer, b"", False, time.monotonic()
+        self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        self.last = time.monotonic()
+        answer = self.answer
+        if answer is None:
+            return
+        data = self.buffer + data if self.buffer else data
+        self.buffer = b""
+        if not self.in_body:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = data
+                return
+            answer.head(data[:end])
+            self.in_body, data = True, data[end + 4:]
+        if answer.chunked:
+            self.chunks(answer, data)
+        else:
+            take = data[:answer.remaining]
+            if take:
+                answer.payload(take)
+            answer.remaining -= len(take)
+            if answer.remaining <= 0:
+                self.finish(answer)
+
+    def chunks(self, answer: Answer, data: bytes) -> None:
+        """Chunked framing: `remaining` > 0 is data left of a chunk, -1 the CRLF after one, -2 the last CRLF."""
+        position = 0
+        while position < len(data):
+            if answer.remaining > 0:
+                piece = data[position:position + answer.remaining]
+                answer.payload(piece)
+                position += len(piece)
+                answer.remaining -= len(piece)
+                if answer.remaining == 0:
+                    answer.remaining = -1
+                continue
+            line_end = data.find(b"\r\n", position)
+            if line_end < 0:
+                self.buffer = data[position:]
+                return
+            if answer.remaining == -1:  # the CRLF that ends a chunk's data
+                answer.remaining, position = 0, line_end + 2
+            elif answer.remaining == -2:  # the CRLF after the last chunk (no trailers)
+                self.finish(answer)
+                return
+            else:
+                size = int(data[position:line_end].split(b";", 1)[0], 16)
+                answer.remaining, position = (size if size else -2), line_end + 2
+
+    def finish(self, answer: Answer) -> None:
+        self.answer = None
+        if not answer.keep_alive:
+            self.transport.close()
+        if not answer.done.done():
+            answer.done.set_result(None)
+
+
 def run_load(pipe, url: str, headers: dict[str, str], body: bytes, concurrency: int, seconds: float,
              stream_seconds: float, chunks: int, timeout: float) -> None:
-    """C clients, each starting its next stream when one ends, for `seconds`; sends (t0, records) down `pipe`."""
-    use_uvloop()
-    import aiohttp
+    """C clients, each starting its next stream when one ends, for `seconds`; sends (t0, records) down `pipe`.
 
-    async def one(session: "aiohttp.ClientSession", record: list) -> None:
+    Each client keeps one connection open for its streams (a new one when the server closed it)."""
+    use_uvloop()
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 80
+    request = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(body)}\r\n"
+               + "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n").encode() + body
+
+    async def one(loop, connections: list, index: int, record: list) -> LoadConnection | None:
+        connection = connections[index]
         try:
-            async with session.post(url, data=body, headers=headers) as response:
-                if response.status != 200:
-                    await response.read()
-                    record[OUTCOME] = f"status {response.status}"
-                    return
-                events, straddle, tail, error = 0, False, b"", False
-                async for data in response.content.iter_any():
-                    if record[FIRST] is None:
-                        record[FIRST] = time.monotonic()
-                    events += data.count(b"\n\n") + (straddle and data[:1] == b"\n")
-                    straddle = data.endswith(b"\n") and not data.endswith(b"\n\n")
-                    tail = (tail + data)[-32:]
-                    error = error or b'{"error"' in data
-            done = tail.endswith(DONE_EVENT)
-            record[CHUNKS] = events - done
-            if error:
-                record[OUTCOME] = "error event"
-            elif not done or record[CHUNKS] < chunks:
-                record[OUTCOME] = "fewer chunks"
-            else:
-                record[OUTCOME] = "ok"
-        except asyncio.TimeoutError:
-            record[OUTCOME] = "timeout"
-        except aiohttp.ClientConnectorError:
-            record[OUTCOME] = "connect error"
-        except (aiohttp.ClientError, ConnectionError) as error:
-            record[OUTCOME] = f"broke off ({type(error).__name__})"
+            if connection is None or connection.lost:
+                try:
+                    _, connection = await asyncio.wait_for(loop.create_connection(LoadConnection, host, port), 10)
+                except (OSError, asyncio.TimeoutError):
+                    record[OUTCOME] = "connect error"
+                    return None
+                connections[index] = connection
+            answer = Answer(record, loop.create_future())
+            connection.request(request, answer)
+            try:
+                await answer.done
+            except ConnectionError as error:
+                record[OUTCOME] = f"broke off ({type(error).__name__})"
+                return None
+            except asyncio.TimeoutError:
+                record[OUTCOME] = "timeout"
+                return None
+            record[OUTCOME] = answer.outcome(chunks)
+            return None if connection.lost else connection
+        except asyncio.CancelledError:
+            if connection is not None:
+                connection.transport.close()
+            raise
         finally:
             record[ENDED] = time.monotonic()  # a cut stream's too: when the level ended
 
     async def main() -> tuple[float, list[list]]:
-        connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout)
+        loop = asyncio.get_running_loop()
         records: list[list] = []
-        async with aiohttp.ClientSession(connector=connector, timeout=client_timeout, auto_decompress=False) as session:
-            t0 = time.monotonic()
-            stop = t0 + seconds
+        connections: list[LoadConnection | None] = [None] * concurrency
+        t0 = time.monotonic()
+        stop = t0 + seconds
 
-            async def client(index: int) -> None:
-                await asyncio.sleep(stream_seconds * index / concurrency)
-                while time.monotonic() < stop:
-                    record = [time.monotonic(), None, None, 0, "cut"]
-                    records.append(record)
-                    await one(session, record)
+        async def client(index: int) -> None:
+            await asyncio.sleep(stream_seconds * index / concurrency)
+            while time.monotonic() < stop:
+                record = [time.monotonic(), None, None, 0, "cut"]
+                records.append(record)
+                connections[index] = await one(loop, connections, index, record)
 
-            tasks = [asyncio.create_task(client(index)) for index in range(concurrency)]
-            await asyncio.sleep(stop - time.monotonic())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        async def read_timeouts() -> None:
+            """A read that waits `timeout` seconds for bytes fails the stream (one look a second for all)."""
+            while True:
+                await asyncio.sleep(1.0)
+                now = time.monotonic()
+                for connection in connections:
+                    if connection is not None and connection.answer is not None and now - connection.last > timeout:
+                        done = connection.answer.done
+                        if not done.done():
+                            done.set_exception(asyncio.TimeoutError())
+                        connection.transport.abort()
+
+        tasks = [asyncio.create_task(client(index)) for index in range(concurrency)]
+        watch = asyncio.create_task(read_timeouts())
+        await asyncio.sleep(stop - time.monotonic())
+        for task in [*tasks, watch]:
+            task.cancel()
+        await asyncio.gather(*tasks, watch, return_exceptions=True)
+        for connection in connections:
+            if connection is not None and connection.transport is not None:
+                connection.transport.close()
         return t0, records
 
     pipe.send(("ready", os.getpid()))
