@@ -632,7 +632,9 @@ def streams_section(runs: list[tuple[str, dict, str]], options: argparse.Namespa
         "gunicorn supervises the workers (heartbeat timeout, restart, graceful shutdown) and runs the hooks "
         "`/metrics` needs in multiprocess mode. The rows marked granian serve the same application with granian "
         "at the two levels that matter, in the same run, to show what the other server would change. The load "
-        "generator (stub and clients) shares the machine's 2 cores with the server.",
+        "generator (stub and clients) shares the machine's 2 cores with the server; both read and write HTTP by "
+        "hand on raw asyncio protocols so that they take as little of them as they can (the clients' CPU is in "
+        "each level's output; with aiohttp's client they took 45% of a core at 1,024 streams).",
         "",
         *([f"![streams relayed against direct](benchmarks-streams.png)", ""] if measured else []),
         streams.table(measured),
