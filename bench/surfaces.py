@@ -594,7 +594,7 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         "the endpoints lists count 10,000 rows for their total (1.4-1.7 ms; SQLite counts an index), and the "
         "connections API's endpoint names join the whole endpoints table by hashing it (3.5 ms at 50 rows, 5-9 ms at "
         "500), the join the LLM Connections page replaced by a subquery a row. The pool's check costs 0.09 ms of CPU "
-        "and 0.17 ms a request.",
+        "and 0.17 ms of latency a request.",
         "",
         "```",
         Path(REPO / "bench/lists-profile-before.txt").read_text().strip(),
