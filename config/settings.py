@@ -166,6 +166,10 @@ def sqlite_options() -> dict:
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # Connections per server process in PostgreSQL's pool: requests borrow one and give it back when they end.
 DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=10)
+# PostgreSQL: the statements run on every request (sessions, tokens, the lists' pages) are prepared once on each
+# pooled connection and then only executed, which saves the server parsing and planning them again. Off behind a
+# pooler that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {**sqlite_options(), **DATABASES["default"].get("OPTIONS", {})}
     # Keep a thread's connection across requests: opening one (and its pragmas) costs more than a query.
@@ -179,6 +183,10 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # A request waits at most `timeout` seconds for a free connection (or for the database to come back).
     options.setdefault("pool", {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 3})
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if DATABASE_PREPARED_STATEMENTS:
+        # psycopg prepares nothing on a connection without a threshold (Django's default). Django's own cursors bind
+        # on the client and never prepare whatever it is; core.rows prepares its statements on a cursor of its own.
+        options.setdefault("prepare_threshold", 5)
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

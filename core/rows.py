@@ -45,6 +45,54 @@ def by_name(vendor: str, sql: str) -> tuple[str, tuple[str, ...] | None]:
     return PLACEHOLDER.sub(name, sql), tuple(names)
 
 
+def statement_cursor(database):
+    """A cursor of `database` (Django's, so its queries are counted and its errors wrapped) for a statement that
+    is run again and again with other values.
+
+    On PostgreSQL the statement is sent with its parameters apart and prepared on the connection the first time
+    (`DATABASE_PREPARED_STATEMENTS`): a pooled connection serves many requests, and each later run skips parsing
+    and (once the server settles on a generic plan) planning, which cost as much as running the list's
+    statements. Django's own cursors interpolate the values into the text and prepare nothing.
+    """
+    if database.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
+        return database.cursor()
+    database.close_if_health_check_failed()
+    database.ensure_connection()
+    with database.wrap_database_errors:
+        cursor = prepared_cursor_class()(database.connection)
+        register_timezone(database, cursor)
+        return database._prepare_cursor(cursor)
+
+
+_prepared_cursor_class = None
+
+
+def prepared_cursor_class():
+    """Django's server-binding psycopg cursor that prepares every statement it executes (made on first use: the
+    module imports psycopg, which SQLite does not need)."""
+    global _prepared_cursor_class
+    if _prepared_cursor_class is None:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        class PreparedCursor(ServerBindingCursor):
+            def execute(self, query, params=None, *, prepare=None, binary=None):
+                return super().execute(query, params, prepare=True, binary=binary)
+
+        _prepared_cursor_class = PreparedCursor
+    return _prepared_cursor_class
+
+
+def register_timezone(database, cursor) -> None:
+    """What Django's create_cursor() does for a cursor of its own: read timestamps in the connection's zone."""
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.pq import Format
+
+    loader = database.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+    if database.timezone != loader.timezone:
+        register_tzloader(database.timezone, cursor)
+
+
 def run(cursor, sql: str, names: tuple[str, ...] | None, params: Sequence) -> None:
     """Execute a statement from `by_name()` with its parameters in order."""
     cursor.execute(sql, params if names is None else dict(zip(names, params)))
@@ -169,7 +217,7 @@ class CompiledQuery:
         run(cursor, f"{sql} {suffix}" if suffix else sql, names, params)
 
     def fetchone(self, alias: str, **values) -> tuple | None:
-        with connections[alias].cursor() as cursor:
+        with statement_cursor(connections[alias]) as cursor:
             self.execute(cursor, alias, values)
             return cursor.fetchone()
 
@@ -184,7 +232,7 @@ class CompiledQuery:
         `as_dicts`: each row as a dict of the `.values()` names, as `dict(zip(names(alias), row))` gives it."""
         database = connections[alias]
         suffix = database.ops.limit_offset_sql(low, high) if low or high is not None else ""
-        with database.cursor() as cursor:
+        with statement_cursor(database) as cursor:
             self.execute(cursor, alias, values, suffix)
             rows = cursor.fetchall()
         if not rows:

@@ -3,9 +3,11 @@
 import pytest
 from django.db import connection
 from django.db.models import JSONField
+from django.test.utils import CaptureQueriesContext
 
-from core.rows import fast_converter
+from core.rows import CompiledQuery, fast_converter
 from endpoints.models import Endpoint
+from teams.models import Team
 
 STORED = [
     '["timeout", "server_error"]', "[]", "{}", '{"a": 1, "b": [true, false, null, "x"]}', '{"a": 1, "a": 2}',
@@ -32,3 +34,42 @@ def test_a_json_field_with_its_own_decoder_keeps_its_converter():
 
     field = JSONField(decoder=Decoder)
     assert fast_converter(field.from_db_value, connection) == field.from_db_value
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+def team_names() -> CompiledQuery:
+    return CompiledQuery(lambda name: Team.objects.filter(name__gte=name).values_list("name").order_by("name"),
+                         name="sample-name-7350")
+
+
+@pytest.mark.django_db
+def test_on_postgresql_a_compiled_statement_is_prepared_on_its_connection_and_still_counted():
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's; SQLite's cursor is Django's own")
+    Team.objects.bulk_create([Team(name="x-alpha"), Team(name="x-beta"), Team(name="x-gamma")])
+    statement = team_names()
+    with CaptureQueriesContext(connection) as queries:
+        first = statement.fetchall(connection.alias, name="x-b")
+        second = statement.fetchall(connection.alias, name="x-alpha")
+    assert first == [["x-beta"], ["x-gamma"]]
+    assert second == [["x-alpha"], ["x-beta"], ["x-gamma"]]
+    assert len(queries) == 2
+    ours = [text for text in prepared_statements() if '"teams_team"."name" >= $1' in text]
+    assert len(ours) == 1
+
+
+@pytest.mark.django_db
+def test_on_postgresql_nothing_is_prepared_with_prepared_statements_off(settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's; SQLite's cursor is Django's own")
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    Team.objects.create(name="x-alpha")
+    statement = team_names()
+    assert statement.fetchall(connection.alias, name="x") == [["x-alpha"]]
+    assert statement.fetchall(connection.alias, name="x") == [["x-alpha"]]
+    assert not [text for text in prepared_statements() if "teams_team" in text]
