@@ -9,7 +9,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 from threading import Lock
 from typing import Any
 
@@ -64,22 +64,17 @@ def statement_cursor(database):
         return database._prepare_cursor(cursor)
 
 
-_prepared_cursor_class = None
-
-
+@cache
 def prepared_cursor_class():
     """Django's server-binding psycopg cursor that prepares every statement it executes (made on first use: the
     module imports psycopg, which SQLite does not need)."""
-    global _prepared_cursor_class
-    if _prepared_cursor_class is None:
-        from django.db.backends.postgresql.base import ServerBindingCursor
+    from django.db.backends.postgresql.base import ServerBindingCursor
 
-        class PreparedCursor(ServerBindingCursor):
-            def execute(self, query, params=None, *, prepare=None, binary=None):
-                return super().execute(query, params, prepare=True, binary=binary)
+    class PreparedCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True, binary=binary)
 
-        _prepared_cursor_class = PreparedCursor
-    return _prepared_cursor_class
+    return PreparedCursor
 
 
 def register_timezone(database, cursor) -> None:
