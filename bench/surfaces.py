@@ -32,6 +32,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.*` and the project's apps
 
 from bench.gateway import cpu_seconds, free_port, percentile  # noqa: E402
+from bench.lean_client import LeanClient  # noqa: E402
 from bench import streams  # noqa: E402
 from bench.served import (  # noqa: E402
     CSRF, REPO, app_env, load_average, logged_in_client, prepare, serving, wait_until_quiet,
@@ -83,8 +84,10 @@ def measure(database_url: str | None, sizes: list[tuple[int, int]], reads: int, 
         from django.db import connection as database
 
         with serving(env, token) as served:
-            page_client = logged_in_client(served.url)
-            api_client = httpx.Client(base_url=served.url, headers=served.auth, timeout=30)
+            browser = logged_in_client(served.url)
+            # Timed through the lean client (bench/lean_client.py), holding the browser's session cookies.
+            page_client = LeanClient(served.url, cookies=dict(browser.cookies))
+            api_client = LeanClient(served.url, headers=served.auth)
             results = {"database": database.vendor, "version": database_version(database), "sizes": []}
             for connections, endpoints in sizes:
                 seconds = seed(connections, endpoints)
@@ -97,7 +100,9 @@ def measure(database_url: str | None, sizes: list[tuple[int, int]], reads: int, 
                 print(f"  {database.vendor} {connections}x{endpoints}: "
                       + ", ".join(f"{name} {value['p50']:.1f} ms" for name, value in figures["surfaces"].items()),
                       file=sys.stderr)
+            results["client_cost"] = client_cost(served.url, served.auth, reads)
             results["profile"] = profile_surfaces(token)
+            browser.close()
             page_client.close()
             api_client.close()
     return results
@@ -282,7 +287,7 @@ def count_queries(token: str, connections: int) -> dict[str, int]:
     return counts
 
 
-def time_surfaces(pid: int, page_client: httpx.Client, api_client: httpx.Client, size: tuple[int, int], reads: int,
+def time_surfaces(pid: int, page_client: LeanClient, api_client: LeanClient, size: tuple[int, int], reads: int,
                   writes: int, rounds: int) -> dict:
     """p50/p99 latency, server CPU per request and rows/s of each surface, interleaved in rounds."""
     latencies = {surface: [] for surface in READS + WRITES}
@@ -313,27 +318,49 @@ def page_rows(surface: str, size: tuple[int, int]) -> int:
     return min(500 if surface.endswith(" 500") else 50, size[1] if "endpoints" in surface else size[0])
 
 
-def run_surface(surface: str, page_client: httpx.Client, api_client: httpx.Client, csrf: str, count: int,
+def run_surface(surface: str, page_client: LeanClient, api_client: LeanClient, csrf: str, count: int,
                 tag: str) -> list[float]:
     """`count` sequential requests to one surface; latencies in ms. Creates use fresh names, updates c-00002."""
     latencies = []
     for number in range(count):
         client = page_client if surface in PAGES or surface.startswith("page") else api_client
         if surface in READ_PATHS:
-            request = client.build_request("GET", READ_PATHS[surface])
+            request = client.build("GET", READ_PATHS[surface])
             expected = 200
         else:
             method, path, body, expected = write_request(surface, f"n-{surface[:3].lower()}-{tag}-{number}", "c-00002")
             if client is page_client:
-                request = client.build_request(method, path, data=body | {"csrfmiddlewaretoken": csrf})
+                request = client.build(method, path, form=body | {"csrfmiddlewaretoken": csrf})
             else:
-                request = client.build_request(method, path, json=body)
+                request = client.build(method, path, json_body=body)
         started = time.perf_counter()
         response = client.send(request)
         latencies.append((time.perf_counter() - started) * 1000)
         if response.status_code != expected:
             raise SystemExit(f"{surface}: {response.status_code} {response.text[:300]}")
     return latencies
+
+
+CLIENT_COST_PATH = READ_PATHS["API connections"]
+
+
+def client_cost(url: str, auth: dict[str, str], count: int) -> dict[str, float]:
+    """p50 latency (ms) of the same read through httpx and through the lean client, alternated request by request
+    (at the last size): what the timing client's own work adds to each latency in the table."""
+    latencies: dict[str, list[float]] = {"httpx": [], "lean": []}
+    with httpx.Client(base_url=url, headers=auth, timeout=30) as heavy, LeanClient(url, headers=auth) as lean:
+        for _ in range(10):
+            heavy.get(CLIENT_COST_PATH), lean.get(CLIENT_COST_PATH)
+        for _ in range(count):
+            request = heavy.build_request("GET", CLIENT_COST_PATH)
+            started = time.perf_counter()
+            heavy.send(request).raise_for_status()
+            latencies["httpx"].append((time.perf_counter() - started) * 1000)
+            request = lean.build("GET", CLIENT_COST_PATH)
+            started = time.perf_counter()
+            assert lean.send(request).status_code == 200
+            latencies["lean"].append((time.perf_counter() - started) * 1000)
+    return {client: percentile(values, 50) for client, values in latencies.items()}
 
 
 # --- the parent: every database, the table, the plot, the report -------------------------------------------
@@ -474,6 +501,18 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def client_line(runs: list[dict]) -> str:
+    """What the timing client is, and what httpx would have added to each latency (measured in the same run)."""
+    costs = "; ".join(
+        f"{run['database']} p50 {run['client_cost']['httpx']:.2f} ms through httpx, "
+        f"{run['client_cost']['lean']:.2f} ms through the lean client"
+        for run in runs if "client_cost" in run)
+    return ("bench/lean_client.py, a keep-alive HTTP/1.1 client on a plain socket that sends requests built "
+            "before the timer starts (httpx, the client of earlier reports, spends most of a millisecond of CPU "
+            "on each request on its own side, on the cores the server uses). The same read of "
+            f"`{CLIENT_COST_PATH}` at the last size, the two clients alternated request by request: {costs}.")
+
+
 def report(runs: list[dict], options: argparse.Namespace, load_before: str, load_after: str, extras: dict) -> str:
     memory_gb = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
     versions = ", ".join(f"{run['database']} {run['version']}" for run in runs)
@@ -495,6 +534,7 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         "less than latency does.",
         f"- server: gunicorn as `make run` starts it (config/gunicorn.py: 2 uvicorn workers, "
         "access log on), one keep-alive client sending requests one after another.",
+        "- client: " + client_line(runs),
         "",
         "## Reproduce",
         "",
