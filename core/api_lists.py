@@ -28,7 +28,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Page
-from django.db.models import F, ForeignObjectRel, ManyToManyField, Model, Prefetch, QuerySet
+from django.db.models import F, ForeignObjectRel, ManyToManyField, Model, OuterRef, Prefetch, QuerySet, Subquery
 from rest_framework import ISO_8601, serializers
 from rest_framework.filters import OrderingFilter
 from rest_framework.settings import api_settings
@@ -90,6 +90,8 @@ class _Related:
     slug: str | None = None
     nested: "ValuesList | None" = None
     plain: bool = False  # the slugs are always plain JSON
+    # A many-to-many relation's through model, and its foreign keys' columns to the listed and the related row.
+    through: tuple[type[Model], str, str] | None = None
 
 
 PARENT = "values_list_parent"  # the alias the related rows' parent id is read under
@@ -354,7 +356,44 @@ def related(model: type[Model], name: str, source: str, *, slug: str | None = No
     else:
         raise ImproperlyConfigured(f"{name}: only to-many relations are read as lists; give it as `computed`.")
     plain = slug is not None and plain_column(relation.related_model, slug)
-    return _Related(name, source, relation.related_model, back, slug, nested, plain)
+    return _Related(name, source, relation.related_model, back, slug, nested, plain, through_columns(relation))
+
+
+def through_columns(relation) -> tuple[type[Model], str, str] | None:
+    """A many-to-many relation's through model and its columns to the listed and the related row, else None."""
+    if not relation.many_to_many:
+        return None
+    field = relation.field if isinstance(relation, ForeignObjectRel) else relation
+    to_listed, to_related = field.m2m_field_name(), field.m2m_reverse_field_name()
+    if isinstance(relation, ForeignObjectRel):  # the listed model is the field's target
+        to_listed, to_related = to_related, to_listed
+    through = field.remote_field.through._meta
+    return through.model, through.get_field(to_listed).attname, through.get_field(to_related).attname
+
+
+RELATED_SLUG = "values_list_slug"  # the alias a slug read through a many-to-many relation's through table has
+
+
+def through_slugs(step: _Related, queryset: QuerySet, ids: list) -> QuerySet | None:
+    """The (listed id, related id, slug) rows of a many-to-many slug list, read from the through table with each
+    related row's slug by its key in a subquery: the rows a join of `queryset` gives, which PostgreSQL answers
+    by hashing the whole related table (milliseconds at 10,000 endpoints, for a page of 50 connections).
+
+    None (the join reads it) unless `queryset` is the related model's every row, ordered by nothing but the slug.
+    """
+    query = queryset.query
+    if step.through is None or step.nested is not None or query.where or query.annotations or query.extra \
+            or query.distinct_fields or query.extra_tables:
+        return None
+    ordering = query.order_by or (step.model._meta.ordering if query.default_ordering else ())
+    if not all(isinstance(each, str) and each.lstrip("-") == step.slug for each in ordering):
+        return None
+    through, to_listed, to_related = step.through
+    slug = step.model._base_manager.filter(pk=OuterRef(to_related)).order_by().values(step.slug)
+    rows = (through._base_manager.filter(**{f"{to_listed}__in": ids}).annotate(**{RELATED_SLUG: Subquery(slug)})
+            .values_list(to_listed, to_related, RELATED_SLUG)
+            .order_by(*(each.replace(step.slug, RELATED_SLUG) for each in ordering)))
+    return rows.distinct() if query.distinct else rows
 
 
 def related_prefetch(step: _Related, prefetches: Sequence) -> Prefetch | None:
@@ -379,13 +418,16 @@ def related_lists(step: _Related, ids: list, prefetches: Sequence) -> dict[Any, 
     if not ids:
         return {}
     queryset, inner = related_queryset(step, prefetches)
-    queryset = queryset.filter(**{f"{step.back}__in": ids})
     lists: dict[Any, list] = {}
     if step.nested is None:
-        pk = step.model._meta.pk.attname
-        for parent, _, slug in queryset.values_list(F(step.back), pk, step.slug):
+        rows = through_slugs(step, queryset, ids)
+        if rows is None:
+            rows = queryset.filter(**{f"{step.back}__in": ids}).values_list(F(step.back), step.model._meta.pk.attname,
+                                                                             step.slug)
+        for parent, _, slug in rows:
             lists.setdefault(parent, []).append(slug)
         return lists
+    queryset = queryset.filter(**{f"{step.back}__in": ids})
     rows = list(step.nested.values(queryset).annotate(**{PARENT: F(step.back)}))
     for row, item in zip(rows, step.nested.represent(rows, inner)):
         lists.setdefault(row[PARENT], []).append(item)
@@ -409,6 +451,10 @@ def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alia
         queryset, _ = related_queryset(step, prefetches)
 
         def build(ids: list) -> QuerySet:
+            if step.nested is None:
+                through = through_slugs(step, queryset, ids)
+                if through is not None:
+                    return through
             filtered = queryset.filter(**{f"{step.back}__in": ids})
             if step.nested is None:
                 return filtered.values_list(F(step.back), step.model._meta.pk.attname, step.slug)

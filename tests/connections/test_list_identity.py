@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from django.db import connection
 from django.db.models import Prefetch
 from django.template import engines
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.renderers import JSONRenderer
@@ -319,6 +321,19 @@ def test_the_connections_list_is_what_the_serializer_gave(api, rows, zone, query
     everything = api.get("/api/v1/connections/?page_size=500").json()["results"]
     assert {"api_key": "cannot be decrypted"} in [item["secrets"] for item in everything]
     assert {"ok", "due_soon", "overdue", "no_key"} <= {item["rotation_status"] for item in everything}
+
+
+@pytest.mark.parametrize("query", ["", "?provider=openai"])
+def test_a_connections_endpoint_names_are_read_by_key_not_by_joining_the_endpoints(api, rows, query, settings):
+    """The names come from the destinations, each by its endpoint's key: PostgreSQL answered the join by hashing
+    the whole endpoints table, for any page."""
+    settings.DATABASE_PREPARED_STATEMENTS = False  # a prepared statement's text is not captured
+    api.get("/api/v1/connections/" + query)  # the first request of a process plans the list
+    with CaptureQueriesContext(connection) as captured:
+        assert api.get("/api/v1/connections/" + query).status_code == 200
+    names = [query["sql"] for query in captured if "endpoints_endpoint" in query["sql"]]
+    assert len(names) == 1
+    assert "JOIN" not in names[0] and names[0].count('FROM "endpoints_destination"') == 1
 
 
 @pytest.mark.parametrize("zone", ZONES)
