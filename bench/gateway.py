@@ -3,9 +3,10 @@
 Starts a stub upstream (an asyncio HTTP/1.1 server in its own process answering OpenAI chat completions,
 optionally after --delay ms) and the app served as `make run` serves it (gunicorn with uvicorn workers, throwaway
 SQLite), then sends chat calls directly to the stub and through `/gateway/v1/chat/completions`,
-interleaved in rounds, sequentially and with 16 concurrent clients (keep-alive). Prints p50/p99 of both,
-the overhead, throughput and the gateway's CPU milliseconds per request (from /proc). A third path calls an
-endpoint split over three destinations (three connections to the same stub) for the cost of routing.
+interleaved in rounds, sequentially and with 16 concurrent clients (keep-alive, bench/lean_client.py, on
+threads). Prints p50/p99 of both, the overhead, throughput and the gateway's CPU milliseconds per request (from
+/proc). A third path calls an endpoint split over three destinations (three connections to the same stub) for
+the cost of routing.
 
     .venv/bin/python bench/gateway.py [--requests 2000] [--concurrency 16] [--delay 0]
 """
@@ -22,11 +23,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.*` (and not the `gateway` app's name)
 
+from bench.lean_client import LeanClient  # noqa: E402
 from bench.served import app_env, manage, prepare, server_pids, serving, wait_for, wait_until_quiet  # noqa: E402
 
 STUB_KEY = "sk-bench-0123456789abcdefghijklmnop"
@@ -83,17 +86,26 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def split_url(url: str) -> tuple[str, str]:
+    """`http://host:port/path` as (`http://host:port`, `/path`)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}", parts.path
+
+
 def timed_calls(url: str, headers: dict, count: int, concurrency: int, body: dict = CHAT) -> tuple[list[float], float]:
     """Latencies (ms) of `count` chat calls spread over `concurrency` keep-alive clients, and the wall time."""
     latencies: list[float] = []
     lock = threading.Lock()
 
+    base, path = split_url(url)
+
     def worker(share: int) -> None:
         mine = []
-        with httpx.Client(headers=headers, timeout=30) as client:
+        with LeanClient(base, headers=headers) as client:
+            request = client.build("POST", path, json_body=body)
             for _ in range(share):
                 started = time.perf_counter()
-                response = client.post(url, json=body)
+                response = client.send(request)
                 mine.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, response.text
         with lock:
@@ -129,13 +141,15 @@ def alternated_calls(url: str, calls: tuple[tuple[dict, dict], tuple[dict, dict]
     for later (the usage writer's batches) lands on either kind alike."""
     latencies: tuple[list[float], list[float]] = ([], [])
     cpu: tuple[list[float], list[float]] = ([], [])
-    clients = [httpx.Client(headers=headers, timeout=30) for headers, _ in calls]
+    base, path = split_url(url)
+    clients = [LeanClient(base, headers=headers) for headers, _ in calls]
+    requests = [client.build("POST", path, json_body=body) for client, (_, body) in zip(clients, calls)]
     try:
         for index in range(count):
             for which in ((0, 1) if index % 2 == 0 else (1, 0)):
                 before = server_cpu_ns(server_pid)
                 started = time.perf_counter()
-                response = clients[which].post(url, json=calls[which][1])
+                response = clients[which].send(requests[which])
                 latencies[which].append((time.perf_counter() - started) * 1000)
                 cpu[which].append((server_cpu_ns(server_pid) - before) / 1e6)
                 assert response.status_code == 200, response.text
