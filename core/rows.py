@@ -9,6 +9,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from functools import cache, partial
 from threading import Lock
 from typing import Any
@@ -78,14 +79,33 @@ def prepared_cursor_class():
 
 
 def register_timezone(database, cursor) -> None:
-    """What Django's create_cursor() does for a cursor of its own: read timestamps in the connection's zone."""
+    """What Django's create_cursor() does for a cursor of its own: read timestamps in the connection's zone.
+
+    In UTC (Django's zone for its connections whenever USE_TZ is on) through psycopg's own loader, which gives
+    them in the session's zone, UTC, already: compiled with psycopg[binary], it costs a fraction of Django's
+    loader (Python, parsing each value and then replacing its zone), which was a large share of a PostgreSQL
+    list's work (docs/benchmarks.md). Django's loader stays on its own cursors, whose set-up reads its zone.
+    """
     from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
     from django.db.backends.postgresql.psycopg_any import register_tzloader
     from psycopg.pq import Format
 
+    if database.timezone is dt_timezone.utc and database.connection.pgconn.parameter_status(b"TimeZone") == b"UTC":
+        cursor.adapters.register_loader(TIMESTAMPTZ_OID, utc_timestamp_loader())
+        return
     loader = database.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
     if database.timezone != loader.timezone:
         register_tzloader(database.timezone, cursor)
+
+
+@cache
+def utc_timestamp_loader():
+    """psycopg's own timestamptz loader (its compiled one when psycopg[binary] is installed)."""
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
+    from psycopg import postgres
+    from psycopg.pq import Format
+
+    return postgres.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
 
 
 def run(cursor, sql: str, names: tuple[str, ...] | None, params: Sequence) -> None:

@@ -1,5 +1,7 @@
 """The compiled statements' converters give the very values the ORM's converters give."""
 
+from datetime import timezone as dt_timezone
+
 import pytest
 from django.db import connection
 from django.db.models import JSONField
@@ -73,3 +75,17 @@ def test_on_postgresql_nothing_is_prepared_with_prepared_statements_off(settings
     assert statement.fetchall(connection.alias, name="x") == [["x-alpha"]]
     assert statement.fetchall(connection.alias, name="x") == [["x-alpha"]]
     assert not [text for text in prepared_statements() if "teams_team" in text]
+
+
+@pytest.mark.django_db
+def test_on_postgresql_a_compiled_statement_reads_times_as_the_orm_does():
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's timestamp loaders")
+    Team.objects.bulk_create([Team(name="x-alpha"), Team(name="x-beta")])
+    statement = CompiledQuery(lambda name: Team.objects.filter(name__gte=name).values_list("name", "created_at")
+                              .order_by("name"), name="sample-name-7350")
+    for _ in range(2):  # read, then prepared and read again
+        rows = statement.fetchall(connection.alias, name="x-")
+        assert [tuple(row) for row in rows] == list(
+            Team.objects.filter(name__gte="x-").values_list("name", "created_at").order_by("name"))
+        assert all(created.tzinfo is dt_timezone.utc for _, created in rows)
