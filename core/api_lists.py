@@ -396,6 +396,16 @@ def through_slugs(step: _Related, queryset: QuerySet, ids: list) -> QuerySet | N
     return rows.distinct() if query.distinct else rows
 
 
+def slug_rows(step: _Related, queryset: QuerySet, ids: list) -> QuerySet:
+    """(listed id, related id, slug) of a slug list's rows for `ids`: through the through table when it can be,
+    else by the join of `queryset`."""
+    rows = through_slugs(step, queryset, ids)
+    if rows is None:
+        rows = queryset.filter(**{f"{step.back}__in": ids}).values_list(F(step.back), step.model._meta.pk.attname,
+                                                                         step.slug)
+    return rows
+
+
 def related_prefetch(step: _Related, prefetches: Sequence) -> Prefetch | None:
     """The view's prefetch of the relation that gives its queryset, if any."""
     for lookup in prefetches:
@@ -420,11 +430,7 @@ def related_lists(step: _Related, ids: list, prefetches: Sequence) -> dict[Any, 
     queryset, inner = related_queryset(step, prefetches)
     lists: dict[Any, list] = {}
     if step.nested is None:
-        rows = through_slugs(step, queryset, ids)
-        if rows is None:
-            rows = queryset.filter(**{f"{step.back}__in": ids}).values_list(F(step.back), step.model._meta.pk.attname,
-                                                                             step.slug)
-        for parent, _, slug in rows:
+        for parent, _, slug in slug_rows(step, queryset, ids):
             lists.setdefault(parent, []).append(slug)
         return lists
     queryset = queryset.filter(**{f"{step.back}__in": ids})
@@ -452,12 +458,8 @@ def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alia
 
         def build(ids: list) -> QuerySet:
             if step.nested is None:
-                through = through_slugs(step, queryset, ids)
-                if through is not None:
-                    return through
+                return slug_rows(step, queryset, ids)
             filtered = queryset.filter(**{f"{step.back}__in": ids})
-            if step.nested is None:
-                return filtered.values_list(F(step.back), step.model._meta.pk.attname, step.slug)
             return step.nested.values(filtered).annotate(**{PARENT: F(step.back)})
 
         statements = ForIds(build)
