@@ -26,7 +26,7 @@ from dataclasses import field as dataclass_field
 from threading import Lock
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.paginator import Page
 from django.db.models import F, ForeignObjectRel, ManyToManyField, Model, OuterRef, Prefetch, QuerySet, Subquery
 from rest_framework import ISO_8601, serializers
@@ -149,9 +149,15 @@ class ValuesList:
             self._items = items_function(steps)
         return self._plan
 
-    def values(self, queryset: QuerySet) -> QuerySet:
-        """The queryset (filtered and ordered as the view wants) reading just the columns the fields need."""
+    def values(self, queryset: QuerySet, *, by_key: bool = False) -> QuerySet:
+        """The queryset (filtered and ordered as the view wants) reading just the columns the fields need.
+
+        `by_key`: a column of a row's foreign key is read by that key in a subquery, not by a join (the same
+        value): for a few rows, where PostgreSQL would hash the whole related table to join it."""
         _, lookups, expressions = self.plan()
+        if by_key:
+            lookups, keyed = keyed_columns(queryset.model, lookups)
+            expressions = {**keyed, **expressions}
         return queryset.prefetch_related(None).values(*lookups, **expressions)
 
     def represent(self, rows: Sequence[dict], prefetches: Sequence = (), alias: str | None = None) -> list[dict]:
@@ -371,6 +377,32 @@ def through_columns(relation) -> tuple[type[Model], str, str] | None:
     return through.model, through.get_field(to_listed).attname, through.get_field(to_related).attname
 
 
+# Up to this many listed rows, a related list reads its related rows' columns by key (`through_slugs()`,
+# `keyed_columns()`); for more, a join, which PostgreSQL answers by hashing the related table: cheaper for a page
+# of 500, dearer for a page of 50 (docs/benchmarks.md). A page's ids are compiled in powers of two: 50 ids read
+# as 64.
+BY_KEY_MOST = 64
+
+
+def keyed_columns(model: type[Model], lookups: list[str]) -> tuple[list[str], dict[str, Subquery]]:
+    """`lookups` less those reading a column of a row's foreign key (`connection__name`), and those as subqueries
+    by the key under the same names: the value the join gives, a foreign key's target row being its key's."""
+    plain, keyed = [], {}
+    for lookup in lookups:
+        head, _, column = lookup.partition("__")
+        try:
+            field = model._meta.get_field(head) if column and "__" not in column else None
+            read = field.related_model._meta.get_field(column) if field is not None and field.many_to_one else None
+        except FieldDoesNotExist:  # an expression's alias, `pk`: as the ORM reads it
+            read = None
+        if read is None or read.is_relation:
+            plain.append(lookup)
+            continue
+        target = field.related_model._base_manager.filter(**{field.target_field.attname: OuterRef(field.attname)})
+        keyed[lookup] = Subquery(target.order_by().values(column))
+    return plain, keyed
+
+
 RELATED_SLUG = "values_list_slug"  # the alias a slug read through a many-to-many relation's through table has
 
 
@@ -379,11 +411,12 @@ def through_slugs(step: _Related, queryset: QuerySet, ids: list) -> QuerySet | N
     related row's slug by its key in a subquery: the rows a join of `queryset` gives, which PostgreSQL answers
     by hashing the whole related table (milliseconds at 10,000 endpoints, for a page of 50 connections).
 
-    None (the join reads it) unless `queryset` is the related model's every row, ordered by nothing but the slug.
+    None (the join reads it) unless `queryset` is the related model's every row, ordered by nothing but the slug,
+    and there are at most BY_KEY_MOST ids (for more, hashing the related table is the cheaper plan).
     """
     query = queryset.query
     if step.through is None or step.nested is not None or query.where or query.annotations or query.extra \
-            or query.distinct_fields or query.extra_tables:
+            or query.distinct_fields or query.extra_tables or len(ids) > BY_KEY_MOST:
         return None
     ordering = query.order_by or (step.model._meta.ordering if query.default_ordering else ())
     if not all(isinstance(each, str) and each.lstrip("-") == step.slug for each in ordering):
@@ -434,7 +467,7 @@ def related_lists(step: _Related, ids: list, prefetches: Sequence) -> dict[Any, 
             lists.setdefault(parent, []).append(slug)
         return lists
     queryset = queryset.filter(**{f"{step.back}__in": ids})
-    rows = list(step.nested.values(queryset).annotate(**{PARENT: F(step.back)}))
+    rows = list(step.nested.values(queryset, by_key=len(ids) <= BY_KEY_MOST).annotate(**{PARENT: F(step.back)}))
     for row, item in zip(rows, step.nested.represent(rows, inner)):
         lists.setdefault(row[PARENT], []).append(item)
     return lists
@@ -460,7 +493,7 @@ def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alia
             if step.nested is None:
                 return slug_rows(step, queryset, ids)
             filtered = queryset.filter(**{f"{step.back}__in": ids})
-            return step.nested.values(filtered).annotate(**{PARENT: F(step.back)})
+            return step.nested.values(filtered, by_key=len(ids) <= BY_KEY_MOST).annotate(**{PARENT: F(step.back)})
 
         statements = ForIds(build)
         statements.source = lookup  # kept alive with its statements, so that its id names it

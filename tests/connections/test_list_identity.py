@@ -323,17 +323,54 @@ def test_the_connections_list_is_what_the_serializer_gave(api, rows, zone, query
     assert {"ok", "due_soon", "overdue", "no_key"} <= {item["rotation_status"] for item in everything}
 
 
+def captured_sql(api, path: str, settings) -> list[str]:
+    """The statements of one request for `path` (after a first, which plans the list), as sent."""
+    settings.DATABASE_PREPARED_STATEMENTS = False  # a prepared statement's text is not captured
+    api.get(path)
+    with CaptureQueriesContext(connection) as captured:
+        assert api.get(path).status_code == 200
+    return [query["sql"] for query in captured]
+
+
 @pytest.mark.parametrize("query", ["", "?provider=openai"])
 def test_a_connections_endpoint_names_are_read_by_key_not_by_joining_the_endpoints(api, rows, query, settings):
-    """The names come from the destinations, each by its endpoint's key: PostgreSQL answered the join by hashing
-    the whole endpoints table, for any page."""
-    settings.DATABASE_PREPARED_STATEMENTS = False  # a prepared statement's text is not captured
-    api.get("/api/v1/connections/" + query)  # the first request of a process plans the list
-    with CaptureQueriesContext(connection) as captured:
-        assert api.get("/api/v1/connections/" + query).status_code == 200
-    names = [query["sql"] for query in captured if "endpoints_endpoint" in query["sql"]]
+    """The names of a page of 50 come from the destinations, each by its endpoint's key: PostgreSQL answered the
+    join by hashing the whole endpoints table."""
+    names = [sql for sql in captured_sql(api, "/api/v1/connections/" + query, settings) if "endpoints_endpoint" in sql]
     assert len(names) == 1
     assert "JOIN" not in names[0] and names[0].count('FROM "endpoints_destination"') == 1
+
+
+def test_a_long_page_of_connections_joins_its_endpoints_names_and_lists_them_alike(api, rows, settings):
+    """For hundreds of rows the join is the cheaper plan: taken past 64 rows, with the same JSON."""
+    team = Team.objects.default()
+    added = Connection.objects.bulk_create(
+        Connection(name=f"d-{number:03d}", provider="openai", auth_method="api_key", team=team,
+                   secrets={"api_key": f"sk-added-{number:03d}-abcdefghijklmnop"}) for number in range(70))
+    endpoints = list(Endpoint.objects.order_by("name")[:20])
+    Destination.objects.bulk_create(Destination(endpoint=endpoint, connection=added[number], model="m",
+                                                role=Destination.Role.FALLBACK, position=9)
+                                    for number, endpoint in enumerate(endpoints))
+    names = [sql for sql in captured_sql(api, "/api/v1/connections/?page_size=500", settings)
+             if "endpoints_endpoint" in sql]
+    assert len(names) == 1 and "JOIN" in names[0]
+    queryset = (Connection.objects.select_related("created_by", "updated_by", "team")
+                .prefetch_related(each_endpoint_once()))
+    response = api.get("/api/v1/connections/?page_size=500")
+    assert response.json()["count"] > 128
+    assert response.content == serializer_page(ConnectionSerializer, queryset, response, "?page_size=500")
+    assert {"d-000": [endpoints[0].name]}.items() <= {item["name"]: item["endpoints"]
+                                                      for item in response.json()["results"]}.items()
+
+
+@pytest.mark.parametrize("query,joined", [("", False), ("?page_size=500", True)])
+def test_destinations_read_their_connections_columns_by_key_on_a_short_page(api, rows, query, joined, settings):
+    """A page of 50 endpoints reads each destination's connection (name, provider, environment) by its key:
+    PostgreSQL answered the join by hashing the whole connections table. 130 rows join, the cheaper plan there."""
+    destinations = [sql for sql in captured_sql(api, "/api/v1/endpoints/" + query, settings)
+                    if sql.count('FROM "endpoints_destination"') and '"endpoints_destination"."endpoint_id" IN' in sql]
+    assert len(destinations) == 1
+    assert ('JOIN "connections_connection"' in destinations[0]) is joined
 
 
 @pytest.mark.parametrize("zone", ZONES)
