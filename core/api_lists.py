@@ -439,6 +439,13 @@ def slug_rows(step: _Related, queryset: QuerySet, ids: list) -> QuerySet:
     return rows
 
 
+def nested_rows(step: _Related, queryset: QuerySet, ids: list) -> QuerySet:
+    """A nested list's `.values()` rows for `ids`, each with its parent's id (PARENT); a short page reads the
+    rows' foreign-key columns by key (BY_KEY_MOST)."""
+    filtered = queryset.filter(**{f"{step.back}__in": ids})
+    return step.nested.values(filtered, by_key=len(ids) <= BY_KEY_MOST).annotate(**{PARENT: F(step.back)})
+
+
 def related_prefetch(step: _Related, prefetches: Sequence) -> Prefetch | None:
     """The view's prefetch of the relation that gives its queryset, if any."""
     for lookup in prefetches:
@@ -466,8 +473,7 @@ def related_lists(step: _Related, ids: list, prefetches: Sequence) -> dict[Any, 
         for parent, _, slug in slug_rows(step, queryset, ids):
             lists.setdefault(parent, []).append(slug)
         return lists
-    queryset = queryset.filter(**{f"{step.back}__in": ids})
-    rows = list(step.nested.values(queryset, by_key=len(ids) <= BY_KEY_MOST).annotate(**{PARENT: F(step.back)}))
+    rows = list(nested_rows(step, queryset, ids))
     for row, item in zip(rows, step.nested.represent(rows, inner)):
         lists.setdefault(row[PARENT], []).append(item)
     return lists
@@ -490,10 +496,7 @@ def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alia
         queryset, _ = related_queryset(step, prefetches)
 
         def build(ids: list) -> QuerySet:
-            if step.nested is None:
-                return slug_rows(step, queryset, ids)
-            filtered = queryset.filter(**{f"{step.back}__in": ids})
-            return step.nested.values(filtered, by_key=len(ids) <= BY_KEY_MOST).annotate(**{PARENT: F(step.back)})
+            return slug_rows(step, queryset, ids) if step.nested is None else nested_rows(step, queryset, ids)
 
         statements = ForIds(build)
         statements.source = lookup  # kept alive with its statements, so that its id names it
