@@ -182,6 +182,10 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # connection is given back at the end of each request, so CONN_MAX_AGE stays 0).
     # A request waits at most `timeout` seconds for a free connection (or for the database to come back).
     options.setdefault("pool", {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 3})
+    # Django's backend, whose pool checks a connection before lending it only when it was not lent in the last
+    # second (core/postgresql/base.py), where Django's checks every one: a round trip a request.
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "core.postgresql"
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     if DATABASE_PREPARED_STATEMENTS:
         # psycopg prepares nothing on a connection without a threshold (Django's default). Django's own cursors bind
