@@ -7,7 +7,9 @@ again. A statement written once and a RowReader that knows each column's convert
 
 import re
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from functools import cache, partial
@@ -16,12 +18,15 @@ from typing import Any
 
 import orjson
 
+from django.apps import apps
 from django.conf import settings
 from django.db import connections
 from django.db.models import Func, IntegerField, Model, QuerySet, Subquery
 from django.db.models.expressions import Star
 from django.db.models.fields.json import JSONField, KeyTransform
 from django.utils.dateparse import parse_datetime
+
+from .models import WriteStamp
 
 
 PLACEHOLDER = re.compile(r"(?<!%)%s")  # as Django's SQLite backend finds them
@@ -354,7 +359,19 @@ def exact(value) -> bool:
 
 
 TOTAL = "rows_total"  # the alias a page's statement reads the number of rows in all under
+STAMP = "rows_stamp_"  # the prefix of the aliases a page's statement reads the counted tables' write stamps under
 SAMPLE_USER_ID = -7_350_000_000  # a sample parameter: an id no user has
+
+
+@dataclass(frozen=True)
+class PageStatements:
+    """A list's page statements for one kind of user, set of filters and shape: `counted` reads the page's rows
+    with their total, `stamped` the rows alone; both read the write stamps (core.stamps) of every table the total
+    counts, under the aliases `stamps`."""
+
+    counted: CompiledQuery
+    stamped: CompiledQuery
+    stamps: tuple[str, ...]
 
 
 class Pages:
@@ -365,51 +382,101 @@ class Pages:
     set of filters named and `shape` (such as an ordering, which `rows` reads from `shape=`): the rule may depend
     on the user only through those and the user's id, and on a filter only through its value as a parameter.
     Building and compiling the queryset again on every request was most of a short list's time.
+
+    The total is remembered for each user and set of filter values with the write stamps it was read with, and
+    the next page of that list reads only the stamps with its rows: while they are the same, the total is too
+    (core/stamps.py), and counting thousands of rows again was most of a short page's time on PostgreSQL. Inside a
+    transaction a list counts every time: what it reads there may still be rolled back.
     """
 
     MOST = 64  # statements kept: a request asks for its shape, so the kinds must not grow without end
+    MOST_TOTALS = 4096  # totals remembered, the least recently read forgotten first
 
     def __init__(self, rows: Callable[..., QuerySet], values: Callable[[QuerySet], QuerySet]):
         self.rows = rows
         self.values = values
-        self._statements: dict[tuple, CompiledQuery | None] = {}
+        self._statements: dict[tuple, PageStatements | None] = {}
+        self._totals: OrderedDict[tuple, tuple[tuple, int]] = OrderedDict()
         self._lock = Lock()
 
     def page(self, user, number: int, size: int, *, alias: str, shape: tuple = (), **filters) -> tuple[list[dict], int] | None:
         """The rows of page `number` (from 1) of `size` rows, and the number of rows in all; None past the last
         page (the caller's paginator answers that as it always has) or for a list that cannot be compiled."""
-        statement = self.statement(user, shape, tuple(sorted(filters)))
-        if statement is None:
+        key = self.key(user, shape, tuple(sorted(filters)))
+        statements = self.statements(key, user)
+        if statements is None:
             return None
-        found = statement.fetchall(alias, low=(number - 1) * size, high=number * size, as_dicts=True,
-                                   user_id=user.pk, **filters)
-        if not found and number > 1:
-            return None
-        return found, found[0][TOTAL] if found else 0
+        slice_of_page = {"low": (number - 1) * size, "high": number * size, "as_dicts": True, "user_id": user.pk}
+        remembering = not connections[alias].in_atomic_block
+        list_key = (key, user.pk, tuple(sorted(filters.items())))
+        known = self._totals.get(list_key) if remembering else None
+        if known is not None:
+            found = statements.stamped.fetchall(alias, **slice_of_page, **filters)
+            if not found:
+                return None if number > 1 else (found, 0)
+            if tuple(found[0][name] for name in statements.stamps) == known[0]:
+                self.remember(list_key, known)
+                return found, known[1]
+        found = statements.counted.fetchall(alias, **slice_of_page, **filters)
+        if not found:
+            return None if number > 1 else (found, 0)
+        total = found[0][TOTAL]
+        stamps = tuple(found[0][name] for name in statements.stamps)
+        if remembering and None not in stamps:
+            self.remember(list_key, (stamps, total))
+        return found, total
 
-    def statement(self, user, shape: tuple, filters: tuple[str, ...]) -> CompiledQuery | None:
-        superuser, active = bool(getattr(user, "is_superuser", False)), bool(getattr(user, "is_active", False))
-        key = (superuser, active, shape, filters)
+    def remember(self, list_key: tuple, known: tuple[tuple, int]) -> None:
+        with self._lock:
+            self._totals[list_key] = known
+            self._totals.move_to_end(list_key)
+            if len(self._totals) > self.MOST_TOTALS:
+                self._totals.popitem(last=False)
+
+    @staticmethod
+    def key(user, shape: tuple, filters: tuple[str, ...]) -> tuple:
+        return bool(getattr(user, "is_superuser", False)), bool(getattr(user, "is_active", False)), shape, filters
+
+    def statements(self, key: tuple, user) -> PageStatements | None:
         if key in self._statements:
             return self._statements[key]
         if len(self._statements) >= self.MOST:
             return None  # an ordering of many fields, say: the ORM builds it, and memory stays bounded
+        superuser, active, shape, filters = key
         user_model = user.__class__  # the model's, also through the lazy object of a session's user
 
-        def build(user_id: int, **values) -> QuerySet:
+        def build(user_id: int, *, counted: bool, **values) -> QuerySet:
             rows = self.rows(user_model(pk=user_id, is_superuser=superuser, is_active=active), shape=shape, **values)
             # COUNT(*), not COUNT of the key (the same number, a key is never null): SQLite counts a table's rows
             # from its smallest index without reading them, where counting a column reads every row.
             total = rows.order_by().values(**{TOTAL: Func(Star(), function="COUNT", output_field=IntegerField())})
-            return self.values(rows).annotate(**{TOTAL: Subquery(total, output_field=IntegerField())})
+            read = self.values(rows).annotate(**write_stamps(total))
+            return read.annotate(**{TOTAL: Subquery(total, output_field=IntegerField())}) if counted else read
 
         samples = {name: f"sample-{name}-7350" for name in filters}
-        sample_rows = build(SAMPLE_USER_ID, **samples)
+        sample_rows = build(SAMPLE_USER_ID, counted=True, **samples)
+        statements = None
         # A distinct or sliced list cannot be counted by its rows' ids, nor sliced again.
-        statement = None if sample_rows.query.distinct or sample_rows.query.is_sliced else CompiledQuery(
-            build, optional=("user_id",), user_id=SAMPLE_USER_ID, **samples)
+        if not (sample_rows.query.distinct or sample_rows.query.is_sliced):
+            statements = PageStatements(
+                counted=CompiledQuery(partial(build, counted=True), optional=("user_id",), user_id=SAMPLE_USER_ID,
+                                      **samples),
+                stamped=CompiledQuery(partial(build, counted=False), optional=("user_id",), user_id=SAMPLE_USER_ID,
+                                      **samples),
+                stamps=tuple(name for name in sample_rows.query.annotations if name.startswith(STAMP)),
+            )
         with self._lock:
-            return self._statements.setdefault(key, statement)
+            return self._statements.setdefault(key, statements)
+
+
+def write_stamps(counted: QuerySet) -> dict[str, Subquery]:
+    """The write stamp of each table `counted` reads, as subqueries aliased STAMP + the table's name. A table
+    that has no stamp (core/stamps.py) reads NULL, and a total read with it is not remembered."""
+    sql, _ = counted.query.get_compiler(counted.db).as_sql()
+    quote = connections[counted.db].ops.quote_name
+    tables = sorted({model._meta.db_table for model in apps.get_models(include_auto_created=True)
+                     if quote(model._meta.db_table) in sql})
+    return {f"{STAMP}{table}": Subquery(WriteStamp.objects.filter(table_name=table).values("stamp")) for table in tables}
 
 
 class ForIds:
