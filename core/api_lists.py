@@ -23,12 +23,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from dataclasses import field as dataclass_field
+from functools import partial
 from threading import Lock
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.paginator import Page
-from django.db.models import F, ForeignObjectRel, ManyToManyField, Model, OuterRef, Prefetch, QuerySet, Subquery
+from django.db import connections
+from django.db.models import (
+    F, ForeignObjectRel, JSONField, ManyToManyField, Model, OuterRef, Prefetch, QuerySet, Subquery,
+)
+from django.db.models.functions import JSONObject
 from rest_framework import ISO_8601, serializers
 from rest_framework.filters import OrderingFilter
 from rest_framework.settings import api_settings
@@ -111,6 +116,7 @@ class ValuesList:
         self._plan: tuple[list, list[str], dict] | None = None
         self._items: Callable[..., list[dict]] | None = None
         self._always_plain: bool | None = None
+        self._json_columns: dict[str, str] | bool | None = None
 
     def plan(self) -> tuple[list, list[str], dict]:
         """Each readable field in the serializer's order (a column, a computed value or a related list), and the
@@ -149,15 +155,22 @@ class ValuesList:
             self._items = items_function(steps)
         return self._plan
 
-    def values(self, queryset: QuerySet, *, by_key: bool = False) -> QuerySet:
+    def values(self, queryset: QuerySet, *, by_key: bool = False, fold: bool = False) -> QuerySet:
         """The queryset (filtered and ordered as the view wants) reading just the columns the fields need.
 
         `by_key`: a column of a row's foreign key is read by that key in a subquery, not by a join (the same
-        value): for a few rows, where PostgreSQL would hash the whole related table to join it."""
-        _, lookups, expressions = self.plan()
+        value): for a few rows, where PostgreSQL would hash the whole related table to join it.
+        `fold`: on PostgreSQL, each related list that can be is read with its row, as a column of the same
+        statement (`folded_list()`), which saves the list a statement and a round trip of its own."""
+        steps, lookups, expressions = self.plan()
         if by_key:
             lookups, keyed = keyed_columns(queryset.model, lookups)
             expressions = {**keyed, **expressions}
+        if fold and connections[queryset.db].vendor == "postgresql":
+            prefetches = queryset._prefetch_related_lookups
+            folded = {FOLDED + step.name: folded_list(step, prefetches) for _, step in steps if type(step) is _Related}
+            expressions = {**expressions, **{alias: list_of_rows for alias, list_of_rows in folded.items()
+                                             if list_of_rows is not None}}
         return queryset.prefetch_related(None).values(*lookups, **expressions)
 
     def represent(self, rows: Sequence[dict], prefetches: Sequence = (), alias: str | None = None) -> list[dict]:
@@ -171,6 +184,9 @@ class ValuesList:
         ids = [row[pk] for row in rows]
         for _, step in steps:
             if type(step) is _Related:
+                if rows and FOLDED + step.name in rows[0]:
+                    unfold(step, rows, prefetches, alias)
+                    continue
                 lists = (prepared_related_lists(step, ids, prefetches, alias) if alias is not None else
                          related_lists(step, ids, prefetches))
                 for row in rows:
@@ -207,6 +223,18 @@ class ValuesList:
             self._always_plain = all(step.nested.always_plain() if type(step) is _Related and step.nested is not None
                                      else step.plain for _, step in steps)
         return self._always_plain
+
+    def json_columns(self) -> dict[str, str] | None:
+        """The `.values()` lookups this reads, each with its column's kind (Django's internal type), when every
+        one reads back from JSON as the ORM reads it (text, integers, booleans; times, from their ISO text);
+        None otherwise, or when this reads computed expressions or related lists of its own."""
+        if self._json_columns is None:
+            steps, lookups, expressions = self.plan()
+            model = self.serializer_class.Meta.model
+            kinds = {lookup: column_kind(model, lookup) for lookup in lookups}
+            self._json_columns = (False if expressions or any(type(step) is _Related for _, step in steps)
+                                  or not set(kinds.values()) <= JSON_COLUMNS else kinds)
+        return self._json_columns or None
 
 
 def is_plain(value) -> bool:
@@ -270,11 +298,16 @@ def plain_field(field: serializers.Field) -> bool:
 
 def plain_column(model: type[Model], lookup: str) -> bool:
     """Whether a `.values()` lookup reads text, an integer or a boolean (or None)."""
+    return column_kind(model, lookup) in PLAIN_COLUMNS
+
+
+def column_kind(model: type[Model], lookup: str) -> str:
+    """The internal type (Django's name for a column's kind) of the column a `.values()` lookup reads."""
     current, *path = lookup.split("__")
     field = model._meta.get_field(current)
     for part in path:
         field = field.related_model._meta.get_field(part)
-    return field.get_internal_type() in PLAIN_COLUMNS
+    return field.get_internal_type()
 
 
 def representation(field: serializers.Field) -> Callable[[], Callable[[Any], Any]]:
@@ -514,6 +547,64 @@ def prepared_related_lists(step: _Related, ids: list, prefetches: Sequence, alia
     return lists
 
 
+FOLDED = "values_list_folded_"  # the prefix of the aliases a related list read with its row has
+JSON_COLUMNS = PLAIN_COLUMNS | {"DateTimeField"}  # what a nested list read as JSON reads back exactly
+
+
+class JSONArray(Subquery):
+    """A subquery's rows, each one JSON value, as a JSON array in the subquery's order (PostgreSQL)."""
+
+    template = "to_jsonb(ARRAY(%(subquery)s))"
+
+    def __init__(self, queryset: QuerySet):
+        super().__init__(queryset, output_field=JSONField())
+
+
+def folded_list(step: _Related, prefetches: Sequence):
+    """A related list as one column of its parent row's statement (PostgreSQL), read as the view's prefetch of the
+    relation reads it (its order, its `distinct()`): a slug list as an array of its slugs, a nested list as a JSON
+    array of its rows' columns (`json_columns()`). None when it cannot be read so: a distinct list ordered by more
+    than a slug that is unique, a nested list with columns JSON does not give back exactly or lists of its own."""
+    from django.contrib.postgres.expressions import ArraySubquery
+
+    queryset, _ = related_queryset(step, prefetches)
+    related = queryset.filter(**{step.back: OuterRef("pk")})
+    if step.nested is None:
+        query = related.query
+        ordering = query.order_by or (step.model._meta.ordering if query.default_ordering else ())
+        if query.distinct and not (step.model._meta.get_field(step.slug).unique and all(
+                isinstance(each, str) and each.lstrip("-") == step.slug for each in ordering)):
+            return None  # distinct by the slug alone is distinct by the row only when slugs are unique
+        return ArraySubquery(related.values(step.slug))
+    columns = step.nested.json_columns()
+    if columns is None:
+        return None
+    return JSONArray(related.values(**{FOLDED: JSONObject(**{lookup: F(lookup) for lookup in columns})}))
+
+
+def unfold(step: _Related, rows: Sequence[dict], prefetches: Sequence, alias: str | None) -> None:
+    """Each row's related list from the column `folded_list()` read it into, as the list's own statement gives it."""
+    folded = FOLDED + step.name
+    if step.nested is None:
+        for row in rows:
+            row[step.name] = row[folded]
+        return
+    times = [lookup for lookup, kind in step.nested.json_columns().items() if kind == "DateTimeField"]
+    fromisoformat = datetime.fromisoformat
+    items, owners = [], []
+    for row in rows:
+        row[step.name] = []
+        for item in row[folded]:
+            for lookup in times:
+                if item[lookup] is not None:
+                    item[lookup] = fromisoformat(item[lookup])  # what the column's loader gives, from its JSON text
+            items.append(item)
+            owners.append(row[step.name])
+    _, inner = related_queryset(step, prefetches)
+    for owner, item in zip(owners, step.nested.represent(items, inner, alias)):
+        owner.append(item)
+
+
 PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,8}")  # a page number the compiled statements read (else the ORM's paginator)
 
 
@@ -598,6 +689,6 @@ class ValuesListMixin:
                 queryset = view_class().list_queryset(user)
                 return queryset.order_by(*shape) if shape else queryset
 
-            pages = Pages(rows, self.values_list.values)
+            pages = Pages(rows, partial(self.values_list.values, fold=True))
             setattr(type(self), "_list_pages", pages)
         return pages
