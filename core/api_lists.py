@@ -444,20 +444,30 @@ def through_slugs(step: _Related, queryset: QuerySet, ids: list) -> QuerySet | N
     related row's slug by its key in a subquery: the rows a join of `queryset` gives, which PostgreSQL answers
     by hashing the whole related table (milliseconds at 10,000 endpoints, for a page of 50 connections).
 
-    None (the join reads it) unless `queryset` is the related model's every row, ordered by nothing but the slug,
-    and there are at most BY_KEY_MOST ids (for more, hashing the related table is the cheaper plan).
+    None (the join reads it) unless `through_rows()` can read them and there are at most BY_KEY_MOST ids (for
+    more, hashing the related table is the cheaper plan).
     """
+    rows = through_rows(step, queryset)
+    if rows is None or len(ids) > BY_KEY_MOST:
+        return None
+    _, to_listed, to_related = step.through
+    return rows.filter(**{f"{to_listed}__in": ids}).values_list(to_listed, to_related, RELATED_SLUG)
+
+
+def through_rows(step: _Related, queryset: QuerySet) -> QuerySet | None:
+    """A many-to-many slug list's through rows, each with its related row's slug by key (RELATED_SLUG), ordered
+    and distinct as `queryset` is; None unless `queryset` is the related model's every row, ordered by nothing but
+    the slug."""
     query = queryset.query
     if step.through is None or step.nested is not None or query.where or query.annotations or query.extra \
-            or query.distinct_fields or query.extra_tables or len(ids) > BY_KEY_MOST:
+            or query.distinct_fields or query.extra_tables:
         return None
     ordering = query.order_by or (step.model._meta.ordering if query.default_ordering else ())
     if not all(isinstance(each, str) and each.lstrip("-") == step.slug for each in ordering):
         return None
-    through, to_listed, to_related = step.through
+    through, _, to_related = step.through
     slug = step.model._base_manager.filter(pk=OuterRef(to_related)).order_by().values(step.slug)
-    rows = (through._base_manager.filter(**{f"{to_listed}__in": ids}).annotate(**{RELATED_SLUG: Subquery(slug)})
-            .values_list(to_listed, to_related, RELATED_SLUG)
+    rows = (through._base_manager.annotate(**{RELATED_SLUG: Subquery(slug)})
             .order_by(*(each.replace(step.slug, RELATED_SLUG) for each in ordering)))
     return rows.distinct() if query.distinct else rows
 
@@ -568,18 +578,23 @@ def folded_list(step: _Related, prefetches: Sequence):
     from django.contrib.postgres.expressions import ArraySubquery
 
     queryset, _ = related_queryset(step, prefetches)
-    related = queryset.filter(**{step.back: OuterRef("pk")})
     if step.nested is None:
-        query = related.query
-        ordering = query.order_by or (step.model._meta.ordering if query.default_ordering else ())
-        if query.distinct and not (step.model._meta.get_field(step.slug).unique and all(
-                isinstance(each, str) and each.lstrip("-") == step.slug for each in ordering)):
-            return None  # distinct by the slug alone is distinct by the row only when slugs are unique
-        return ArraySubquery(related.values(step.slug))
+        # Distinct by the slug alone is distinct by the related row only when slugs are unique.
+        if queryset.query.distinct and not step.model._meta.get_field(step.slug).unique:
+            return None
+        # Read from the through table, each slug by key: a join in a subquery run for each row would have
+        # PostgreSQL hash the related table once a row, where the related table is small.
+        rows = through_rows(step, queryset)
+        if rows is None:
+            return None
+        _, to_listed, _ = step.through
+        return ArraySubquery(rows.filter(**{to_listed: OuterRef("pk")}).values(RELATED_SLUG))
     columns = step.nested.json_columns()
     if columns is None:
         return None
-    return JSONArray(related.values(**{FOLDED: JSONObject(**{lookup: F(lookup) for lookup in columns})}))
+    plain, keyed = keyed_columns(step.model, list(columns))  # by key, as above
+    item = JSONObject(**{lookup: F(lookup) for lookup in plain}, **keyed)
+    return JSONArray(queryset.filter(**{step.back: OuterRef("pk")}).values(**{FOLDED: item}))
 
 
 def unfold(step: _Related, rows: Sequence[dict], prefetches: Sequence, alias: str | None) -> None:
@@ -667,7 +682,7 @@ class ValuesListMixin:
         if ordering is None or self.list_queryset is None:
             return None
         number, alias = int(number), self.queryset.db
-        found = self.list_pages().page(user, number, page_size, alias=alias, shape=ordering)
+        found = self.list_pages(page_size).page(user, number, page_size, alias=alias, shape=ordering)
         if found is None:
             return None  # past the last page: the ORM's paginator answers 404 as it always has
         rows, total = found
@@ -679,9 +694,13 @@ class ValuesListMixin:
             paginator.display_page_controls = True
         return self.vouched(self.get_paginated_response(items), items)
 
-    def list_pages(self) -> Pages:
-        """The view's compiled pages (`list_queryset()` ordered as asked, read by `values_list`), made once."""
-        pages = type(self).__dict__.get("_list_pages")
+    def list_pages(self, size: int) -> Pages:
+        """The view's compiled pages for pages of `size` rows (`list_queryset()` ordered as asked, read by
+        `values_list`), made once. A page of up to BY_KEY_MOST rows reads its related lists with its rows
+        (`folded_list()`, on PostgreSQL); a longer one by a statement for each, the cheaper plan for hundreds."""
+        short = size <= BY_KEY_MOST
+        attribute = "_list_pages_short" if short else "_list_pages_long"
+        pages = type(self).__dict__.get(attribute)
         if pages is None:
             view_class = type(self)
 
@@ -689,6 +708,6 @@ class ValuesListMixin:
                 queryset = view_class().list_queryset(user)
                 return queryset.order_by(*shape) if shape else queryset
 
-            pages = Pages(rows, partial(self.values_list.values, fold=True))
-            setattr(type(self), "_list_pages", pages)
+            pages = Pages(rows, partial(self.values_list.values, fold=short))
+            setattr(type(self), attribute, pages)
         return pages

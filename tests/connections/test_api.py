@@ -7,7 +7,6 @@ from django.utils import timezone
 from providers import catalogue
 from audit.models import AuditEntry
 from connections.models import Connection
-from tests.databases import on_postgres
 from tests.api_support import (  # noqa: F401 - fixtures
     ALL_API_PERMISSIONS, anonymous, api, assert_no_secret, bearer_client, make_user, operator,
 )
@@ -518,9 +517,8 @@ def test_a_key_rotation_costs_the_same_few_queries_however_many_endpoints(api, m
 def test_list_query_count_is_constant(api, many_connections, django_assert_num_queries):
     api.get(LIST)  # the token's first use records last_used_at (one UPDATE); later requests do not write
 
-    # token+user, user perms, group perms, connections+users (join) with their count, endpoints (PostgreSQL: read
-    # with the connections)
-    with django_assert_num_queries(5 - on_postgres()):
+    # token+user, user perms, group perms, connections+users (join) with their count, endpoints
+    with django_assert_num_queries(5):
         response = api.get(LIST, {"page_size": 500})
 
     assert len(response.json()["results"]) == 200

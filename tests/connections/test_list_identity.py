@@ -342,6 +342,12 @@ def test_on_postgresql_a_page_reads_its_related_lists_in_its_own_statement(api, 
     pages = [sql for sql in statements if "LIMIT 50" in sql]
     assert len(pages) == 1 and "ARRAY(SELECT" in pages[0]
     assert [sql for sql in statements if "endpoints_destination" in sql] == pages
+    # What the identity tests compare includes what JSON carries as text (a time) and empty lists.
+    results = api.get(path).json()["results"]
+    if "endpoints" in path:
+        assert any(destination["cooling_until"] for item in results for destination in item["destinations"])
+    else:
+        assert any(not item["endpoints"] for item in results) and any(item["endpoints"] for item in results)
 
 
 @pytest.mark.parametrize("query", ["", "?provider=openai"])
@@ -415,12 +421,11 @@ def test_the_endpoints_list_is_what_the_serializer_gave(api, rows, zone, query):
 def test_a_list_costs_the_same_queries_at_any_page_size(api, rows, path, queries, django_assert_num_queries):
     """The token and its permissions, the page with its count, then one query for the related list, whatever
     the number of rows; a filtered list counts its rows in a query of its own."""
-    if on_postgres() and not path.endswith("&"):
-        queries -= 1  # PostgreSQL reads an unfiltered page's related list in the page's own statement
+    folds = on_postgres() and not path.endswith("&")  # a short unfiltered page reads its related list with it
     path += "" if path.endswith("&") else "?"
     total = api.get(path).json()["count"]  # the first request of a process plans the list
     for size in (1, 7, 500):
-        with django_assert_num_queries(queries):
+        with django_assert_num_queries(queries - (folds and size <= 64)):
             assert len(api.get(f"{path}page_size={size}").json()["results"]) == min(size, total)
 
 
@@ -519,4 +524,4 @@ def test_orderings_without_end_keep_few_statements(api, rows):
         names = [c["name"] for c in api.get("/api/v1/connections/", {"ordering": ",".join(ordering),
                                                                      "page_size": 500}).json()["results"]]
         assert sorted(names) == sorted(expected)
-    assert len(ConnectionViewSet._list_pages._statements) <= 64
+    assert len(ConnectionViewSet().list_pages(500)._statements) <= 64
