@@ -12,8 +12,8 @@ Tests compare the output with the serializer's on the same rows.
 
 A list request that names no filter (the common one) is read by statements compiled once per database,
 ordering and kind of user (`CompiledQuery`): the page and its total in one statement, each related list in
-one more. Building and compiling those querysets was most of a short list's time. A filtered request goes
-through the ORM as before.
+one more (on PostgreSQL, a page of up to BY_KEY_MOST rows reads them in its own: `folded_list()`). Building and
+compiling those querysets was most of a short list's time. A filtered request goes through the ORM as before.
 """
 
 import re
@@ -573,8 +573,9 @@ class JSONArray(Subquery):
 def folded_list(step: _Related, prefetches: Sequence):
     """A related list as one column of its parent row's statement (PostgreSQL), read as the view's prefetch of the
     relation reads it (its order, its `distinct()`): a slug list as an array of its slugs, a nested list as a JSON
-    array of its rows' columns (`json_columns()`). None when it cannot be read so: a distinct list ordered by more
-    than a slug that is unique, a nested list with columns JSON does not give back exactly or lists of its own."""
+    array of its rows' columns (`json_columns()`). None when it cannot be read so: a slug list `through_rows()`
+    cannot read (or distinct by a slug that is not unique), a nested list with columns JSON does not give back
+    exactly or lists of its own; such a list is read by a statement of its own, as before."""
     from django.contrib.postgres.expressions import ArraySubquery
 
     queryset, _ = related_queryset(step, prefetches)
