@@ -244,15 +244,10 @@ def wait_for_progress(process) -> str:
     return line
 
 
-# Small batches, so that the run is still going when the test, having read its first progress line, stops it:
-# a busy machine can keep the test from running for longer than 30 batches of 100 take.
-MID_RUN_BATCH = "10"
-
-
 class TestInterruption:
     def test_kill_9_mid_run_leaves_everything_readable_and_a_rerun_finishes(self, bulk_cli):
         keys = [KEY_B, KEY_A]
-        process = bulk_cli.start("rotate_encryption_key", "--batch-size", MID_RUN_BATCH, "-v", "2", keys=keys)
+        process = bulk_cli.start("rotate_encryption_key", "--batch-size", "100", "-v", "2", keys=keys)
         wait_for_progress(process)
         # Hold the write lock so the run is caught between batches, then kill it outright.
         blocker = sqlite3.connect(bulk_cli.db_path, timeout=20, isolation_level=None)
@@ -288,7 +283,7 @@ class TestInterruption:
 
     def test_ctrl_c_stops_cleanly_with_a_message(self, bulk_cli):
         keys = [KEY_B, KEY_A]
-        process = bulk_cli.start("rotate_encryption_key", "--batch-size", MID_RUN_BATCH, "-v", "2", keys=keys)
+        process = bulk_cli.start("rotate_encryption_key", "--batch-size", "100", "-v", "2", keys=keys)
         wait_for_progress(process)
         blocker = sqlite3.connect(bulk_cli.db_path, timeout=20, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
