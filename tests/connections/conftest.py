@@ -6,6 +6,7 @@ import os
 import select
 import shutil
 import sqlite3
+import signal
 import subprocess
 import sys
 import time
@@ -57,9 +58,13 @@ class Cli:
         )
 
     def start(self, *args: str, keys: list[str] | None = None) -> subprocess.Popen:
+        """The command running, as it runs from a terminal: Ctrl-C (SIGINT) interrupts it even when the test
+        run itself was started with SIGINT ignored (in the background of a shell, or under nohup), which a
+        child would otherwise inherit."""
         return subprocess.Popen(
             [sys.executable, "manage.py", *args],
             cwd=REPO, env=self.env(keys), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     def start_python(self, code: str, *argv: str, keys: list[str] | None = None) -> subprocess.Popen:
