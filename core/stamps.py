@@ -7,9 +7,10 @@ of those tables was added, removed or changed, so the remembered total is what c
 rather than Django's signals, so that every write counts: bulk writes, querysets' updates and deletes, raw SQL,
 other processes.
 
-A table's stamp starts at a random number on its first write (a table emptied and written again, as a test
-database is between tests, does not repeat an earlier stamp), then goes up by one for each write: on SQLite for
-each row, on PostgreSQL for each statement (TRUNCATE too). A table without a stamp (no triggers, or its row
+A table's stamp starts at a random number when its triggers are made, or on the first write after its row was
+deleted (a table emptied and written again, as a test database is between tests, does not repeat an earlier
+stamp), then goes up by one for each write: on SQLite for each row, on PostgreSQL for each statement (TRUNCATE
+too). A table without a stamp (no triggers, or its row
 deleted) reads as NULL, and a total read with a NULL stamp is never remembered.
 """
 
@@ -30,6 +31,9 @@ $$
 """
 
 
+SQLITE_EVENTS = ("insert", "update", "delete")  # SQLite has a trigger for each, PostgreSQL one for them all
+
+
 def trigger_name(table: str, event: str = "write") -> str:
     return f"{table}_stamp_{event}"
 
@@ -45,17 +49,17 @@ def create_triggers(vendor: str, table: str) -> list[str]:
                 f'CREATE TRIGGER "{trigger_name(table)}" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "{table}" '
                 f"FOR EACH STATEMENT EXECUTE FUNCTION core_stamp_write()"]
     if vendor == "sqlite":
-        return [first, *(f'CREATE TRIGGER "{trigger_name(table, event.lower())}" AFTER {event} ON "{table}" BEGIN '
+        return [first, *(f'CREATE TRIGGER "{trigger_name(table, event)}" AFTER {event.upper()} ON "{table}" BEGIN '
                 f"INSERT INTO {STAMPS_TABLE} (table_name, stamp) VALUES ('{table}', {RANDOM_START[vendor]}) "
                 f"ON CONFLICT (table_name) DO UPDATE SET stamp = stamp + 1; END"
-                for event in ("INSERT", "UPDATE", "DELETE"))]
+                for event in SQLITE_EVENTS)]
 
 
 def drop_triggers(vendor: str, table: str) -> list[str]:
     if vendor == "postgresql":
         names = [trigger_name(table)]
     elif vendor == "sqlite":
-        names = [trigger_name(table, event) for event in ("insert", "update", "delete")]
+        names = [trigger_name(table, event) for event in SQLITE_EVENTS]
     else:
         names = []
     on = f' ON "{table}"' if vendor == "postgresql" else ""
