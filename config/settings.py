@@ -192,6 +192,11 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # on the client and never prepare whatever it is; core.rows prepares its statements on a cursor of its own.
         options.setdefault("prepare_threshold", 5)
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# How long the event loop waits on a call's token and endpoint read before awaiting it instead
+# (core/db_threads.py); 0: never. Worth it where the read is in-process work (SQLite), not a round trip to a
+# server the loop could spend on other calls (PostgreSQL).
+GATEWAY_DATABASE_HOLD_SECONDS = env.float(
+    "GATEWAY_DATABASE_HOLD_SECONDS", default=0.002 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 0.0)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -6,12 +6,20 @@ the number of calls in flight, and a stream never holds one while it streams. Af
 thread gives its connection back as the settings say: to PostgreSQL's pool (CONN_MAX_AGE 0), or kept open
 for the next piece of work (SQLite, CONN_MAX_AGE above 0).
 
+A pool may hold the loop while its work runs (`hold_loop_seconds`): the loop thread waits on the work with
+the GIL released, so the database thread runs at once and the loop goes on the moment it ends. Awaited
+instead, the thread has to win the GIL from a loop busy with other calls, and the loop has to come round
+to the result: with a few calls in flight per process, that waiting, not the query, was most of a call's
+database time (docs/benchmarks.md). The hold is bounded: past it the work is awaited as usual, and the
+pool stops holding for a second, so a slow database never stalls the loop call after call.
+
 An in-process caller that holds a transaction and waits for the loop (the test client) runs this work on
 its own thread instead, where its transaction lives: `on_callers_thread()` says so.
 """
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -44,9 +52,14 @@ def callers_thread_wanted() -> bool:
 class DatabaseThreads:
     """A named pool of threads for database work, each with its own connection."""
 
-    def __init__(self, name: str, size: int):
+    # After a hold ran out, how long the pool awaits its work without holding the loop.
+    HOLD_PAUSE_SECONDS = 1.0
+
+    def __init__(self, name: str, size: int, *, hold_loop_seconds: float = 0.0):
         self.name = name
         self.size = size
+        self.hold_loop_seconds = hold_loop_seconds
+        self._hold_again_at = 0.0
         self._executor: ThreadPoolExecutor | None = None
 
     def executor(self) -> ThreadPoolExecutor:
@@ -55,11 +68,29 @@ class DatabaseThreads:
         return self._executor
 
     async def run(self, function: Callable[..., T], *args, **kwargs) -> T:
-        """`function(*args, **kwargs)` on one of the threads (with the caller's context variables), awaited."""
+        """`function(*args, **kwargs)` on one of the threads (with the caller's context variables): its result,
+        waited for holding the loop up to `hold_loop_seconds`, then awaited."""
         if _ON_CALLERS_THREAD.get():
             return await sync_to_async(function, thread_sensitive=True)(*args, **kwargs)
-        work = partial(contextvars.copy_context().run, run_and_release, partial(function, *args, **kwargs))
-        return await asyncio.get_running_loop().run_in_executor(self.executor(), work)
+        future = self.executor().submit(self._work(function, args, kwargs))
+        if self.hold_loop_seconds and time.monotonic() >= self._hold_again_at:
+            try:
+                return future.result(timeout=self.hold_loop_seconds)
+            except TimeoutError:
+                if not future.done():  # else it is the work's own TimeoutError, raised again below
+                    self._hold_again_at = time.monotonic() + self.HOLD_PAUSE_SECONDS
+        return await asyncio.wrap_future(future)
+
+    def start(self, function: Callable[..., T], *args, **kwargs) -> asyncio.Future:
+        """`function(*args, **kwargs)` on one of the threads, started now without holding the loop: for
+        bookkeeping off a call's path (awaiting the future is optional)."""
+        if _ON_CALLERS_THREAD.get():
+            return asyncio.ensure_future(sync_to_async(function, thread_sensitive=True)(*args, **kwargs))
+        return asyncio.wrap_future(self.executor().submit(self._work(function, args, kwargs)))
+
+    @staticmethod
+    def _work(function: Callable[..., T], args: tuple, kwargs: dict) -> Callable[[], T]:
+        return partial(contextvars.copy_context().run, run_and_release, partial(function, *args, **kwargs))
 
     def shutdown(self) -> None:
         """After fork, and at shutdown: the next piece of work starts new threads."""

@@ -50,7 +50,8 @@ SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
 TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d{1,18})')
 
 T = TypeVar("T")
-DATABASE = DatabaseThreads("gateway-db", settings.GATEWAY_DATABASE_THREADS)
+DATABASE = DatabaseThreads("gateway-db", settings.GATEWAY_DATABASE_THREADS,
+                           hold_loop_seconds=settings.GATEWAY_DATABASE_HOLD_SECONDS)
 
 
 def error_answer(error: GatewayError) -> Answer:
@@ -202,7 +203,7 @@ class TokenCountingStream:
 
 def record_use_soon(connection: Connection) -> None:
     """Record the connection's use off the call's path."""
-    asyncio.get_running_loop().create_task(DATABASE.run(record_use, connection))
+    DATABASE.start(record_use, connection)
 
 
 async def route_call(endpoint: Endpoint, attempt: Callable[[Route], Awaitable[T]]) -> tuple[T, dict[str, str]]:
@@ -232,7 +233,7 @@ async def route_call(endpoint: Endpoint, attempt: Callable[[Route], Awaitable[T]
                 failures.append((route, error))
                 # Worth writing when the endpoint has somewhere else to send calls meanwhile.
                 if len(endpoint.routes) > 1 and (seconds := routing.cooldown_seconds(error)) is not None:
-                    bookkeeping.append(loop.create_task(DATABASE.run(start_cooldown, route.destination, seconds)))
+                    bookkeeping.append(DATABASE.start(start_cooldown, route.destination, seconds))
                 if routing.failure_class(error) not in endpoint.fallback_on or len(failures) == len(routes):
                     raise routing.all_failed(failures) from None
                 continue
