@@ -10,7 +10,8 @@ A pool may hold the loop while its work runs (`hold_loop_seconds`): the loop thr
 the GIL released, so the database thread runs at once and the loop goes on the moment it ends. Awaited
 instead, the thread has to win the GIL from a loop busy with other calls, and the loop has to come round
 to the result: with a few calls in flight per process, that waiting, not the query, was most of a call's
-database time (docs/benchmarks.md). The hold is bounded: past it the work is awaited as usual, and the
+database time (docs/benchmarks.md). With many in flight the loop has other calls to serve meanwhile, so a
+pool holds only while `hold_while()` says so. The hold is bounded: past it the work is awaited as usual, and the
 pool stops holding for a second, so a slow database never stalls the loop call after call.
 
 An in-process caller that holds a transaction and waits for the loop (the test client) runs this work on
@@ -55,10 +56,12 @@ class DatabaseThreads:
     # After a hold ran out, how long the pool awaits its work without holding the loop.
     HOLD_PAUSE_SECONDS = 1.0
 
-    def __init__(self, name: str, size: int, *, hold_loop_seconds: float = 0.0):
+    def __init__(self, name: str, size: int, *, hold_loop_seconds: float = 0.0,
+                 hold_while: Callable[[], bool] = lambda: True):
         self.name = name
         self.size = size
         self.hold_loop_seconds = hold_loop_seconds
+        self.hold_while = hold_while
         self._hold_again_at = 0.0
         self._executor: ThreadPoolExecutor | None = None
 
@@ -73,7 +76,7 @@ class DatabaseThreads:
         if _ON_CALLERS_THREAD.get():
             return await sync_to_async(function, thread_sensitive=True)(*args, **kwargs)
         future = self.executor().submit(self._work(function, args, kwargs))
-        if self.hold_loop_seconds and time.monotonic() >= self._hold_again_at:
+        if self.hold_loop_seconds and time.monotonic() >= self._hold_again_at and self.hold_while():
             try:
                 return future.result(timeout=self.hold_loop_seconds)
             except TimeoutError:

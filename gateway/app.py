@@ -45,7 +45,6 @@ class GatewayApp:
 
     def __init__(self, routes: tuple[tuple[str, re.Pattern, View], ...] = ROUTES):
         self.routes = routes
-        self.in_flight = 0
 
     def route(self, path: str) -> tuple[str, View, dict] | None:
         """The route for a path under the prefix: (its method, view, arguments), or None."""
@@ -69,13 +68,13 @@ class GatewayApp:
         if settings.SECURE_SSL_REDIRECT and not request.is_secure:
             await send_answer(send, request, redirect_to_https(request))
             return
-        if self.in_flight >= settings.GATEWAY_MAX_IN_FLIGHT:
+        if views.InFlight.calls >= settings.GATEWAY_MAX_IN_FLIGHT:
             await self.refuse(request, send, GatewayError(
                 503, errors.UNAVAILABLE, "gateway_busy",
                 "This gateway instance has as many calls in flight as it takes; retry in a moment.",
                 retry_after=str(RETRY_AFTER_SECONDS)))
             return
-        self.in_flight += 1
+        views.InFlight.calls += 1
         call = usage.begin(recorded=method == "POST")  # calls of a model, not the list of models
         try:
             answer = await self.answer(request, send, method, view, arguments)
@@ -87,7 +86,7 @@ class GatewayApp:
             if call is not None:
                 call.error = usage.CLIENT_GONE
         finally:
-            self.in_flight -= 1
+            views.InFlight.calls -= 1
             if call is not None:
                 usage.finish(call)
 

@@ -68,3 +68,19 @@ def test_started_work_runs_on_a_pool_thread_and_its_future_has_the_result():
         assert asyncio.run(scenario()).startswith("test-started")
     finally:
         pool.shutdown()
+
+
+def test_a_pool_holds_the_loop_only_while_hold_while_says_so():
+    """With a hold far longer than the work could wait, only not holding lets the loop free the work."""
+    pool = DatabaseThreads("test-busy", 1, hold_loop_seconds=30, hold_while=lambda: False)
+    try:
+        async def scenario():
+            loop_ran = threading.Event()
+            work = asyncio.ensure_future(pool.run(loop_ran.wait, 10))
+            await asyncio.sleep(0)
+            loop_ran.set()
+            return await asyncio.wait_for(work, 10)
+
+        assert asyncio.run(scenario()) is True
+    finally:
+        pool.shutdown()
