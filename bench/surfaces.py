@@ -702,8 +702,9 @@ GATEWAY_BURST_NOTE = (
     "another process, which the loop can spend on other calls: there the hold lost (0.72 against 0.69 of direct) and "
     "is off by default. With many calls in flight the loop has others to serve while a read runs: at 1,024 streams "
     "(512 a process) the hold lengthened the slowest first chunks (p99 +36 to +46 ms over direct, against +20 to +25 "
-    "without it), so it applies only while a process serves at most 32 calls (gateway/views.py). The usage writer, whose CPU also delays the loop, now inserts the calls' rows with one "
-    "`executemany` instead of model instances: 0.016 against 0.05 ms a call, timed alone."
+    "without it), so it applies only while a process serves at most 32 calls (gateway/views.py). The usage writer, "
+    "whose CPU also delays the loop, now inserts the calls' rows with one `executemany` instead of model instances: "
+    "0.016 against 0.05 ms a call, timed alone."
 )
 
 

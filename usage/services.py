@@ -56,6 +56,11 @@ def day_of(hour: datetime) -> datetime:
     return hour.replace(hour=0)
 
 
+# UsageRecord's columns in the order write_calls() gives each row's values.
+RECORD_COLUMNS = ("at", "endpoint_id", "connection_id", "token_id", "user_id", "provider", "model", "status", "error",
+                  "attempts", "stream", "latency_ms", "ttfb_ms", "prompt_tokens", "completion_tokens", "cost_micros")
+
+
 def write_calls(calls: list[Call]) -> None:
     """One row per call, and each call added to its hour's totals, in one transaction."""
     records, hours = [], {}
@@ -97,11 +102,6 @@ def write_calls(calls: list[Call]) -> None:
         add_to_totals(UsageHour, hours)
         add_to_totals(UsageHourOverall, overall)
         add_to_totals(UsageDay, days)
-
-
-# UsageRecord's columns in the order write_calls() gives each row's values.
-RECORD_COLUMNS = ("at", "endpoint_id", "connection_id", "token_id", "user_id", "provider", "model", "status", "error",
-                  "attempts", "stream", "latency_ms", "ttfb_ms", "prompt_tokens", "completion_tokens", "cost_micros")
 
 
 def insert_records(rows: list[tuple]) -> None:
