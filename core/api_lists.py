@@ -34,6 +34,7 @@ from django.db.models import (
     F, ForeignObjectRel, JSONField, ManyToManyField, Model, OuterRef, Prefetch, QuerySet, Subquery,
 )
 from django.db.models.functions import JSONObject
+from django.utils import timezone, translation
 from rest_framework import ISO_8601, serializers
 from rest_framework.filters import OrderingFilter
 from rest_framework.settings import api_settings
@@ -212,6 +213,21 @@ class ValuesList:
                 if not all(step.nested.plain(item[name]) for item in items):
                     return False
             elif not step.plain and not all(is_plain(item[name]) for item in items):
+                return False
+        return True
+
+    def made_from_rows(self, prefetches: Sequence = ()) -> bool:
+        """Whether a page's items depend on nothing but its statement's rows (and the time zone and language):
+        every related list read with its row (`folded_list()`) and no value worked out per list (`per_list`,
+        such as an age against the time now)."""
+        steps, _, _ = self.plan()
+        for _, step in steps:
+            if type(step) is _Related:
+                if folded_list(step, prefetches) is None:
+                    return False
+                if step.nested is not None and not step.nested.made_from_rows(related_queryset(step, prefetches)[1]):
+                    return False
+            elif type(step) in (Computed, _Derived) and step.per_list:
                 return False
         return True
 
@@ -682,12 +698,14 @@ class ValuesListMixin:
         ordering = self.plain_ordering(request)
         if ordering is None or self.list_queryset is None:
             return None
-        number, alias = int(number), self.queryset.db
-        found = self.list_pages(page_size).page(user, number, page_size, alias=alias, shape=ordering)
+        number = int(number)
+        # What the items depend on besides the rows: the time zone times are shown in, the language.
+        made_as = (timezone.get_current_timezone_name(), translation.get_language())
+        found = self.list_pages(page_size).page(user, number, page_size, alias=self.queryset.db, shape=ordering,
+                                                made_as=made_as)
         if found is None:
             return None  # past the last page: the ORM's paginator answers 404 as it always has
-        rows, total = found
-        items = self.values_list.represent(rows, self.queryset._prefetch_related_lookups, alias)
+        items, total = found
         counted = paginator.django_paginator_class((), page_size)
         counted.count = total  # the paginator's count, read with the page
         paginator.request, paginator.page = request, Page(items, number, counted)
@@ -697,18 +715,24 @@ class ValuesListMixin:
 
     def list_pages(self, size: int) -> Pages:
         """The view's compiled pages for pages of `size` rows (`list_queryset()` ordered as asked, read by
-        `values_list`), made once. A page of up to BY_KEY_MOST rows reads its related lists with its rows
-        (`folded_list()`, on PostgreSQL); a longer one by a statement for each, the cheaper plan for hundreds."""
+        `values_list`, represented as items), made once. A page of up to BY_KEY_MOST rows reads its related lists
+        with its rows (`folded_list()`, on PostgreSQL); a longer one by a statement for each, the cheaper plan for
+        hundreds. A page read in one statement is remembered when its items depend on nothing else
+        (`ValuesList.made_from_rows()`): asked for again, it costs a read of the write stamps."""
         short = size <= BY_KEY_MOST
         attribute = "_list_pages_short" if short else "_list_pages_long"
         pages = type(self).__dict__.get(attribute)
         if pages is None:
             view_class = type(self)
+            alias, prefetches = self.queryset.db, self.queryset._prefetch_related_lookups
 
             def rows(user, shape: tuple) -> QuerySet:
                 queryset = view_class().list_queryset(user)
                 return queryset.order_by(*shape) if shape else queryset
 
-            pages = Pages(rows, partial(self.values_list.values, fold=short))
+            folded = short and connections[alias].vendor == "postgresql"
+            pages = Pages(rows, partial(self.values_list.values, fold=short),
+                          make=partial(self.values_list.represent, prefetches=prefetches, alias=alias),
+                          remember=folded and self.values_list.made_from_rows(prefetches))
             setattr(type(self), attribute, pages)
         return pages

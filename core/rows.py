@@ -359,19 +359,31 @@ def exact(value) -> bool:
 
 
 TOTAL = "rows_total"  # the alias a page's statement reads the number of rows in all under
-STAMP = "rows_stamp_"  # the prefix of the aliases a page's statement reads the counted tables' write stamps under
+STAMP = "rows_stamp_"  # the prefix of the aliases a page's statement reads its tables' write stamps under
 SAMPLE_USER_ID = -7_350_000_000  # a sample parameter: an id no user has
 
 
 @dataclass(frozen=True)
 class PageStatements:
     """A list's page statements for one kind of user, set of filters and shape: `counted` reads the page's rows
-    with their total, `stamped` the rows alone; both read the write stamps (core.stamps) of every table the total
-    counts, under the aliases `stamps`."""
+    with their total, `stamped` the rows alone; both read the write stamps (core.stamps) of every table they
+    read, under the aliases `read_stamps`, of which `stamps` are those of the tables the total counts.
+    `current` reads those stamps alone, in the order of `read_stamps`."""
 
     counted: CompiledQuery
     stamped: CompiledQuery
     stamps: tuple[str, ...]
+    read_stamps: tuple[str, ...]
+    current: CompiledQuery
+
+
+@dataclass(frozen=True)
+class RememberedPage:
+    """What a caller made of a page's rows, their total, and the write stamps of every table they were read from."""
+
+    made: Any
+    total: int
+    stamps: tuple
 
 
 class Pages:
@@ -387,21 +399,33 @@ class Pages:
     the next page of that list reads only the stamps with its rows: while they are the same, the total is too
     (core/stamps.py), and counting thousands of rows again was most of a short page's time on PostgreSQL. Inside a
     transaction a list counts every time: what it reads there may still be rolled back.
+
+    `make(rows)` gives what the caller makes of a page (a list's items), in place of its rows. With `remember`
+    (what is made depends on nothing but the rows the statement reads, and `page()`'s `made_as`), it is remembered
+    with the write stamps of every table the statement reads; the same page asked for again reads only those
+    stamps, and while they are the same no row it was made from was written, so what was made is given again.
     """
 
     MOST = 64  # statements kept: a request asks for its shape, so the kinds must not grow without end
     MOST_TOTALS = 4096  # totals remembered, the least recently read forgotten first
+    MOST_PAGES = 256  # pages remembered (`made`), the least recently read forgotten first
 
-    def __init__(self, rows: Callable[..., QuerySet], values: Callable[[QuerySet], QuerySet]):
+    def __init__(self, rows: Callable[..., QuerySet], values: Callable[[QuerySet], QuerySet], *,
+                 make: Callable[[list[dict]], Any] | None = None, remember: bool = False):
         self.rows = rows
         self.values = values
+        self.make = make
+        self.remember_made = remember and make is not None
         self._statements: dict[tuple, PageStatements | None] = {}
         self._totals: OrderedDict[tuple, tuple[tuple, int]] = OrderedDict()
+        self._pages: OrderedDict[tuple, RememberedPage] = OrderedDict()
         self._lock = Lock()
 
-    def page(self, user, number: int, size: int, *, alias: str, shape: tuple = (), **filters) -> tuple[list[dict], int] | None:
-        """The rows of page `number` (from 1) of `size` rows, and the number of rows in all; None past the last
-        page (the caller's paginator answers that as it always has) or for a list that cannot be compiled."""
+    def page(self, user, number: int, size: int, *, alias: str, shape: tuple = (), made_as: tuple = (),
+             **filters) -> tuple[Any, int] | None:
+        """The rows of page `number` (from 1) of `size` rows (or what `make` makes of them), and the number of rows
+        in all; None past the last page (the caller's paginator answers that as it always has) or for a list that
+        cannot be compiled. `made_as`: what else than the rows `make` depends on (such as the time zone)."""
         key = self.key(user, shape, tuple(sorted(filters)))
         statements = self.statements(key, user)
         if statements is None:
@@ -409,29 +433,49 @@ class Pages:
         slice_of_page = {"low": (number - 1) * size, "high": number * size, "as_dicts": True, "user_id": user.pk}
         remembering = not connections[alias].in_atomic_block
         list_key = (key, user.pk, tuple(sorted(filters.items())))
+        page_key = (list_key, number, size, made_as)
+        if self.remember_made and remembering:
+            remembered = self._pages.get(page_key)
+            if remembered is not None and self.current_stamps(statements, alias) == remembered.stamps:
+                self.remember(self._pages, self.MOST_PAGES, page_key, remembered)
+                return remembered.made, remembered.total
         known = self._totals.get(list_key) if remembering else None
+        found = None
         if known is not None:
             found = statements.stamped.fetchall(alias, **slice_of_page, **filters)
-            if not found:
-                return None if number > 1 else (found, 0)
-            if tuple(found[0][name] for name in statements.stamps) == known[0]:
-                self.remember(list_key, known)
-                return found, known[1]
-        found = statements.counted.fetchall(alias, **slice_of_page, **filters)
+            if found and tuple(found[0][name] for name in statements.stamps) == known[0]:
+                self.remember(self._totals, self.MOST_TOTALS, list_key, known)
+                total = known[1]
+            elif found:
+                found = None  # written since: counted again
+        if found is None:
+            found = statements.counted.fetchall(alias, **slice_of_page, **filters)
+            if found:
+                total = found[0][TOTAL]
+                stamps = tuple(found[0][name] for name in statements.stamps)
+                if remembering and None not in stamps:
+                    self.remember(self._totals, self.MOST_TOTALS, list_key, (stamps, total))
         if not found:
-            return None if number > 1 else (found, 0)
-        total = found[0][TOTAL]
-        stamps = tuple(found[0][name] for name in statements.stamps)
-        if remembering and None not in stamps:
-            self.remember(list_key, (stamps, total))
-        return found, total
+            return None if number > 1 else (found if self.make is None else self.make(found), 0)
+        if self.make is None:
+            return found, total
+        read_stamps = tuple(found[0][name] for name in statements.read_stamps)
+        result = self.make(found)
+        if self.remember_made and remembering and None not in read_stamps:
+            self.remember(self._pages, self.MOST_PAGES, page_key, RememberedPage(result, total, read_stamps))
+        return result, total
 
-    def remember(self, list_key: tuple, known: tuple[tuple, int]) -> None:
+    @staticmethod
+    def current_stamps(statements: PageStatements, alias: str) -> tuple:
+        """The write stamps of the tables a page reads, as they are now (a table without one is left out)."""
+        return tuple(stamp for stamp, in statements.current.fetchall(alias))
+
+    def remember(self, memory: OrderedDict, most: int, key: tuple, value) -> None:
         with self._lock:
-            self._totals[list_key] = known
-            self._totals.move_to_end(list_key)
-            if len(self._totals) > self.MOST_TOTALS:
-                self._totals.popitem(last=False)
+            memory[key] = value
+            memory.move_to_end(key)
+            if len(memory) > most:
+                memory.popitem(last=False)
 
     @staticmethod
     def key(user, shape: tuple, filters: tuple[str, ...]) -> tuple:
@@ -445,12 +489,17 @@ class Pages:
         superuser, active, shape, filters = key
         user_model = user.__class__  # the model's, also through the lazy object of a session's user
 
-        def build(user_id: int, *, counted: bool, **values) -> QuerySet:
+        def listed(user_id: int, **values) -> tuple[QuerySet, QuerySet]:
+            """The page's rows as `values()` reads them, and their total."""
             rows = self.rows(user_model(pk=user_id, is_superuser=superuser, is_active=active), shape=shape, **values)
             # COUNT(*), not COUNT of the key (the same number, a key is never null): SQLite counts a table's rows
             # from its smallest index without reading them, where counting a column reads every row.
             total = rows.order_by().values(**{TOTAL: Func(Star(), function="COUNT", output_field=IntegerField())})
-            read = self.values(rows).annotate(**write_stamps(total))
+            return self.values(rows), total
+
+        def build(user_id: int, *, counted: bool, **values) -> QuerySet:
+            read, total = listed(user_id, **values)
+            read = read.annotate(**write_stamps(tables_read(read) | tables_read(total)))
             return read.annotate(**{TOTAL: Subquery(total, output_field=IntegerField())}) if counted else read
 
         samples = {name: f"sample-{name}-7350" for name in filters}
@@ -458,25 +507,35 @@ class Pages:
         statements = None
         # A distinct or sliced list cannot be counted by its rows' ids, nor sliced again.
         if not (sample_rows.query.distinct or sample_rows.query.is_sliced):
+            read, total = listed(SAMPLE_USER_ID, **samples)
+            tables = sorted(tables_read(read) | tables_read(total))
             statements = PageStatements(
                 counted=CompiledQuery(partial(build, counted=True), optional=("user_id",), user_id=SAMPLE_USER_ID,
                                       **samples),
                 stamped=CompiledQuery(partial(build, counted=False), optional=("user_id",), user_id=SAMPLE_USER_ID,
                                       **samples),
-                stamps=tuple(name for name in sample_rows.query.annotations if name.startswith(STAMP)),
+                stamps=tuple(STAMP + table for table in sorted(tables_read(total))),
+                read_stamps=tuple(STAMP + table for table in tables),
+                current=CompiledQuery(lambda: WriteStamp.objects.filter(table_name__in=tables)
+                                      .order_by("table_name").values_list("stamp")),
             )
         with self._lock:
             return self._statements.setdefault(key, statements)
 
 
-def write_stamps(counted: QuerySet) -> dict[str, Subquery]:
-    """The write stamp of each table `counted` reads, as subqueries aliased STAMP + the table's name. A table
-    that has no stamp (core/stamps.py) reads NULL, and a total read with it is not remembered."""
-    sql, _ = counted.query.get_compiler(counted.db).as_sql()
-    quote = connections[counted.db].ops.quote_name
-    tables = sorted({model._meta.db_table for model in apps.get_models(include_auto_created=True)
-                     if quote(model._meta.db_table) in sql})
-    return {f"{STAMP}{table}": Subquery(WriteStamp.objects.filter(table_name=table).values("stamp")) for table in tables}
+def tables_read(queryset: QuerySet) -> set[str]:
+    """The tables of the project's models that the queryset's statement reads (its subqueries' too)."""
+    sql, _ = queryset.query.get_compiler(queryset.db).as_sql()
+    quote = connections[queryset.db].ops.quote_name
+    return {model._meta.db_table for model in apps.get_models(include_auto_created=True)
+            if quote(model._meta.db_table) in sql}
+
+
+def write_stamps(tables: set[str]) -> dict[str, Subquery]:
+    """The write stamp of each table, as subqueries aliased STAMP + the table's name. A table that has no stamp
+    (core/stamps.py) reads NULL, and what was read with it is not remembered."""
+    return {f"{STAMP}{table}": Subquery(WriteStamp.objects.filter(table_name=table).values("stamp"))
+            for table in sorted(tables)}
 
 
 class ForIds:
