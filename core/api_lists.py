@@ -216,20 +216,47 @@ class ValuesList:
                 return False
         return True
 
-    def made_from_rows(self, prefetches: Sequence = ()) -> bool:
-        """Whether a page's items depend on nothing but its statement's rows (and the time zone and language):
-        every related list read with its row (`folded_list()`) and no value worked out per list (`per_list`,
-        such as an age against the time now)."""
+    def made_from_rows(self, prefetches: Sequence = (), nested: bool = False) -> bool:
+        """Whether a page's items depend on nothing but its statement's rows (and the time zone and language),
+        but for values worked out per list (such as an age against the time now), which `again()` works out
+        again: every related list read with its row (`folded_list()`), none with values worked out per list."""
         steps, _, _ = self.plan()
         for _, step in steps:
             if type(step) is _Related:
-                if folded_list(step, prefetches) is None:
+                if folded_list(step, prefetches) is None or step.nested is not None and not step.nested.made_from_rows(
+                        related_queryset(step, prefetches)[1], nested=True):
                     return False
-                if step.nested is not None and not step.nested.made_from_rows(related_queryset(step, prefetches)[1]):
-                    return False
-            elif type(step) in (Computed, _Derived) and step.per_list:
+            elif nested and type(step) in (Computed, _Derived) and step.per_list:
                 return False
         return True
+
+    def per_list_steps(self) -> list[tuple[str, Any]]:
+        steps, _, _ = self.plan()
+        return [(name, step) for name, step in steps if type(step) in (Computed, _Derived) and step.per_list]
+
+    def to_remember(self, rows: Sequence[dict], prefetches: Sequence = (), alias: str | None = None) -> tuple:
+        """The items of `rows` (`represent()`), with each row's columns that values worked out per list read:
+        what a remembered page keeps, for `again()`."""
+        columns = [column for name, _ in self.per_list_steps()
+                   for column in (*self.computed[name].columns, *self.computed[name].expressions)]
+        read = [{column: row[column] for column in columns} for row in rows] if columns else None
+        return self.represent(rows, prefetches, alias), read
+
+    def again(self, remembered: tuple) -> list[dict]:
+        """A remembered page's items, with the values worked out per list worked out now, in their places."""
+        items, read = remembered
+        if read is None:
+            return items
+        functions = [(name, step.value(), step.representation()) if type(step) is _Derived else
+                     (name, step.represent(), None) for name, step in self.per_list_steps()]
+        fresh_items = []
+        for item, columns in zip(items, read):
+            row, fresh = dict(columns), item.copy()
+            for name, value_of, represented in functions:
+                value = value_of(row)
+                fresh[name] = value if represented is None or value is None else represented(value)
+            fresh_items.append(fresh)
+        return fresh_items
 
     def always_plain(self) -> bool:
         """Whether every item is plain JSON whatever the rows: each step says its values always are (a nested
@@ -731,8 +758,12 @@ class ValuesListMixin:
                 return queryset.order_by(*shape) if shape else queryset
 
             folded = short and connections[alias].vendor == "postgresql"
-            pages = Pages(rows, partial(self.values_list.values, fold=short),
-                          make=partial(self.values_list.represent, prefetches=prefetches, alias=alias),
-                          remember=folded and self.values_list.made_from_rows(prefetches))
+            if folded and self.values_list.made_from_rows(prefetches):
+                pages = Pages(rows, partial(self.values_list.values, fold=True), remember=True,
+                              make=partial(self.values_list.to_remember, prefetches=prefetches, alias=alias),
+                              give=self.values_list.again)
+            else:
+                pages = Pages(rows, partial(self.values_list.values, fold=short),
+                              make=partial(self.values_list.represent, prefetches=prefetches, alias=alias))
             setattr(type(self), attribute, pages)
         return pages

@@ -400,21 +400,24 @@ class Pages:
     (core/stamps.py), and counting thousands of rows again was most of a short page's time on PostgreSQL. Inside a
     transaction a list counts every time: what it reads there may still be rolled back.
 
-    `make(rows)` gives what the caller makes of a page (a list's items), in place of its rows. With `remember`
-    (what is made depends on nothing but the rows the statement reads, and `page()`'s `made_as`), it is remembered
-    with the write stamps of every table the statement reads; the same page asked for again reads only those
-    stamps, and while they are the same no row it was made from was written, so what was made is given again.
+    `make(rows)` gives what the caller makes of a page (a list's items), and `give(made)` what a request is given
+    of it, in place of the rows. With `remember` (what is made depends on nothing but the rows the statement reads
+    and `page()`'s `made_as`), it is remembered with the write stamps of every table the statement reads; the same
+    page asked for again reads only those stamps, and while they are the same no row it was made from was written,
+    so what was made is given again (`give` works out again what depends on the time of the request).
     """
 
     MOST = 64  # statements kept: a request asks for its shape, so the kinds must not grow without end
     MOST_TOTALS = 4096  # totals remembered, the least recently read forgotten first
-    MOST_PAGES = 256  # pages remembered (`made`), the least recently read forgotten first
+    MOST_PAGES = 64  # pages remembered (`made`), the least recently read forgotten first
 
     def __init__(self, rows: Callable[..., QuerySet], values: Callable[[QuerySet], QuerySet], *,
-                 make: Callable[[list[dict]], Any] | None = None, remember: bool = False):
+                 make: Callable[[list[dict]], Any] | None = None, give: Callable[[Any], Any] | None = None,
+                 remember: bool = False):
         self.rows = rows
         self.values = values
         self.make = make
+        self.give = give or (lambda made: made)
         self.remember_made = remember and make is not None
         self._statements: dict[tuple, PageStatements | None] = {}
         self._totals: OrderedDict[tuple, tuple[tuple, int]] = OrderedDict()
@@ -438,7 +441,7 @@ class Pages:
             remembered = self._pages.get(page_key)
             if remembered is not None and self.current_stamps(statements, alias) == remembered.stamps:
                 self.remember(self._pages, self.MOST_PAGES, page_key, remembered)
-                return remembered.made, remembered.total
+                return self.give(remembered.made), remembered.total
         known = self._totals.get(list_key) if remembering else None
         found = None
         if known is not None:
@@ -456,14 +459,14 @@ class Pages:
                 if remembering and None not in stamps:
                     self.remember(self._totals, self.MOST_TOTALS, list_key, (stamps, total))
         if not found:
-            return None if number > 1 else (found if self.make is None else self.make(found), 0)
+            return None if number > 1 else (found if self.make is None else self.give(self.make(found)), 0)
         if self.make is None:
             return found, total
         read_stamps = tuple(found[0][name] for name in statements.read_stamps)
-        result = self.make(found)
+        made = self.make(found)
         if self.remember_made and remembering and None not in read_stamps:
-            self.remember(self._pages, self.MOST_PAGES, page_key, RememberedPage(result, total, read_stamps))
-        return result, total
+            self.remember(self._pages, self.MOST_PAGES, page_key, RememberedPage(made, total, read_stamps))
+        return self.give(made), total
 
     @staticmethod
     def current_stamps(statements: PageStatements, alias: str) -> tuple:

@@ -124,11 +124,32 @@ def test_inside_a_transaction_a_page_is_read_every_time(client):
         assert read(client)[0]["results"][0]["enabled"] is False
 
 
-def test_a_list_that_shows_ages_against_the_time_now_is_read_every_time(client, make_connection):
+@on_postgresql
+def test_ages_against_the_time_now_are_worked_out_again_on_a_remembered_page(client, monkeypatch):
     """The connections list shows each key's age and rotation status, which change with the time alone."""
-    read(client, "/api/v1/connections/")
-    assert reads_connections(read(client, "/api/v1/connections/")[1])
+    connections = "/api/v1/connections/?page_size=2"
+    first = read(client, connections)[0]
+    later = timezone.now() + timedelta(days=400)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    again, statements = read(client, connections)
+
+    assert not any('FROM "connections_connection"' in statement for statement in statements)  # remembered
+    assert again == read_afresh(client, connections)
+    assert [item["key_age_days"] for item in again["results"]] == [
+        item["key_age_days"] + 400 for item in first["results"]]
+    assert {item["rotation_status"] for item in first["results"]} == {"ok"}
+    assert {item["rotation_status"] for item in again["results"]} == {"overdue"}
 
 
-def reads_connections(statements: list[str]) -> bool:
-    return any('FROM "connections_connection"' in statement for statement in statements)
+def test_the_connections_page_follows_a_renamed_user_and_endpoint(client, operator):
+    connections = "/api/v1/connections/?page_size=2"
+    Connection.objects.update(created_by=operator)
+    before = read(client, connections)[0]
+    type(operator).objects.filter(pk=operator.pk).update(username="renamed-user")
+    Endpoint.objects.filter(name="e-0").update(name="e-renamed")
+    after = read(client, connections)[0]
+
+    assert after == read_afresh(client, connections)
+    assert before["results"][0]["created_by"] != "renamed-user"
+    assert after["results"][0]["created_by"] == "renamed-user"
+    assert "e-renamed" in after["results"][0]["endpoints"]
