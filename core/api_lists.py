@@ -42,7 +42,7 @@ from rest_framework.response import Response
 from rest_framework.relations import ManyRelatedField, RelatedField, SlugRelatedField
 
 from .api import FilterBackend
-from .rows import ForIds, Pages
+from .rows import ForIds, Pages, tables_read
 
 
 @dataclass(frozen=True)
@@ -217,18 +217,33 @@ class ValuesList:
         return True
 
     def made_from_rows(self, prefetches: Sequence = (), nested: bool = False) -> bool:
-        """Whether a page's items depend on nothing but its statement's rows (and the time zone and language),
-        but for values worked out per list (such as an age against the time now), which `again()` works out
-        again: every related list read with its row (`folded_list()`), none with values worked out per list."""
+        """Whether a page's items depend on nothing but the rows read for it (its own and its related lists'; the
+        time zone and language), but for values worked out per list (such as an age against the time now), which
+        `again()` works out again: no related list has values worked out per list."""
         steps, _, _ = self.plan()
         for _, step in steps:
             if type(step) is _Related:
-                if folded_list(step, prefetches) is None or step.nested is not None and not step.nested.made_from_rows(
-                        related_queryset(step, prefetches)[1], nested=True):
+                if step.nested is not None and not step.nested.made_from_rows(related_queryset(step, prefetches)[1],
+                                                                               nested=True):
                     return False
             elif nested and type(step) in (Computed, _Derived) and step.per_list:
                 return False
         return True
+
+    def related_tables(self, prefetches: Sequence = ()) -> set[str]:
+        """The tables the statements reading a page's related lists read (theirs' too), as `represent()` reads them
+        when they are not read with the page's rows."""
+        steps, _, _ = self.plan()
+        tables = set()
+        for _, step in steps:
+            if type(step) is _Related:
+                queryset, inner = related_queryset(step, prefetches)
+                if step.nested is None:
+                    tables |= tables_read(slug_rows(step, queryset, [ForIds.SAMPLE]))
+                else:
+                    tables |= tables_read(nested_rows(step, queryset, [ForIds.SAMPLE]))
+                    tables |= step.nested.related_tables(inner)
+        return tables
 
     def per_list_steps(self) -> list[tuple[str, Any]]:
         steps, _, _ = self.plan()
@@ -744,7 +759,7 @@ class ValuesListMixin:
         """The view's compiled pages for pages of `size` rows (`list_queryset()` ordered as asked, read by
         `values_list`, represented as items), made once. A page of up to BY_KEY_MOST rows reads its related lists
         with its rows (`folded_list()`, on PostgreSQL); a longer one by a statement for each, the cheaper plan for
-        hundreds. A page read in one statement is remembered when its items depend on nothing else
+        hundreds. A short page is remembered when its items depend on nothing but the rows read for it
         (`ValuesList.made_from_rows()`): asked for again, it costs a read of the write stamps."""
         short = size <= BY_KEY_MOST
         attribute = "_list_pages_short" if short else "_list_pages_long"
@@ -757,11 +772,11 @@ class ValuesListMixin:
                 queryset = view_class().list_queryset(user)
                 return queryset.order_by(*shape) if shape else queryset
 
-            folded = short and connections[alias].vendor == "postgresql"
-            if folded and self.values_list.made_from_rows(prefetches):
+            if short and self.values_list.made_from_rows(prefetches):
                 pages = Pages(rows, partial(self.values_list.values, fold=True), remember=True,
                               make=partial(self.values_list.to_remember, prefetches=prefetches, alias=alias),
-                              give=self.values_list.again)
+                              give=self.values_list.again,
+                              also_reads=partial(self.values_list.related_tables, prefetches))
             else:
                 pages = Pages(rows, partial(self.values_list.values, fold=short),
                               make=partial(self.values_list.represent, prefetches=prefetches, alias=alias))

@@ -401,10 +401,11 @@ class Pages:
     transaction a list counts every time: what it reads there may still be rolled back.
 
     `make(rows)` gives what the caller makes of a page (a list's items), and `give(made)` what a request is given
-    of it, in place of the rows. With `remember` (what is made depends on nothing but the rows the statement reads
-    and `page()`'s `made_as`), it is remembered with the write stamps of every table the statement reads; the same
-    page asked for again reads only those stamps, and while they are the same no row it was made from was written,
-    so what was made is given again (`give` works out again what depends on the time of the request).
+    of it, in place of the rows. With `remember` (what is made depends on nothing but the rows the statement reads,
+    the rows of `also_reads()`, the tables `make` reads by statements of its own, and `page()`'s `made_as`), it is
+    remembered with the write stamps of every one of those tables, read with the page; the same page asked for
+    again reads only those stamps, and while they are the same no row it was made from was written, so what was
+    made is given again (`give` works out again what depends on the time of the request).
     """
 
     MOST = 64  # statements kept: a request asks for its shape, so the kinds must not grow without end
@@ -413,10 +414,11 @@ class Pages:
 
     def __init__(self, rows: Callable[..., QuerySet], values: Callable[[QuerySet], QuerySet], *,
                  make: Callable[[list[dict]], Any] | None = None, give: Callable[[Any], Any] | None = None,
-                 remember: bool = False):
+                 remember: bool = False, also_reads: Callable[[], set[str]] = set):
         self.rows = rows
         self.values = values
         self.make = make
+        self.also_reads = also_reads
         self.give = give or (lambda made: made)
         self.remember_made = remember and make is not None
         self._statements: dict[tuple, PageStatements | None] = {}
@@ -502,7 +504,7 @@ class Pages:
 
         def build(user_id: int, *, counted: bool, **values) -> QuerySet:
             read, total = listed(user_id, **values)
-            read = read.annotate(**write_stamps(tables_read(read) | tables_read(total)))
+            read = read.annotate(**write_stamps(tables_read(read) | tables_read(total) | self.also_reads()))
             return read.annotate(**{TOTAL: Subquery(total, output_field=IntegerField())}) if counted else read
 
         samples = {name: f"sample-{name}-7350" for name in filters}
@@ -511,7 +513,7 @@ class Pages:
         # A distinct or sliced list cannot be counted by its rows' ids, nor sliced again.
         if not (sample_rows.query.distinct or sample_rows.query.is_sliced):
             read, total = listed(SAMPLE_USER_ID, **samples)
-            tables = sorted(tables_read(read) | tables_read(total))
+            tables = sorted(tables_read(read) | tables_read(total) | self.also_reads())
             statements = PageStatements(
                 counted=CompiledQuery(partial(build, counted=True), optional=("user_id",), user_id=SAMPLE_USER_ID,
                                       **samples),

@@ -356,7 +356,7 @@ def test_a_connections_endpoint_names_are_read_by_key_not_by_joining_the_endpoin
     join by hashing the whole endpoints table. (PostgreSQL reads an unfiltered page's names with the page.)"""
     if on_postgres() and not query:
         pytest.skip("PostgreSQL reads an unfiltered page's names in the page's own statement")
-    names = [sql for sql in captured_sql(api, "/api/v1/connections/" + query, settings) if "endpoints_endpoint" in sql]
+    names = [sql for sql in captured_sql(api, "/api/v1/connections/" + query, settings) if '"endpoints_endpoint"' in sql]
     assert len(names) == 1
     assert "JOIN" not in names[0] and names[0].count('FROM "endpoints_destination"') == 1
 
@@ -372,7 +372,7 @@ def test_a_long_page_of_connections_joins_its_endpoints_names_and_lists_them_ali
                                                 role=Destination.Role.FALLBACK, position=9)
                                     for number, endpoint in enumerate(endpoints))
     path = "/api/v1/connections/?provider=openai&page_size=500"  # filtered: its names by a statement of their own
-    names = [sql for sql in captured_sql(api, path, settings) if "endpoints_endpoint" in sql]
+    names = [sql for sql in captured_sql(api, path, settings) if '"endpoints_endpoint"' in sql]
     assert len(names) == 1 and "JOIN" in names[0] and "LIMIT" not in names[0]
     queryset = (Connection.objects.select_related("created_by", "updated_by", "team")
                 .prefetch_related(each_endpoint_once()))
