@@ -699,7 +699,7 @@ def report(runs: list[dict], options: argparse.Namespace, load_before: str, load
         Path(REPO / "bench/lists-profile-before.txt").read_text().strip(),
         "```",
         "",
-        "**After** (this run):",
+        "**After** (this run; the short API pages are read again and again, so these profile remembered pages):",
         "",
         "```",
         "\n\n".join(f"### {surface}\n{text}" for surface, text in runs[0]["profile"].items()),
