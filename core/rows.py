@@ -8,7 +8,7 @@ again. A statement written once and a RowReader that knows each column's convert
 import re
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -502,24 +502,25 @@ class Pages:
             total = rows.order_by().values(**{TOTAL: Func(Star(), function="COUNT", output_field=IntegerField())})
             return self.values(rows), total
 
+        samples = {name: f"sample-{name}-7350" for name in filters}
+        read, total = listed(SAMPLE_USER_ID, **samples)
+        counted_tables = tables_read(total)
+        tables = sorted(tables_read(read) | counted_tables | self.also_reads())  # as the statements are compiled
+
         def build(user_id: int, *, counted: bool, **values) -> QuerySet:
             read, total = listed(user_id, **values)
-            read = read.annotate(**write_stamps(tables_read(read) | tables_read(total) | self.also_reads()))
+            read = read.annotate(**write_stamps(tables))
             return read.annotate(**{TOTAL: Subquery(total, output_field=IntegerField())}) if counted else read
 
-        samples = {name: f"sample-{name}-7350" for name in filters}
-        sample_rows = build(SAMPLE_USER_ID, counted=True, **samples)
         statements = None
         # A distinct or sliced list cannot be counted by its rows' ids, nor sliced again.
-        if not (sample_rows.query.distinct or sample_rows.query.is_sliced):
-            read, total = listed(SAMPLE_USER_ID, **samples)
-            tables = sorted(tables_read(read) | tables_read(total) | self.also_reads())
+        if not (read.query.distinct or read.query.is_sliced):
             statements = PageStatements(
                 counted=CompiledQuery(partial(build, counted=True), optional=("user_id",), user_id=SAMPLE_USER_ID,
                                       **samples),
                 stamped=CompiledQuery(partial(build, counted=False), optional=("user_id",), user_id=SAMPLE_USER_ID,
                                       **samples),
-                stamps=tuple(STAMP + table for table in sorted(tables_read(total))),
+                stamps=tuple(STAMP + table for table in sorted(counted_tables)),
                 read_stamps=tuple(STAMP + table for table in tables),
                 current=CompiledQuery(lambda: WriteStamp.objects.filter(table_name__in=tables)
                                       .order_by("table_name").values_list("stamp")),
@@ -536,7 +537,7 @@ def tables_read(queryset: QuerySet) -> set[str]:
             if quote(model._meta.db_table) in sql}
 
 
-def write_stamps(tables: set[str]) -> dict[str, Subquery]:
+def write_stamps(tables: Iterable[str]) -> dict[str, Subquery]:
     """The write stamp of each table, as subqueries aliased STAMP + the table's name. A table that has no stamp
     (core/stamps.py) reads NULL, and what was read with it is not remembered."""
     return {f"{STAMP}{table}": Subquery(WriteStamp.objects.filter(table_name=table).values("stamp"))
